@@ -1,0 +1,114 @@
+"""Detection runtime: registered ONNX models -> probability COG -> pit/pond polygons.
+
+Entry points: :func:`detect_scene`, :func:`write_polygons`, :func:`get_model` / :func:`list_models`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyogrio.raw
+import shapely
+
+from amberwatch.detect.registry import ModelInfo, get_model, list_models
+from amberwatch.detect.segment import DEFAULT_MARGIN, Progress, cached_runner, predict_probabilities
+from amberwatch.detect.session import create_session
+from amberwatch.detect.vectorize import vectorize
+from amberwatch.errors import InputError
+from amberwatch.settings import Settings
+from amberwatch.types import DetectionResult, IngestedScene
+
+__all__ = [
+    "ModelInfo", "create_session", "detect_scene", "get_model", "list_models", "predict_probabilities",
+    "vectorize", "write_polygons",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def detect_scene(
+    scene: IngestedScene,
+    model: ModelInfo,
+    work_dir: Path,
+    settings: Settings,
+    progress: Progress | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> DetectionResult:
+    """Run ``model`` on ``scene``: probability COG in ``work_dir`` + polygons (EPSG:4326).
+
+    VHR RGB models are delegated to ``amberwatch.vhr.detect_vhr``. ``progress(done, total)`` reports windows.
+    """
+    if model.family != scene.family:
+        raise InputError(f"Model {model.ref} is for {model.family} imagery but scene {scene.scene_key} is "
+                         f"{scene.family} ({scene.sensor})")
+    if model.family == "vhr_rgb":
+        from amberwatch.vhr import detect_vhr
+
+        return detect_vhr(scene, model.path, settings)
+    work_dir = Path(work_dir)
+    prob_path = work_dir / f"{scene.scene_key}__{model.name}-{model.version}__prob.tif"
+    predict_probabilities(scene, model, prob_path, settings, progress=progress, margin=DEFAULT_MARGIN)
+    polygons = vectorize(prob_path, scene.crs, threshold=threshold, min_area_ha=settings.min_mapping_unit_ha)
+    provider = cached_runner(str(model.onnx_path), model.sha256,
+                             tuple(settings.providers) if settings.providers else None).provider
+    return DetectionResult(
+        scene_key=scene.scene_key,
+        model_name=model.name,
+        model_version=model.version,
+        observed_at=scene.acquired,
+        polygons=polygons,
+        probability_path=prob_path,
+        provider=provider,
+        parameters={
+            "threshold": threshold,
+            "window_size": settings.window_size,
+            "overlap_margin": DEFAULT_MARGIN,
+            "min_area_ha": settings.min_mapping_unit_ha,
+            "input_bands": model.input_bands,
+            "model_sha256": model.sha256,
+        },
+    )
+
+
+DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
+
+
+def write_polygons(result: DetectionResult, path: Path) -> Path:
+    """Write the result's polygons to ``.gpkg`` or ``.geojson`` (EPSG:4326) with columns class, area_ha,
+    confidence, observed_at (ISO 8601 UTC), model, model_version."""
+    path = Path(path)
+    driver = DRIVERS.get(path.suffix.lower())
+    if driver is None:
+        raise InputError(f"Cannot write polygons to {path.name}: use a .gpkg or .geojson file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()
+    n = len(result.polygons)
+    geoms = [p.geometry for p in result.polygons]
+    multi = any(g.geom_type == "MultiPolygon" for g in geoms)
+    observed = result.observed_at.isoformat()
+    field_data = [
+        np.array([p.cls for p in result.polygons], dtype=object),
+        np.array([p.area_ha for p in result.polygons], dtype=np.float64),
+        np.array([p.confidence for p in result.polygons], dtype=np.float64),
+        np.array([observed] * n, dtype=object),
+        np.array([result.model_name] * n, dtype=object),
+        np.array([result.model_version] * n, dtype=object),
+    ]
+    pyogrio.raw.write(
+        path,
+        geometry=shapely.to_wkb(np.array(geoms, dtype=object)) if n else np.array([], dtype=object),
+        field_data=field_data,
+        fields=["class", "area_ha", "confidence", "observed_at", "model", "model_version"],
+        driver=driver,
+        geometry_type="MultiPolygon" if multi else "Polygon",
+        promote_to_multi=multi,
+        crs="EPSG:4326",
+        layer="detections" if driver == "GPKG" else None,
+    )
+    log.info("wrote %d polygons to %s", n, path)
+    return path

@@ -1,0 +1,259 @@
+"""The pipeline as a framework-free core: ingest -> detect -> vectorize -> store -> publish.
+
+The CLI and the REST API both call these functions; they take a started :class:`Store` and the settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from geoalchemy2.shape import from_shape
+from shapely.geometry import MultiPolygon, Polygon
+from sqlalchemy import select
+
+from amberwatch.errors import ForbiddenPathError, InputError, NotFoundError
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+from amberwatch.store.models import Detection, ModelVersion, Run, Scene
+from amberwatch.types import DetectionResult, IngestedScene
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, str], None]
+
+
+def _noop(_: float, __: str) -> None:
+    pass
+
+
+# -- paths ---------------------------------------------------------------------------------------
+def check_allowed(path: Path, settings: Settings) -> Path:
+    """Resolve ``path`` and make sure it lies under one of ``settings.allowed_roots`` (server-side paths)."""
+    resolved = path.expanduser().resolve()
+    roots = [r.expanduser().resolve() for r in settings.allowed_roots]
+    if not any(resolved == r or r in resolved.parents for r in roots):
+        raise ForbiddenPathError(
+            f"path {path} is outside the allowed roots ({', '.join(str(r) for r in roots)}); "
+            "upload the file instead or set AMBERWATCH_ALLOWED_ROOTS"
+        )
+    return resolved
+
+
+# -- ingest --------------------------------------------------------------------------------------
+def scene_from_row(row: Scene) -> IngestedScene:
+    """Rebuild the stage interface object from a stored scene."""
+    from shapely import wkb
+
+    return IngestedScene(
+        scene_key=row.scene_key, sensor=row.sensor, family=row.family, level=row.level,  # type: ignore[arg-type]
+        acquired=row.acquired, bands=list(row.bands), resolution=row.resolution, crs=row.crs,
+        bounds=tuple(row.stac_item.get("properties", {}).get("proj:bbox", (0, 0, 0, 0))),  # type: ignore[arg-type]
+        footprint_wgs84=wkb.loads(bytes(row.footprint.data)),
+        reflectance_path=Path(row.reflectance_path),
+        cloud_mask_path=Path(row.cloud_mask_path) if row.cloud_mask_path else None,
+        source=row.source, cloud_fraction=row.cloud_fraction, stac_item=row.stac_item,
+    )
+
+
+def ingest(store: Store, settings: Settings, path: Path, progress: Progress = _noop) -> Scene:
+    """Ingest a scene from ``path`` and store it; a scene already ingested (same key) is returned as is."""
+    from amberwatch.ingest import ingest_path
+
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    staging = settings.path("scenes", f".staging-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
+    try:
+        scene = ingest_path(path, staging, progress=progress)
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    with store.session() as session:
+        existing = session.scalar(select(Scene).where(Scene.scene_key == scene.scene_key))
+        if existing is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            log.info("scene %s already ingested (id %d): reusing it", scene.scene_key, existing.id)
+            return existing
+        final = settings.path("scenes", scene.scene_key)
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        scene.reflectance_path = final / scene.reflectance_path.name
+        if scene.cloud_mask_path is not None:
+            scene.cloud_mask_path = final / scene.cloud_mask_path.name
+        row = Scene(
+            scene_key=scene.scene_key, sensor=scene.sensor, family=scene.family, level=scene.level,
+            acquired=scene.acquired, resolution=scene.resolution, crs=scene.crs, bands=list(scene.bands),
+            cloud_fraction=scene.cloud_fraction, footprint=from_shape(scene.footprint_wgs84, srid=4326),
+            source=scene.source, reflectance_path=str(scene.reflectance_path),
+            cloud_mask_path=str(scene.cloud_mask_path) if scene.cloud_mask_path else None,
+            stac_item=_stac_with_paths(scene, final),
+        )
+        session.add(row)
+        session.flush()
+        log.info("ingested %s as scene %d", scene.scene_key, row.id)
+        return row
+
+
+def _stac_with_paths(scene: IngestedScene, final: Path) -> dict:
+    item = dict(scene.stac_item or {})
+    props = dict(item.get("properties", {}))
+    props.setdefault("proj:bbox", list(scene.bounds))
+    item["properties"] = props
+    for asset in (item.get("assets") or {}).values():
+        href = asset.get("href")
+        if href:
+            asset["href"] = str(final / Path(href).name)
+    return item
+
+
+def get_scene(store: Store, ref: str | int) -> Scene:
+    """A stored scene by numeric id or scene key."""
+    with store.session() as session:
+        if isinstance(ref, int) or str(ref).isdigit():
+            row = session.get(Scene, int(ref))
+        else:
+            row = session.scalar(select(Scene).where(Scene.scene_key == str(ref)))
+        if row is None:
+            raise NotFoundError(f"scene {ref!r} not found")
+        return row
+
+
+# -- models --------------------------------------------------------------------------------------
+def register_model(store: Store, info) -> ModelVersion:  # noqa: ANN001 - ModelInfo from amberwatch.detect
+    """Make sure a registry model version has its row (runs refer to it)."""
+    with store.session() as session:
+        row = session.scalar(
+            select(ModelVersion).where(ModelVersion.name == info.name, ModelVersion.version == info.version)
+        )
+        if row is None:
+            row = ModelVersion(name=info.name, version=info.version, family=info.family, sha256=info.sha256,
+                               card=info.card, metrics=info.metrics)
+            session.add(row)
+            session.flush()
+        elif row.sha256 != info.sha256:
+            raise InputError(
+                f"model {info.name}@{info.version} changed on disk (sha256 {info.sha256[:12]} != registered "
+                f"{row.sha256[:12]}): give the new model a new version"
+            )
+        return row
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# -- detect + publish ----------------------------------------------------------------------------
+def create_run(store: Store, settings: Settings, scene: Scene, model_name: str | None = None,
+               parameters: dict | None = None) -> Run:
+    """Resolve the model and create a pending run for ``scene``."""
+    from amberwatch.detect.registry import get_model
+
+    info = get_model(settings.models_dir, model_name, scene.family, settings.default_models)
+    mv = register_model(store, info)
+    with store.session() as session:
+        run = Run(model_version_id=mv.id, state="pending", parameters=dict(parameters or {}), progress=0.0,
+                  message="queued")
+        run.scenes = [session.get(Scene, scene.id)]
+        session.add(run)
+        session.flush()
+        return run
+
+
+def _set_progress(store: Store, run_id: int, fraction: float, message: str) -> None:
+    with store.session() as session:
+        run = session.get(Run, run_id)
+        run.progress = max(0.0, min(1.0, fraction))
+        run.message = message
+
+
+def execute_run(store: Store, settings: Settings, run_id: int, progress: Progress = _noop) -> Run:
+    """Detect, store the polygons, update the sites and publish the run: all or nothing."""
+    from amberwatch.detect import detect_scene
+    from amberwatch.detect.registry import get_model
+
+    with store.session() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id} not found")
+        scene_row = run.scenes[0]
+        mv = run.model_version
+        run.state, run.started_at, run.message = "running", datetime.now(UTC), "detecting"
+    scene = scene_from_row(scene_row)
+    info = get_model(settings.models_dir, f"{mv.name}@{mv.version}", scene.family, settings.default_models)
+
+    def report(fraction: float, message: str) -> None:
+        progress(fraction * 0.9, message)
+        if int(fraction * 20) != int(getattr(report, "last", -1)):
+            report.last = int(fraction * 20)  # type: ignore[attr-defined]
+            _set_progress(store, run_id, fraction * 0.9, message)
+
+    try:
+        work = settings.path("runs", str(run_id))
+        work.mkdir(parents=True, exist_ok=True)
+        result = detect_scene(scene, info, work, settings, progress=report)
+        progress(0.92, "storing and publishing")
+        publish_result(store, settings, run_id, scene_row.id, result)
+    except Exception as err:
+        with store.session() as session:
+            run = session.get(Run, run_id)
+            run.state, run.error, run.finished_at = "failed", str(err), datetime.now(UTC)
+            run.message = "failed"
+        raise
+    progress(1.0, "published")
+    with store.session() as session:
+        return session.get(Run, run_id)
+
+
+def _multi(geom) -> MultiPolygon:  # noqa: ANN001
+    if isinstance(geom, Polygon):
+        return MultiPolygon([geom])
+    if isinstance(geom, MultiPolygon):
+        return geom
+    polys = [g for g in getattr(geom, "geoms", []) if isinstance(g, Polygon)]
+    return MultiPolygon(polys)
+
+
+def publish_result(store: Store, settings: Settings, run_id: int, scene_id: int, result: DetectionResult) -> None:
+    """One transaction: insert detections, update sites, flip the run to ``published``; then refresh the layers."""
+    from amberwatch.track import update_sites
+
+    with store.session() as session:
+        run = session.get(Run, run_id)
+        for poly in result.polygons:
+            session.add(Detection(
+                run_id=run_id, scene_id=scene_id, cls=poly.cls, confidence=float(poly.confidence),
+                area_ha=float(poly.area_ha), observed_at=result.observed_at,
+                geom=from_shape(_multi(poly.geometry), srid=4326),
+            ))
+        session.flush()
+        update_sites(session, run_id)
+        run.n_detections = len(result.polygons)
+        run.provider = result.provider
+        run.probability_path = str(result.probability_path) if result.probability_path else None
+        run.parameters = {**(run.parameters or {}), **result.parameters}
+        run.state, run.progress, run.message = "published", 1.0, "published"
+        now = datetime.now(UTC)
+        run.finished_at = run.published_at = now
+    refresh_layers(store, settings)
+
+
+def refresh_layers(store: Store, settings: Settings) -> None:
+    """Regenerate the OGC configs so per-run layers appear (atomic file swaps)."""
+    from amberwatch import publish
+
+    publish.refresh(store, settings)
+
+
+def detect(store: Store, settings: Settings, scene: Scene, model_name: str | None = None,
+           parameters: dict | None = None, progress: Progress = _noop) -> Run:
+    """Create and execute a run for ``scene`` (synchronously)."""
+    run = create_run(store, settings, scene, model_name, parameters)
+    return execute_run(store, settings, run.id, progress)

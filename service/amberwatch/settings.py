@@ -1,0 +1,58 @@
+"""One settings object for the whole service (environment prefix ``AMBERWATCH_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from ``AMBERWATCH_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="AMBERWATCH_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./var"), description="Where scenes, rasters, configs and the embedded database live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of an existing PostGIS database; unset = run an embedded cluster in data_dir."
+    )
+    embedded_pg_port: int = Field(54329, description="Loopback port of the embedded PostgreSQL cluster.")
+    pg_bin_dir: Path = Field(Path("/usr/lib/postgresql/15/bin"), description="initdb/pg_ctl location.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(None, description="Public base URL clients call back (default http://host:port).")
+    allowed_roots: list[Path] = Field(
+        default_factory=lambda: [Path("."), PROJECT_ROOT / "demo", PROJECT_ROOT.parent / "shared" / "data"],
+        description="Server-side paths that POST /api/scenes may read from.",
+    )
+    max_upload_mb: int = 2048
+    models_dir: Path = Field(PROJECT_ROOT / "models" / "registry", description="Model registry root.")
+    default_models: dict[str, str] = Field(
+        default_factory=lambda: {"sentinel2": "s2-pixel", "landsat": "landsat-pixel", "vhr_rgb": "vhr-texty"},
+        description="Default model name per sensor family.",
+    )
+    providers: list[str] | None = Field(
+        None, description="onnxruntime execution providers in priority order; unset = CUDA when available, else CPU."
+    )
+    window_size: int = Field(512, description="Inference window (pixels).")
+    min_mapping_unit_ha: float = Field(0.05, description="Smallest polygon kept after vectorizing.")
+    mapserv_bin: Path = Path("/usr/lib/cgi-bin/mapserv")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def path(self, *parts: str) -> Path:
+        """A path under the data directory (created on demand)."""
+        p = self.data_dir.resolve().joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,147 @@
+"""ORM tables (SQLAlchemy 2 + GeoAlchemy2). Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+run_scenes = Table(
+    "run_scenes",
+    Base.metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("scene_id", ForeignKey("scenes.id", ondelete="RESTRICT"), primary_key=True),
+)
+
+
+class Scene(Base):
+    """An ingested scene on its common grid, with its STAC item."""
+
+    __tablename__ = "scenes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scene_key: Mapped[str] = mapped_column(String(200), unique=True)
+    sensor: Mapped[str] = mapped_column(String(40))
+    family: Mapped[str] = mapped_column(String(20))
+    level: Mapped[str] = mapped_column(String(10))
+    acquired: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    resolution: Mapped[float] = mapped_column(Float)
+    crs: Mapped[str] = mapped_column(Text)
+    bands: Mapped[list[str]] = mapped_column(ARRAY(String))
+    cloud_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    footprint = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=True))
+    source: Mapped[str] = mapped_column(Text)
+    reflectance_path: Mapped[str] = mapped_column(Text)
+    cloud_mask_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stac_item: Mapped[dict] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ModelVersion(Base):
+    """A registered model version (folder in the registry) that runs can refer to."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(40))
+    family: Mapped[str] = mapped_column(String(20))
+    sha256: Mapped[str] = mapped_column(String(64))
+    card: Mapped[dict] = mapped_column(JSONB, default=dict)
+    metrics: Mapped[dict] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Run(Base):
+    """One detection run = one published layer version. Only ``published`` runs are visible in the layers."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint("state in ('pending','running','published','failed')", name="runs_state_check"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
+    state: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    parameters: Mapped[dict] = mapped_column(JSONB, default=dict)
+    provider: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    probability_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    n_detections: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    model_version: Mapped[ModelVersion | None] = relationship()
+    scenes: Mapped[list[Scene]] = relationship(secondary=run_scenes)
+
+
+class Site(Base):
+    """A place of mining followed across runs; holds its latest state."""
+
+    __tablename__ = "sites"
+    __table_args__ = (
+        CheckConstraint("status in ('new','active','abandoned','recovering')", name="sites_status_check"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
+    max_geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
+    status: Mapped[str] = mapped_column(String(12), default="new")
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_observed: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    area_ha: Mapped[float] = mapped_column(Float, default=0.0)
+    max_area_ha: Mapped[float] = mapped_column(Float, default=0.0)
+    pit_area_ha: Mapped[float] = mapped_column(Float, default=0.0)
+    pond_area_ha: Mapped[float] = mapped_column(Float, default=0.0)
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    n_observations: Mapped[int] = mapped_column(Integer, default=1)
+    first_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    last_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    oblast: Mapped[str | None] = mapped_column(Text, nullable=True)
+    raion: Mapped[str | None] = mapped_column(Text, nullable=True)
+    hromada: Mapped[str | None] = mapped_column(Text, nullable=True)
+    protected_areas: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Detection(Base):
+    """A polygon detected by one run in one scene."""
+
+    __tablename__ = "detections"
+    __table_args__ = (CheckConstraint("class in ('pit','pond')", name="detections_class_check"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    scene_id: Mapped[int] = mapped_column(ForeignKey("scenes.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"), nullable=True, index=True)
+    cls: Mapped[str] = mapped_column("class", String(8))
+    confidence: Mapped[float] = mapped_column(Float)
+    area_ha: Mapped[float] = mapped_column(Float)
+    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))

@@ -1,0 +1,48 @@
+"""Shared fixtures: a real embedded PostGIS for the whole test session, paths to shared data."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("AMBERWATCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shared(*parts: str) -> Path:
+    """A path in ../shared/data; skips the test with the reason when it is absent."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared data not available: {p} (set AMBERWATCH_SHARED_DATA)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def pg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("amberwatch-db")
+    os.chmod(root, 0o755)
+    for parent in root.parents:  # the postgres user must traverse into the data dir
+        if str(parent).startswith("/tmp/"):
+            os.chmod(parent, 0o755)
+    return root
+
+
+@pytest.fixture(scope="session")
+def store(pg_root: Path) -> Store:
+    """One real PostGIS cluster (embedded, migrated) for the session; tests must clean what they add."""
+    settings = Settings(data_dir=pg_root, embedded_pg_port=free_port())
+    st = Store(settings).start()
+    yield st
+    st.stop()
