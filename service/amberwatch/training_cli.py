@@ -1,0 +1,76 @@
+"""``amberwatch train ...`` and ``amberwatch eval ...``: thin wrappers over ``amberwatch_training`` (needs [train])."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amberwatch.settings import PROJECT_ROOT, get_settings
+
+train_app = typer.Typer(no_args_is_help=True)
+eval_app = typer.Typer(no_args_is_help=True)
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def _need_training() -> None:
+    try:
+        import amberwatch_training  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as err:
+        typer.secho(f"error: training needs the [train] extra (pip install -e '.[train]'): {err}", fg="red", err=True)
+        raise typer.Exit(2) from err
+
+
+@train_app.command("seg")
+def train_seg(
+    family: Annotated[str, typer.Option(help="sentinel2 or landsat")] = "sentinel2",
+    out: Annotated[Path | None, typer.Option(help="Registry folder to write (models/registry/<name>/<version>).")] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    chips: Annotated[int, typer.Option(help="Training chips to generate.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed (reproducible).")] = 0,
+) -> None:
+    """Train the segmentation U-Net on simulated mining placed into real scenes, export ONNX, evaluate."""
+    _need_training()
+    from amberwatch_training.train_segmentation import train_segmentation
+
+    if family not in {"sentinel2", "landsat"}:
+        raise typer.BadParameter("family must be sentinel2 or landsat")
+    name = "s2-unet" if family == "sentinel2" else "landsat-unet"
+    out = out or get_settings().models_dir / name / "dev"
+    metrics = train_segmentation(family=family, out_dir=out, epochs=epochs, seed=seed, chips=chips, progress=True)
+    typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+@train_app.command("vhr")
+def train_vhr(
+    data: Annotated[Path, typer.Option(help="Folder of labelled chips (positive/, negative/).")] = SHARED_DATA
+    / "vhr" / "texty-chips",
+    out: Annotated[Path | None, typer.Option(help="Registry folder to write.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train the very-high-resolution superpixel classifier (Texty method), export ONNX, evaluate by tile."""
+    try:
+        from amberwatch_training.vhr import train
+    except ImportError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from err
+    if not data.is_dir():
+        typer.secho(f"error: {data} is not a folder of labelled chips", fg="red", err=True)
+        raise typer.Exit(2)
+    out = out or get_settings().models_dir / "vhr-texty" / "dev"
+    typer.echo(json.dumps(train(data, out, seed=seed), indent=2, default=str))
+
+
+@eval_app.command("seg")
+def eval_seg(
+    model: Annotated[Path, typer.Argument(help="Registry folder of the model (models/registry/<name>/<version>).")],
+    family: Annotated[str, typer.Option(help="sentinel2 or landsat")] = "sentinel2",
+) -> None:
+    """Pixel IoU and object-level precision/recall/F1 on held-out data (incl. hard negatives and clouds)."""
+    _need_training()
+    from amberwatch_training.evaluate import evaluate
+
+    typer.echo(json.dumps(evaluate(model, family), indent=2, default=str))
