@@ -46,3 +46,23 @@ def store(pg_root: Path) -> Store:
     st = Store(settings).start()
     yield st
     st.stop()
+
+
+@pytest.fixture(scope="session")
+def make_database(store: Store):
+    """Factory: a fresh, migrated database in the session's cluster (for tests that need an empty store)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    created: list[str] = []
+
+    def factory(name: str) -> str:
+        admin = create_engine(store.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'drop database if exists "{name}" with (force)'))
+            conn.execute(text(f'create database "{name}"'))
+        admin.dispose()
+        created.append(name)
+        return make_url(store.url).set(database=name).render_as_string(hide_password=False)
+
+    yield factory

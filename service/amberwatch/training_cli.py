@@ -17,8 +17,9 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 def _need_training() -> None:
     try:
-        import amberwatch_training  # noqa: F401
         import torch  # noqa: F401
+
+        import amberwatch_training  # noqa: F401
     except ImportError as err:
         typer.secho(f"error: training needs the [train] extra (pip install -e '.[train]'): {err}", fg="red", err=True)
         raise typer.Exit(2) from err
@@ -27,7 +28,7 @@ def _need_training() -> None:
 @train_app.command("seg")
 def train_seg(
     family: Annotated[str, typer.Option(help="sentinel2 or landsat")] = "sentinel2",
-    out: Annotated[Path | None, typer.Option(help="Registry folder to write (models/registry/<name>/<version>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Registry folder to write.")] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     chips: Annotated[int, typer.Option(help="Training chips to generate.")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed (reproducible).")] = 0,

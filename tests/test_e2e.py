@@ -1,0 +1,192 @@
+"""The spine end to end: demo scene -> ingest -> detect (real ONNX) -> PostGIS -> WMS/WFS/OGC API, real clients."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from conftest import REPO, free_port
+from owslib.wms import WebMapService
+
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+
+DEMO = sorted((REPO / "demo").glob("S2_*amber_demo*.tif"))
+pytestmark = pytest.mark.skipif(not DEMO, reason="demo scene not built yet (demo/S2_*amber_demo*.tif)")
+AMBERWATCH = str(Path(sys.executable).parent / "amberwatch")
+
+
+def feature_count(ogrinfo_output: str) -> int:
+    m = re.search(r"Feature Count: (\d+)", ogrinfo_output)
+    assert m, ogrinfo_output
+    return int(m.group(1))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, make_database) -> dict:
+    data_dir = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    url = make_database("amberwatch_e2e")
+    bad = data_dir / "uploads-src"
+    bad.mkdir()
+    environ = {
+        **os.environ,
+        "AMBERWATCH_DATA_DIR": str(data_dir),
+        "AMBERWATCH_DATABASE_URL": url,
+        "AMBERWATCH_PORT": str(port),
+        "AMBERWATCH_ALLOWED_ROOTS": json.dumps([str(REPO / "demo"), str(bad)]),
+    }
+    return {"environ": environ, "data_dir": data_dir, "port": port, "url": url, "bad": bad}
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([AMBERWATCH, *args], env=env["environ"], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def first_run(env: dict) -> dict:
+    out = env["data_dir"] / "run1.geojson"
+    res = cli(env, "detect", str(DEMO[0]), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "published" in res.stdout
+    return {"out": out, "stdout": res.stdout}
+
+
+@pytest.fixture(scope="module")
+def server(env: dict, first_run: dict):
+    from amberwatch.api.app import create_app
+
+    settings = Settings(data_dir=env["data_dir"], database_url=env["url"], port=env["port"],
+                        allowed_roots=[REPO / "demo", env["bad"]])
+    store = Store(settings).start()
+    app = create_app(settings, store)
+    config = uvicorn.Config(app, host="127.0.0.1", port=env["port"], log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{env['port']}"
+    for _ in range(200):
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield {"base": base, "store": store, "settings": settings}
+    srv.should_exit = True
+    thread.join(10)
+    store.stop()
+
+
+def test_cli_detect_writes_polygons_in_wgs84(first_run: dict) -> None:
+    fc = json.loads(first_run["out"].read_text())
+    assert len(fc["features"]) > 0
+    for f in fc["features"]:
+        props = f["properties"]
+        assert props["class"] in {"pit", "pond"}
+        assert props["area_ha"] > 0 and 0 <= props["confidence"] <= 1
+        lon, lat = f["geometry"]["coordinates"][0][0][0]
+        assert 12.5 < lon < 13.2 and 52.2 < lat < 52.6  # the demo scene lies west of Potsdam
+
+
+def test_detections_match_simulated_truth(first_run: dict) -> None:
+    """The demo's simulated sites are found (object recall) and most polygons are on them (precision)."""
+    from shapely.geometry import shape
+
+    truth = [shape(f["geometry"]) for f in json.loads((REPO / "demo" / "truth.geojson").read_text())["features"]]
+    found = [shape(f["geometry"]) for f in json.loads(first_run["out"].read_text())["features"]]
+    recall = np.mean([any(t.buffer(1e-4).intersects(p) for p in found) for t in truth])
+    precision = np.mean([any(p.intersects(t.buffer(1e-4)) for t in truth) for p in found])
+    assert recall >= 0.7, recall
+    assert precision >= 0.7, precision
+
+
+def test_wfs_and_ogcapi_with_ogrinfo(server: dict) -> None:
+    base = server["base"]
+    wfs = subprocess.run(["ogrinfo", "-ro", "-so", f"WFS:{base}/ows?", "mining_sites"], capture_output=True,
+                         text=True, timeout=120)
+    assert wfs.returncode == 0, wfs.stderr
+    oapif = subprocess.run(["ogrinfo", "-ro", "-so", f"OAPIF:{base}/ogcapi", "mining_sites"], capture_output=True,
+                           text=True, timeout=120)
+    assert oapif.returncode == 0, oapif.stderr
+    n_wfs, n_oapif = feature_count(wfs.stdout), feature_count(oapif.stdout)
+    assert n_wfs > 0 and n_wfs == n_oapif
+
+
+def test_wms_getmap_draws_sites(server: dict) -> None:
+    from rasterio.io import MemoryFile
+
+    wms = WebMapService(server["base"] + "/ows", version="1.3.0")
+    assert "mining_sites" in wms.contents
+    bbox = wms["mining_sites"].boundingBoxWGS84  # lon/lat
+    img = wms.getmap(layers=["mining_sites"], styles=[""], srs="EPSG:4326",
+                     bbox=(bbox[1], bbox[0], bbox[3], bbox[2]), size=(512, 512), format="image/png",
+                     transparent=True)
+    data = img.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    with MemoryFile(io.BytesIO(data).getvalue()) as mem, mem.open() as ds:
+        arr = ds.read()
+    alpha = arr[-1] if arr.shape[0] in (2, 4) else (arr.sum(axis=0) < 3 * 255)
+    assert (alpha > 0).sum() > 20, "no site drawn"
+
+
+def test_second_run_versions_and_latest_state(server: dict) -> None:
+    base = server["base"]
+    before_sites = httpx.get(f"{base}/ogcapi/collections/mining_sites/items?f=json&limit=1000").json()
+    r = httpx.post(f"{base}/api/runs?wait=true", json={"scene": 1}, timeout=900)
+    assert r.status_code == 202, r.text
+    run2 = r.json()
+    assert run2["state"] == "published" and run2["model_version"]
+    runs = httpx.get(f"{base}/api/runs").json()
+    assert {x["id"] for x in runs if x["state"] == "published"} >= {1, run2["id"]}
+    cols = {c["id"] for c in httpx.get(f"{base}/ogcapi/collections?f=json").json()["collections"]}
+    assert {"mining_sites", "detections", "run_1", f"run_{run2['id']}"} <= cols
+    after_sites = httpx.get(f"{base}/ogcapi/collections/mining_sites/items?f=json&limit=1000").json()
+    # the same scene again: the same sites, seen twice, no duplicates
+    assert len(after_sites["features"]) == len(before_sites["features"])
+    assert all(f["properties"]["n_observations"] == 2 for f in after_sites["features"])
+    n1 = len(httpx.get(f"{base}/ogcapi/collections/run_1/items?f=json&limit=5000").json()["features"])
+    n_all = len(httpx.get(f"{base}/ogcapi/collections/detections/items?f=json&limit=10000").json()["features"])
+    assert n_all == n1 + run2["n_detections"]
+
+
+def test_bad_inputs_are_refused_and_nothing_is_stored(server: dict, env: dict) -> None:
+    base = server["base"]
+    n_scenes = len(httpx.get(f"{base}/api/scenes").json())
+    # not a raster
+    r = httpx.post(f"{base}/api/scenes", files={"file": ("scene.tif", b"this is not a GeoTIFF", "image/tiff")})
+    assert r.status_code == 400 and r.json()["detail"]
+    # a path outside the allowed roots
+    r = httpx.post(f"{base}/api/scenes", json={"path": "/etc/passwd"})
+    assert r.status_code == 403 and "allowed roots" in r.json()["detail"]
+    # a missing path inside the allowed roots
+    r = httpx.post(f"{base}/api/scenes", json={"path": str(env["bad"] / "nope.tif")})
+    assert r.status_code == 400 and "nope.tif" in r.json()["detail"]
+    # unknown scene / model
+    assert httpx.post(f"{base}/api/runs", json={"scene": 999999}).status_code == 404
+    r = httpx.post(f"{base}/api/runs", json={"scene": 1, "model": "no-such-model"})
+    assert r.status_code == 400 and "no-such-model" in r.json()["detail"]
+    # CLI: a corrupt file -> message and non-zero exit
+    corrupt = env["bad"] / "corrupt_B02.tif"
+    corrupt.write_bytes(b"II*\x00" + b"\x00" * 100)
+    res = cli(env, "ingest", str(corrupt))
+    assert res.returncode == 2 and "error:" in res.stderr
+    assert len(httpx.get(f"{base}/api/scenes").json()) == n_scenes
+    assert not list((env["data_dir"] / "scenes").glob(".staging-*"))
+
+
+def test_health_and_openapi(server: dict) -> None:
+    base = server["base"]
+    assert httpx.get(f"{base}/health").json()["status"] == "ok"
+    spec = httpx.get(f"{base}/openapi.json").json()
+    assert "/api/scenes" in spec["paths"] and "/api/runs" in spec["paths"]
