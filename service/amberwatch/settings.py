@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     max_upload_mb: int = 2048
     models_dir: Path = Field(PROJECT_ROOT / "models" / "registry", description="Model registry root.")
     default_models: dict[str, str] = Field(
-        default_factory=lambda: {"sentinel2": "s2-pixel", "landsat": "landsat-pixel", "vhr_rgb": "vhr-texty"},
+        default_factory=lambda: {"sentinel2": "s2-unet", "landsat": "landsat-unet", "vhr_rgb": "vhr-texty"},
         description="Default model name per sensor family.",
     )
     providers: list[str] | None = Field(

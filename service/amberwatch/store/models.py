@@ -7,6 +7,7 @@ from datetime import datetime
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -129,6 +130,75 @@ class Site(Base):
     hromada: Mapped[str | None] = mapped_column(Text, nullable=True)
     protected_areas: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # added by migration 0002 (monitoring through time, amberwatch.track)
+    growth_rate_ha_yr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    disturbance: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    disturbance_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    protected_distance_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    in_protected_area: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    status_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"), nullable=True)
+
+
+class SiteObservation(Base):
+    """A site at one observation date: its areas and the status it had after that observation."""
+
+    __tablename__ = "site_observations"
+    __table_args__ = (UniqueConstraint("site_id", "observed_at"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    detected: Mapped[bool] = mapped_column(Boolean)
+    area_ha: Mapped[float] = mapped_column(Float)
+    pit_area_ha: Mapped[float] = mapped_column(Float)
+    pond_area_ha: Mapped[float] = mapped_column(Float)
+    cumulative_area_ha: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(12))
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=True)
+
+
+class Event(Base):
+    """A status change of a site (``from_status`` is NULL when the site appears)."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("site_id", "observed_at", "to_status", name="events_site_date_status_key"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(12), index=True)
+    area_ha: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    geom = mapped_column(Geometry("POINT", srid=4326, spatial_index=True))
+    extent = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=True)
+
+
+class AdminUnit(Base):
+    """An administrative unit (oblast, raion, hromada) loaded with ``amberwatch layers load``."""
+
+    __tablename__ = "admin_units"
+    __table_args__ = (CheckConstraint("kind in ('oblast','raion','hromada')", name="admin_units_kind_check"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(Text, nullable=True)
+    parent: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(Text)
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
+
+
+class ProtectedArea(Base):
+    """A protected area polygon (Ramsar site, reserve, buffer zone...)."""
+
+    __tablename__ = "protected_areas"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(Text, index=True)
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
 
 
 class Detection(Base):
