@@ -1,0 +1,53 @@
+"""Database connection parameters for MapServer and pygeoapi, derived from the store's URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import make_url
+
+from amberwatch.store.db import Store
+from amberwatch.store.embedded import DB_NAME, DB_USER
+
+# libpq keywords passed through from a configured URL's query string (e.g. ?sslmode=require).
+_LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name")
+
+
+@dataclass(frozen=True)
+class DbParams:
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_store(cls, store: Store) -> DbParams:
+        """The embedded cluster (127.0.0.1, its port, user/db ``amberwatch``) or the parsed configured URL."""
+        if store.embedded is not None:
+            return cls(host="127.0.0.1", port=store.embedded.port, dbname=DB_NAME, user=DB_USER)
+        url = make_url(store.url)
+        options = {k: str(v) for k, v in url.query.items() if k in _LIBPQ_OPTIONS and isinstance(v, str)}
+        return cls(
+            host=url.host or "localhost",
+            port=url.port or 5432,
+            dbname=url.database or "",
+            user=url.username or "",
+            password=url.password,
+            options=options,
+        )
+
+    def libpq(self) -> str:
+        """A libpq connection string (MapServer ``CONNECTION``); times are compared in UTC."""
+
+        def q(value: object) -> str:
+            text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+            return f"'{text}'"
+
+        parts = [f"host={q(self.host)}", f"port={self.port}", f"dbname={q(self.dbname)}", f"user={q(self.user)}"]
+        if self.password:
+            parts.append(f"password={q(self.password)}")
+        parts += [f"{k}={q(v)}" for k, v in self.options.items()]
+        parts.append("options='-c TimeZone=UTC'")
+        return " ".join(parts)

@@ -1,0 +1,80 @@
+"""Render the MapServer mapfile, the MapServer config file and the pygeoapi config from ogc_config/ templates."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from amberwatch.publish.catalog import REGION_EXTENT
+from amberwatch.publish.connection import DbParams
+from amberwatch.publish.layers import MAP_ALIAS, SERVICE, SRS, Layer
+from amberwatch.settings import PROJECT_ROOT
+
+OGC_CONFIG_DIR = Path(os.environ.get("AMBERWATCH_OGC_CONFIG_DIR", PROJECT_ROOT / "ogc_config"))
+
+
+def mapfile_string(value: object) -> str:
+    """Escape a value for a double-quoted mapfile string."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+@lru_cache
+def _env(root: Path) -> Environment:
+    if not (root / "mapserver" / "amberwatch.map.j2").exists():
+        raise FileNotFoundError(f"OGC config templates not found in {root} (set AMBERWATCH_OGC_CONFIG_DIR)")
+    env = Environment(
+        loader=FileSystemLoader(str(root)),
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ms"] = mapfile_string
+    return env
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _layer_dicts(layers: list[Layer]) -> list[dict]:
+    return [asdict(layer) for layer in layers]
+
+
+def render_mapfile(layers: list[Layer], db: DbParams, base_url: str) -> str:
+    return _env(OGC_CONFIG_DIR).get_template("mapserver/amberwatch.map.j2").render(
+        generated_at=_now(),
+        onlineresource=f"{base_url}/ows",
+        map_extent=REGION_EXTENT,
+        srs=SRS,
+        service=SERVICE,
+        connection=db.libpq(),
+        templates_dir=str((OGC_CONFIG_DIR / "mapserver" / "templates").resolve()),
+        layers=_layer_dicts(layers),
+    )
+
+
+def render_mapserver_config(mapfile: Path) -> str:
+    return _env(OGC_CONFIG_DIR).get_template("mapserver/mapserver.conf.j2").render(
+        mapfile=mapfile_string(mapfile.resolve()), alias=MAP_ALIAS
+    )
+
+
+def render_pygeoapi_config(layers: list[Layer], db: DbParams, base_url: str, host: str, port: int) -> str:
+    return _env(OGC_CONFIG_DIR).get_template("pygeoapi/pygeoapi-config.yml.j2").render(
+        generated_at=_now(),
+        bind_host=host,
+        bind_port=port,
+        ogcapi_url=f"{base_url}/ogcapi",
+        ows_url=f"{base_url}/ows",
+        log_level="ERROR",
+        service={**SERVICE, "url": base_url},
+        db=asdict(db),
+        layers=_layer_dicts(layers),
+    )

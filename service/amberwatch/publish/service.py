@@ -1,0 +1,174 @@
+"""``refresh`` (re)writes the OGC configs from the published runs; ``mount`` serves them in the FastAPI app."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from fastapi import FastAPI
+from pygeoapi.openapi import get_oas
+from starlette.requests import Request
+from starlette.responses import Response
+
+from amberwatch.publish.atomic import write_atomic
+from amberwatch.publish.catalog import PublishedRun, ensure_run_views, read_catalog
+from amberwatch.publish.connection import DbParams
+from amberwatch.publish.layers import MAP_ALIAS, build_layers
+from amberwatch.publish.ogcapi import OgcApiApp
+from amberwatch.publish.ows import MapServerCGI, find_mapserv
+from amberwatch.publish.render import render_mapfile, render_mapserver_config, render_pygeoapi_config
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+
+log = logging.getLogger(__name__)
+
+_thread_lock = threading.Lock()
+_mounted: weakref.WeakSet[OgcApiApp] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class OgcPaths:
+    """The generated files under ``data_dir/ogc``."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> OgcPaths:
+        return cls(settings.data_dir.resolve() / "ogc")
+
+    @property
+    def mapfile(self) -> Path:
+        return self.root / "amberwatch.map"
+
+    @property
+    def mapserver_config(self) -> Path:
+        return self.root / "mapserver.conf"
+
+    @property
+    def pygeoapi_config(self) -> Path:
+        return self.root / "pygeoapi-config.yml"
+
+    @property
+    def openapi(self) -> Path:
+        return self.root / "pygeoapi-openapi.json"
+
+
+@dataclass(frozen=True)
+class PublishState:
+    """What ``refresh`` published."""
+
+    layers: tuple[str, ...]  # same names in WMS/WFS (/ows) and OGC API Features (/ogcapi)
+    runs: tuple[PublishedRun, ...]
+    time_extent: tuple[str, ...]  # WMS TIME values of the ``detections`` layer (UTC dates)
+    n_sites: int
+    n_detections: int
+    ows_url: str
+    ogcapi_url: str
+    paths: OgcPaths
+    created_views: tuple[str, ...] = ()
+    refreshed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    seconds: float = 0.0
+
+
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """One refresh at a time, across threads and processes sharing the data directory."""
+    root.mkdir(parents=True, exist_ok=True)
+    with _thread_lock, open(root / ".refresh.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def refresh(store: Store, settings: Settings) -> PublishState:
+    """Publish what the database says is published: views ``run_<id>``, mapfile, MapServer config,
+    pygeoapi config + OpenAPI document (each replaced atomically), and swap the mounted pygeoapi app."""
+    t0 = time.perf_counter()
+    paths = OgcPaths.of(settings)
+    db = DbParams.from_store(store)
+    base_url = settings.base_url
+    with _exclusive(paths.root):
+        catalog = read_catalog(store.engine)
+        created = ensure_run_views(store.engine, [run.id for run in catalog.runs])
+        layers = build_layers(catalog)
+
+        # render everything first: a failure leaves all the old files in place
+        mapfile_text = render_mapfile(layers, db, base_url)
+        mapserver_config_text = render_mapserver_config(paths.mapfile)
+        config_text = render_pygeoapi_config(layers, db, base_url, settings.host, settings.port)
+        config = yaml.safe_load(config_text)
+        openapi = get_oas(config)
+
+        write_atomic(paths.mapfile, mapfile_text)
+        write_atomic(paths.mapserver_config, mapserver_config_text)
+        # the OpenAPI document before the config: a reader that sees the new config finds the matching document
+        write_atomic(paths.openapi, json.dumps(openapi, default=str))
+        write_atomic(paths.pygeoapi_config, config_text)
+        for app in list(_mounted):
+            if app.config_path == paths.pygeoapi_config:
+                app.swap(config, openapi)
+
+    state = PublishState(
+        layers=tuple(layer.name for layer in layers),
+        runs=catalog.runs,
+        time_extent=catalog.dates,
+        n_sites=catalog.n_sites,
+        n_detections=catalog.n_detections,
+        ows_url=f"{base_url}/ows",
+        ogcapi_url=f"{base_url}/ogcapi",
+        paths=paths,
+        created_views=tuple(created),
+        seconds=time.perf_counter() - t0,
+    )
+    log.info(
+        "published %d layers (%d runs, %d detections, %d sites) in %.2f s: %s",
+        len(state.layers), len(state.runs), state.n_detections, state.n_sites, state.seconds, ", ".join(state.layers),
+    )
+    return state
+
+
+def mount(app: FastAPI, store: Store, settings: Settings) -> None:
+    """Serve OGC API Features (pygeoapi) at ``/ogcapi`` and WMS/WFS (MapServer CGI) at ``/ows``.
+
+    Does not touch the database: until ``refresh`` has written the configs both answer 503.
+    """
+    paths = OgcPaths.of(settings)
+    ogcapi = OgcApiApp(paths.pygeoapi_config, paths.openapi)
+    _mounted.add(ogcapi)
+    app.state.ogcapi = ogcapi
+    app.mount("/ogcapi", ogcapi, name="ogcapi")
+
+    mapserv = find_mapserv(settings.mapserv_bin)
+    if mapserv is None:
+        log.error("mapserv not found at %s nor on PATH: /ows answers 503 (apt-get install cgi-mapserver)",
+                  settings.mapserv_bin)
+
+        async def ows(request: Request) -> Response:
+            return Response(f"MapServer is not installed ({settings.mapserv_bin} not found)", status_code=503)
+    else:
+        cgi = MapServerCGI(Path(mapserv), paths.mapserver_config, MAP_ALIAS)
+
+        async def ows(request: Request) -> Response:
+            return await cgi(request)
+
+    app.add_api_route(
+        "/ows",
+        ows,
+        methods=["GET", "POST"],
+        include_in_schema=True,
+        summary="OGC WMS 1.3.0 / WFS 2.0 (MapServer)",
+        description="Layers: mining_sites, detections (WMS TIME on observed_at) and run_<id> per published run.",
+        tags=["ogc"],
+    )
