@@ -1,0 +1,40 @@
+"""Administrative position and protected areas of sites (from the ``admin_units``/``protected_areas`` layers)."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+ADMIN_KINDS = ("oblast", "raion", "hromada")
+
+# The unit holding the largest part of the site's cumulative footprint (max_geom).
+_UNIT = """(
+    select a.name from admin_units a
+    where a.kind = '{kind}' and ST_Intersects(a.geom, s.max_geom)
+    order by ST_Area(ST_Intersection(a.geom, s.max_geom)) desc, a.id limit 1)"""
+
+_ASSIGN = f"""
+update sites s set
+    oblast = {_UNIT.format(kind="oblast")},
+    raion = {_UNIT.format(kind="raion")},
+    hromada = {_UNIT.format(kind="hromada")},
+    protected_areas = (
+        select string_agg(distinct p.name, '; ' order by p.name) from protected_areas p
+        where ST_Intersects(p.geom, s.max_geom)),
+    in_protected_area = exists (select 1 from protected_areas p where ST_Intersects(p.geom, s.max_geom)),
+    protected_distance_m = (
+        select min(ST_Distance(n.geom::geography, s.max_geom::geography)) from (
+            select p.geom from protected_areas p order by p.geom <-> s.max_geom limit 5) n)
+where s.max_geom is not null {{where}}
+"""
+
+
+def assign_admin(session: Session, site_ids: list[int] | None = None) -> None:
+    """Set oblast/raion/hromada, touched protected areas and distance to the nearest one (metres, geodesic).
+
+    ``site_ids=None`` updates every site (after a layer was (re)loaded). A site outside every loaded unit gets NULL.
+    """
+    if site_ids is None:
+        session.execute(text(_ASSIGN.format(where="")))
+    elif site_ids:
+        session.execute(text(_ASSIGN.format(where="and s.id = any(:ids)")), {"ids": list(site_ids)})

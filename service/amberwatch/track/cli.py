@@ -1,0 +1,141 @@
+"""CLI: ``amberwatch track``, ``amberwatch stats`` and ``amberwatch layers load`` (registered by amberwatch.cli)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from tqdm import tqdm
+
+from amberwatch.errors import AmberWatchError, InputError
+from amberwatch.settings import get_settings
+
+log = logging.getLogger(__name__)
+layers_app = typer.Typer(help="Reference layers: admin units (oblast, raion, hromada) and protected areas.",
+                         no_args_is_help=True)
+
+SCENE_FILE_SUFFIXES = (".tif", ".tiff", ".zip")
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2 if getattr(err, "status_code", 500) < 500 else 1)
+
+
+def _store():  # noqa: ANN202
+    from amberwatch.store.db import Store
+
+    return Store(get_settings()).start()
+
+
+@layers_app.command("load")
+def load(
+    kind: Annotated[str, typer.Argument(help="oblast, raion, hromada or protected_area.")],
+    files: Annotated[list[Path], typer.Argument(help="GeoPackage/GeoJSON/Shapefile(s), or directories of them.")],
+    name_field: Annotated[str | None, typer.Option(help="Field with the name (default: auto-detect).")] = None,
+    code_field: Annotated[str | None, typer.Option(help="Field with the code (default: auto-detect).")] = None,
+    category_field: Annotated[str | None, typer.Option(help="Protected areas: field with the category.")] = None,
+    source: Annotated[str | None, typer.Option(help="Dataset name (default: file/directory name).")] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer inside a multi-layer file (default: the first).")] = None,
+) -> None:
+    """Load (replace) a reference layer in one transaction, then recompute every site's admin position.
+
+    Admin kinds replace the whole kind; protected areas replace the rows of the same --source.
+    """
+    from amberwatch.track.layers import load_layer
+
+    try:
+        store = _store()
+        with store.session() as session:
+            n = load_layer(session, kind, files, name_field, code_field, category_field, source, layer)
+    except AmberWatchError as err:
+        _fail(err)
+    typer.echo(f"loaded {n} {kind} features")
+
+
+def stats_command(
+    by: Annotated[str, typer.Option(help="Group by oblast, raion or year.")] = "oblast",
+    format: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",  # noqa: A002
+) -> None:
+    """Statistics: disturbed area, new/abandoned sites, area inside protected areas (groups + total)."""
+    from amberwatch.track.stats import check_format, compute_stats, stats_csv
+
+    try:
+        check_format(format)
+        store = _store()
+        with store.session() as session:
+            stats = compute_stats(session, by)
+    except AmberWatchError as err:
+        _fail(err)
+    typer.echo(stats_csv(stats) if format == "csv" else json.dumps(stats, indent=2, ensure_ascii=False), nl=False)
+    if format == "json":
+        typer.echo()
+
+
+def _looks_like_scene_dir(path: Path) -> bool:
+    if path.suffix.upper() == ".SAFE":
+        return True
+    names = [p.name.upper() for p in path.iterdir() if p.is_file()]
+    return any(n.endswith("_MTL.TXT") or n.endswith(".JP2") for n in names)
+
+
+def expand_scene_paths(paths: list[Path]) -> list[Path]:
+    """Files as given; a directory that is a scene (.SAFE, Landsat folder, band folder) as is; any other directory
+    is replaced by the scenes it contains (GeoTIFFs, zips, scene folders)."""
+    out: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+        if path.is_file() or _looks_like_scene_dir(path):
+            out.append(path)
+            continue
+        found = [p for p in sorted(path.iterdir()) if (p.is_file() and p.suffix.lower() in SCENE_FILE_SUFFIXES)
+                 or (p.is_dir() and _looks_like_scene_dir(p))]
+        if not found:
+            raise InputError(f"{path}: no scene in this directory (GeoTIFF, .zip, .SAFE or Landsat folder)")
+        out.extend(found)
+    return list(dict.fromkeys(out))
+
+
+def track_command(
+    scenes: Annotated[list[Path], typer.Argument(help="Scenes or directories of scenes, in any order.")],
+    out: Annotated[Path | None, typer.Option(help="Write the sites (EPSG:4326) to this .gpkg/.geojson.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name or name@version (default: per sensor).")] = None,
+) -> None:
+    """Follow mining sites through time: ingest every scene, detect in date order, update sites and events."""
+    from amberwatch import pipeline
+    from amberwatch.track.export import DRIVERS, write_sites
+
+    settings = get_settings()
+    if out is not None and out.suffix.lower() not in DRIVERS:
+        _fail(InputError(f"--out {out}: use a .gpkg or .geojson file name"))
+    try:
+        paths = expand_scene_paths(scenes)
+        store = _store()
+        rows = [pipeline.ingest(store, settings, p) for p in tqdm(paths, desc="ingest", unit="scene", file=sys.stderr)]
+        rows = sorted({r.id: r for r in rows}.values(), key=lambda r: r.acquired)
+        for row in tqdm(rows, desc="detect", unit="scene", file=sys.stderr):
+            run = pipeline.detect(store, settings, row, model)
+            typer.echo(f"{row.acquired:%Y-%m-%d} {row.scene_key}: run {run.id}, {run.n_detections} detections")
+        summary = track_summary(store)
+        if out is not None:
+            with store.session() as session:
+                n = write_sites(session, out)
+            typer.echo(f"wrote {n} sites to {out}")
+    except AmberWatchError as err:
+        _fail(err)
+    typer.echo("sites: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+def track_summary(store) -> dict[str, int]:  # noqa: ANN001
+    """Number of live sites per status."""
+    from sqlalchemy import text
+
+    with store.session() as session:
+        rows = session.execute(text(
+            "select status, count(*) from sites where merged_into_id is null group by status order by status")).all()
+    return {status: n for status, n in rows}

@@ -1,0 +1,345 @@
+"""Turn per-run detections into persistent monitored sites, their observation history and status events.
+
+Every call recomputes, from all published observations sorted by date, the sites near the run's scene footprint:
+so a scene older than those already published simply rewrites the history it belongs to, and the result does not
+depend on the order in which runs were published (see docs/monitoring.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import shapely
+from geoalchemy2.shape import from_shape
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy.orm import Session
+
+from amberwatch.errors import NotFoundError
+from amberwatch.store.models import Detection, Event, Run, Site, SiteObservation
+from amberwatch.track import rules
+from amberwatch.track.admin import assign_admin
+from amberwatch.track.geo import METRIC_SRID, area_ha, multi, to_metric, to_wgs84
+
+log = logging.getLogger(__name__)
+
+CLUSTER_DISTANCE_M = 60.0  # detections closer than this (at any date) belong to one site
+CLOUDY_FRACTION = 0.5  # a scene did not observe a site when more than half of the site is masked (cloud/nodata)
+
+_VISIBLE = "(r.state = 'published' or r.id = :run)"
+
+
+@dataclass
+class _Det:
+    id: int
+    run_id: int
+    site_id: int | None
+    cls: str
+    confidence: float
+    geom: BaseGeometry  # metric CRS
+    observed_at: datetime
+
+
+@dataclass
+class _Cluster:
+    key: int
+    dets: list[_Det] = field(default_factory=list)
+
+    @property
+    def old(self) -> Counter:
+        return Counter(d.site_id for d in self.dets if d.site_id is not None)
+
+
+def update_sites(session: Session, run_id: int) -> list[Event]:
+    """Match run ``run_id``'s detections to sites and update the sites its scene observed; returns new events.
+
+    Called inside the publishing transaction, after the run's detections were inserted (the run may still be
+    ``running``: it counts as published here). Sites within CLUSTER_DISTANCE_M of the run's scene footprint or
+    detections are recomputed from every published observation.
+    """
+    if session.get(Run, run_id) is None:
+        raise NotFoundError(f"run {run_id} not found")
+    session.flush()
+    _lock(session)
+    region = session.scalar(text(
+        "select ST_AsBinary(ST_Union(g)) from ("
+        " select s.footprint as g from run_scenes rs join scenes s on s.id = rs.scene_id where rs.run_id = :run"
+        " union all select ST_Envelope(d.geom) from detections d where d.run_id = :run) x"
+    ), {"run": run_id})
+    if region is None:
+        log.info("run %d has no scene footprint and no detections: no site to update", run_id)
+        return []
+    return _recompute(session, run_id, bytes(region))
+
+
+def rebuild_sites(session: Session) -> list[Event]:
+    """Recompute every site from all published runs (after runs were deleted or the rules changed)."""
+    _lock(session)
+    return _recompute(session, None, None)
+
+
+def _lock(session: Session) -> None:
+    """Serialise site updates: two runs published at once must not both create the same site."""
+    session.execute(text("select pg_advisory_xact_lock(hashtext('amberwatch.track.sites'))"))
+
+
+# -- the recomputation ---------------------------------------------------------------------------
+def _recompute(session: Session, run_id: int | None, region_wkb: bytes | None) -> list[Event]:
+    params = {"run": run_id if run_id is not None else -1, "eps": CLUSTER_DISTANCE_M}
+    if region_wkb is None:
+        hit_sites = set(session.scalars(select(Site.id).where(Site.merged_into_id.is_(None))))
+        det_ids = list(session.scalars(text(
+            f"select d.id from detections d join runs r on r.id = d.run_id where {_VISIBLE}"), params))
+    else:
+        params["region"] = region_wkb
+        hit_sites = set(session.scalars(text(
+            "with region as (select ST_GeomFromWKB(:region, 4326) as g) "
+            "select s.id from sites s, region where s.merged_into_id is null"
+            " and s.max_geom && ST_Expand(region.g, 0.01)"
+            " and ST_DWithin(s.max_geom::geography, region.g::geography, :eps)"), params))
+        det_ids = list(session.scalars(text(
+            "with region as (select ST_GeomFromWKB(:region, 4326) as g) "
+            f"select d.id from detections d join runs r on r.id = d.run_id, region where {_VISIBLE}"
+            " and (ST_Intersects(d.geom, region.g) or d.site_id = any(:sites))"), {**params, "sites": list(hit_sites)}))
+    if not det_ids and not hit_sites:
+        return []
+    run_times = _run_times(session, params)
+    clusters = _cluster(session, det_ids, run_times, params)
+    owners, merged = _assign_ids(session, clusters)
+
+    new_events: list[Event] = []
+    kept: set[int] = set()
+    for cluster in clusters:
+        site = _site_for(session, owners.get(cluster.key), cluster)
+        kept.add(site.id)
+        new_events += _update_site(session, site, cluster, run_times, params)
+    for old_id, cluster_key in merged.items():
+        _merge(session, old_id, owners[cluster_key])
+    for gone in hit_sites - kept - set(merged):
+        log.info("site %d lost all its detections: deleted", gone)
+        session.execute(delete(Site).where(Site.id == gone))
+    session.flush()
+    if kept:
+        assign_admin(session, sorted(kept))
+    log.info("sites updated for run %s: %d sites, %d merged, %d new events", run_id, len(kept), len(merged),
+             len(new_events))
+    return new_events
+
+
+def _run_times(session: Session, params: dict) -> dict[int, datetime]:
+    """Observation time of every visible run: its scene's acquisition (else its detections' observed_at)."""
+    rows = session.execute(text(
+        "select r.id, coalesce(min(s.acquired), (select min(d.observed_at) from detections d where d.run_id = r.id))"
+        f" from runs r left join run_scenes rs on rs.run_id = r.id left join scenes s on s.id = rs.scene_id"
+        f" where {_VISIBLE} group by r.id"), params)
+    return {rid: t for rid, t in rows if t is not None}
+
+
+def _cluster(session: Session, det_ids: list[int], run_times: dict[int, datetime], params: dict) -> list[_Cluster]:
+    """Single-linkage clusters of the detections (all dates together) at CLUSTER_DISTANCE_M in the metric CRS."""
+    if not det_ids:
+        return []
+    rows = session.execute(text(
+        f"select d.id, ST_ClusterDBSCAN(ST_Transform(d.geom, {METRIC_SRID}), eps := :eps, minpoints := 1) over (),"
+        " d.run_id, d.site_id, d.class, d.confidence, ST_AsBinary(d.geom), d.observed_at"
+        " from detections d where d.id = any(:ids) order by d.id"), {**params, "ids": det_ids})
+    clusters: dict[int, _Cluster] = {}
+    for did, cid, rid, sid, cls, conf, wkb, observed in rows:
+        geom = to_metric(shapely.from_wkb(bytes(wkb)))
+        if not geom.is_valid:
+            geom = shapely.make_valid(geom)
+        clusters.setdefault(cid, _Cluster(cid)).dets.append(
+            _Det(did, rid, sid, cls, float(conf), geom, run_times.get(rid, observed)))
+    return list(clusters.values())
+
+
+def _assign_ids(session: Session, clusters: list[_Cluster]) -> tuple[dict[int, int], dict[int, int]]:
+    """Keep site ids stable: the oldest existing site takes the cluster holding most of its detections.
+
+    Returns {cluster key: site id} for clusters that continue a site and {merged site id: cluster key} for sites
+    whose detections now belong to a cluster already owned by an older site. Clusters without owner are new sites.
+    """
+    old_ids = sorted({sid for c in clusters for sid in c.old})
+    if not old_ids:
+        return {}, {}
+    first_seen = dict(session.execute(select(Site.id, Site.first_seen).where(Site.id.in_(old_ids))).all())
+    owners: dict[int, int] = {}
+    merged: dict[int, int] = {}
+    for sid in sorted(old_ids, key=lambda s: (first_seen.get(s) or datetime.max.replace(tzinfo=UTC), s)):
+        options = sorted((c for c in clusters if sid in c.old), key=lambda c: (-c.old[sid], c.key))
+        free = [c for c in options if c.key not in owners]
+        if free:
+            owners[free[0].key] = sid
+        else:
+            merged[sid] = options[0].key
+    return owners, merged
+
+
+def _site_for(session: Session, site_id: int | None, cluster: _Cluster) -> Site:
+    if site_id is not None:
+        site = session.get(Site, site_id)
+        if site is not None:
+            return site
+    first = min(cluster.dets, key=lambda d: (d.observed_at, d.run_id))
+    site = Site(status="new", first_seen=first.observed_at, last_seen=first.observed_at,
+                last_observed=first.observed_at, first_run_id=first.run_id, last_run_id=first.run_id)
+    session.add(site)
+    session.flush()
+    return site
+
+
+def _merge(session: Session, old_id: int, into_id: int) -> None:
+    """A site whose detections joined an older site's cluster: kept as history, pointing at the survivor."""
+    log.info("site %d merged into site %d", old_id, into_id)
+    session.execute(delete(Event).where(Event.site_id == old_id))
+    session.execute(delete(SiteObservation).where(SiteObservation.site_id == old_id))
+    session.execute(update(Site).where(Site.merged_into_id == old_id).values(merged_into_id=into_id))
+    session.execute(update(Site).where(Site.id == old_id).values(merged_into_id=into_id, updated_at=datetime.now(UTC)))
+
+
+# -- one site ------------------------------------------------------------------------------------
+def _observing_runs(session: Session, extent_metric: BaseGeometry, params: dict) -> dict[int, datetime]:
+    """Visible runs whose scene covers the site and was not cloudy there."""
+    extent = to_wgs84(extent_metric)
+    point = extent.representative_point()
+    rows = session.execute(text(
+        "select r.id, s.id, s.acquired, s.cloud_mask_path from runs r join run_scenes rs on rs.run_id = r.id"
+        f" join scenes s on s.id = rs.scene_id where {_VISIBLE}"
+        " and ST_Intersects(s.footprint, ST_GeomFromWKB(:pt, 4326))"), {**params, "pt": point.wkb})
+    out: dict[int, datetime] = {}
+    for rid, _sid, acquired, mask_path in rows:
+        if _clear(mask_path, extent):
+            out[rid] = min(acquired, out.get(rid, acquired))
+    return out
+
+
+def _clear(mask_path: str | None, extent_wgs84: BaseGeometry) -> bool:
+    """True when less than CLOUDY_FRACTION of the site is masked (1 = cloud/shadow/nodata) in the cloud mask."""
+    if not mask_path:
+        return True
+    path = Path(mask_path)
+    if not path.exists():
+        log.warning("cloud mask %s is missing: counting the site as observed", path)
+        return True
+    import numpy as np
+    import rasterio
+    from rasterio.features import geometry_mask
+    from rasterio.warp import transform_geom
+    from rasterio.windows import Window, from_bounds
+
+    with rasterio.open(path) as ds:
+        geom = shapely.geometry.shape(transform_geom("EPSG:4326", ds.crs, shapely.geometry.mapping(extent_wgs84)))
+        win = from_bounds(*geom.bounds, transform=ds.transform)
+        win = Window(int(np.floor(win.col_off)), int(np.floor(win.row_off)),
+                     max(1, int(np.ceil(win.width)) + 1), max(1, int(np.ceil(win.height)) + 1))
+        data = ds.read(1, window=win, boundless=True, fill_value=1)
+        inside = geometry_mask([geom], out_shape=data.shape, transform=ds.window_transform(win), invert=True,
+                               all_touched=True)
+        values = data[inside] if inside.any() else data.ravel()
+    return float((values > 0).mean()) < CLOUDY_FRACTION
+
+
+def _update_site(session: Session, site: Site, cluster: _Cluster, run_times: dict[int, datetime],
+                 params: dict) -> list[Event]:
+    dets = cluster.dets
+    cumulative_all = shapely.union_all([d.geom for d in dets])
+    first_t = min(d.observed_at for d in dets)
+    by_time: dict[datetime, list[_Det]] = defaultdict(list)
+    for d in dets:
+        by_time[d.observed_at].append(d)
+    runs_at: dict[datetime, set[int]] = defaultdict(set)
+    for rid, t in _observing_runs(session, cumulative_all, params).items():
+        if t >= first_t:
+            runs_at[t].add(rid)
+    for t, ds in by_time.items():
+        runs_at[t].update(d.run_id for d in ds)
+
+    history: list[rules.Observation] = []
+    extents: list[BaseGeometry | None] = []
+    cumulative: BaseGeometry | None = None
+    for t in sorted(runs_at):
+        ds = by_time.get(t, [])
+        extent = shapely.union_all([d.geom for d in ds]) if ds else None
+        pits = shapely.union_all([d.geom for d in ds if d.cls == "pit"]) if ds else None
+        ponds = shapely.union_all([d.geom for d in ds if d.cls == "pond"]) if ds else None
+        if extent is not None:
+            cumulative = extent if cumulative is None else shapely.union(cumulative, extent)
+        run = min(d.run_id for d in ds) if ds else min(runs_at[t])
+        history.append(rules.Observation(t, run, bool(ds), area_ha(extent), area_ha(pits), area_ha(ponds),
+                                         area_ha(cumulative)))
+        extents.append(extent)
+    rules.assign_statuses(history)
+
+    last_seen_i = max(i for i, o in enumerate(history) if o.detected)
+    last_extent = extents[last_seen_i]
+    last_dets = by_time[history[last_seen_i].observed_at]
+    weight = sum(d.geom.area for d in last_dets) or 1.0
+    envelope = cumulative_all.convex_hull.buffer(rules.DISTURBANCE_BUFFER_M)
+    score, degree = rules.disturbance(area_ha(cumulative_all), history[-1].pond_area_ha, area_ha(envelope))
+    last = history[-1]
+
+    site.geom = from_shape(multi(to_wgs84(last_extent)), srid=4326)
+    site.max_geom = from_shape(multi(to_wgs84(cumulative_all)), srid=4326)
+    site.status = last.status
+    site.first_seen, site.last_seen, site.last_observed = history[0].observed_at, history[last_seen_i].observed_at, \
+        last.observed_at
+    site.area_ha, site.pit_area_ha, site.pond_area_ha = last.area_ha, last.pit_area_ha, last.pond_area_ha
+    site.max_area_ha = area_ha(cumulative_all)
+    site.confidence = sum(d.confidence * d.geom.area for d in last_dets) / weight
+    site.n_observations = len(history)
+    site.first_run_id, site.last_run_id = history[0].run_id, last.run_id
+    site.growth_rate_ha_yr = rules.growth_rate(history)
+    site.disturbance_score, site.disturbance = score, degree
+    site.merged_into_id = None
+    site.updated_at = datetime.now(UTC)
+
+    session.execute(update(Detection).where(Detection.id.in_(bindparam("ids", expanding=True)))
+                    .values(site_id=site.id), {"ids": [d.id for d in dets]})
+    session.execute(delete(SiteObservation).where(SiteObservation.site_id == site.id))
+    for obs, extent in zip(history, extents, strict=True):
+        session.add(SiteObservation(
+            site_id=site.id, run_id=obs.run_id, observed_at=obs.observed_at, detected=obs.detected,
+            area_ha=obs.area_ha, pit_area_ha=obs.pit_area_ha, pond_area_ha=obs.pond_area_ha,
+            cumulative_area_ha=obs.cumulative_area_ha, status=obs.status,
+            geom=from_shape(multi(to_wgs84(extent)), srid=4326) if extent is not None else None))
+    events, since = _sync_events(session, site, history, extents, cumulative_all)
+    site.status_since = since
+    return events
+
+
+def _sync_events(session: Session, site: Site, history: list[rules.Observation],
+                 extents: list[BaseGeometry | None], cumulative: BaseGeometry) -> tuple[list[Event], datetime]:
+    """Make the site's events equal to its status changes; existing events keep their id and created_at."""
+    wanted: dict[tuple[datetime, str], tuple[rules.Observation, str | None, BaseGeometry | None]] = {}
+    prev: str | None = None
+    since = history[0].observed_at
+    for obs, extent in zip(history, extents, strict=True):
+        if obs.status != prev:
+            wanted[(obs.observed_at, obs.status)] = (obs, prev, extent)
+            since = obs.observed_at
+        prev = obs.status
+    existing = {(e.observed_at, e.to_status): e for e in session.scalars(select(Event).where(Event.site_id == site.id))}
+    for key, event in existing.items():
+        if key not in wanted:
+            session.delete(event)
+    session.flush()
+    created: list[Event] = []
+    for key, (obs, from_status, extent) in wanted.items():
+        event = existing.get(key)
+        if event is None:
+            event = Event(site_id=site.id, observed_at=obs.observed_at, to_status=obs.status)
+            session.add(event)
+            created.append(event)
+        elif (event.from_status, event.run_id, round(event.area_ha, 6)) == (from_status, obs.run_id,
+                                                                          round(obs.area_ha, 6)):
+            continue  # unchanged: same detections at that date
+        shape = extent if extent is not None else cumulative
+        event.from_status, event.area_ha, event.run_id = from_status, obs.area_ha, obs.run_id
+        event.geom = from_shape(to_wgs84(shape.representative_point()), srid=4326)
+        event.extent = from_shape(multi(to_wgs84(extent)), srid=4326) if extent is not None else None
+    session.flush()
+    return created, since
