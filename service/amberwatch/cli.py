@@ -26,7 +26,7 @@ class ProgressBar:
     """A tqdm bar fed by the pipeline's ``progress(fraction, message)`` callbacks."""
 
     def __init__(self, desc: str):
-        self.bar = tqdm(total=100, desc=desc, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+        self.bar = tqdm(total=100, desc=desc, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}",
                         file=sys.stderr)
 
     def __call__(self, fraction: float, message: str) -> None:
@@ -53,6 +53,8 @@ def _fail(err: Exception) -> None:
 def main_callback(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @app.command()
