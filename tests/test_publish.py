@@ -6,30 +6,21 @@ the FastAPI app with ``mount`` runs under uvicorn on a free port.
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import shutil
-import socket
-import subprocess
 import threading
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from geoalchemy2.shape import from_shape
-from PIL import Image
+from publish_helpers import Server, get, getmap, ogrinfo_count, publish_settings, serve
 from pyproj import Transformer
 from shapely.geometry import MultiPolygon, box
 from sqlalchemy import delete, func, select, text
 
-from amberwatch.publish import PublishState, mount, refresh
+from amberwatch.publish import refresh
 from amberwatch.publish.catalog import drop_run_views
 from amberwatch.publish.connection import DbParams
 from amberwatch.publish.ows import parse_cgi_output, query_string_with_alias
@@ -37,23 +28,12 @@ from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Detection, ModelVersion, Run, Scene, Site
 
-MAPSERV = shutil.which("mapserv") or (
-    "/usr/lib/cgi-bin/mapserv" if shutil.which("/usr/lib/cgi-bin/mapserv") else None
-)
-OGRINFO = shutil.which("ogrinfo")
-
 # A corner of Rivne oblast no other test uses; dates no other test uses.
 X0, Y0 = 25.310, 50.710
 DAY_1 = datetime(2019, 6, 3, 9, 12, tzinfo=UTC)
 DAY_2 = datetime(2019, 7, 18, 9, 5, tzinfo=UTC)
 DAY_3 = datetime(2019, 8, 22, 9, 0, tzinfo=UTC)
 CELL = 0.002  # degrees between objects (~140 m)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def square(x: float, y: float, size: float = 0.0012):
@@ -131,60 +111,10 @@ def seed(store: Store):
         s.execute(delete(Scene).where(Scene.id == seed.scene_id))
 
 
-@dataclass
-class Server:
-    url: str
-    settings: Settings
-    state: PublishState
-
-
 @pytest.fixture(scope="module")
 def server(store: Store, seed: Seed, tmp_path_factory: pytest.TempPathFactory):
-    if MAPSERV is None:
-        pytest.skip("mapserv not installed (apt-get install cgi-mapserver)")
-    port = free_port()
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("publish"), port=port, host="127.0.0.1",
-        embedded_pg_port=store.settings.embedded_pg_port, database_url=store.settings.database_url,
-        mapserv_bin=MAPSERV,
-    )
-    state = refresh(store, settings)
-    app = FastAPI()
-    mount(app, store, settings)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/ogcapi/conformance?f=json", timeout=2).read()
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    yield Server(url, settings, state)
-    uv.should_exit = True
-    thread.join(timeout=10)
-
-
-def get(url: str) -> tuple[int, dict, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
-
-
-def ogrinfo_count(source: str, layer: str) -> int:
-    if OGRINFO is None:
-        pytest.skip("ogrinfo not installed (apt-get install gdal-bin)")
-    res = subprocess.run([OGRINFO, "-ro", "-so", source, layer], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    match = re.search(r"Feature Count: (\d+)", res.stdout)
-    assert match, res.stdout
-    return int(match.group(1))
+    with serve(store, publish_settings(store, tmp_path_factory.mktemp("publish"))) as srv:
+        yield srv
 
 
 def db_count(store: Store, sql: str) -> int:
@@ -240,14 +170,7 @@ def test_oapif_ogrinfo_mining_sites(server: Server, store: Store):
 
 
 def _getmap(server: Server, layer: str, bbox3857, size=(300, 200), time_=None) -> np.ndarray:
-    from owslib.wms import WebMapService
-
-    wms = WebMapService(f"{server.url}/ows", version="1.3.0")
-    img = wms.getmap(layers=[layer], styles=[""], srs="EPSG:3857", bbox=bbox3857, size=size,
-                     format="image/png", transparent=True, time=time_)
-    data = img.read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:300]
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+    return getmap(server.url, [layer], bbox3857, size, time_)
 
 
 _TO_3857 = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)

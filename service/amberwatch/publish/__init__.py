@@ -1,5 +1,6 @@
-"""Publishing: the published runs as WMS 1.3.0 / WFS 2.0 (MapServer, ``/ows``) and OGC API Features
-(pygeoapi, ``/ogcapi``) layers ``mining_sites``, ``detections`` and ``run_<id>``."""
+"""Publishing: the published runs and the monitoring data as WMS 1.3.0 / WFS 2.0 (MapServer, ``/ows``) and
+OGC API Features (pygeoapi, ``/ogcapi``) layers ``mining_sites``, ``detections``, ``run_<id>``, ``events``,
+``site_history``, ``oblasts``, ``raions``, ``hromadas`` and ``protected_areas``."""
 
 from amberwatch.publish.service import OgcPaths, PublishState, mount, refresh
 

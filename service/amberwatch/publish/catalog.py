@@ -1,18 +1,25 @@
-"""What is published, read from the database: published runs, their extents and dates, the sites' extent.
+"""What is published, read from the database: published runs, their extents and dates, and the count, extent and
+dates of the monitoring layers (sites, events, site history, admin units, protected areas).
 
-Also creates the per-run views ``run_<id>`` (over ``published_detections``, so a run that leaves the
-``published`` state empties its view in the same transaction that unpublishes it).
+Also creates the views the layers read: per run ``run_<id>`` (over ``published_detections``, so a run that leaves
+the ``published`` state empties its view in the same transaction that unpublishes it), one view per admin kind
+(``admin_oblasts``, ``admin_raions``, ``admin_hromadas``) and ``mapped_site_history`` (the observations that have a
+geometry). A migration that drops or changes ``admin_units`` or ``site_history`` must drop these first
+(:func:`drop_layer_views`) or use CASCADE; the next refresh re-creates them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, text
 
 # North-west Ukraine (Volyn, Rivne, Zhytomyr): the map extent, and a layer's extent while it is empty.
-REGION_EXTENT: tuple[float, float, float, float] = (23.5, 49.5, 30.0, 52.2)
+REGION_EXTENT: tuple[float, float, float, float] = (23.5, 49.5, 31.5, 52.5)
+
+ADMIN_VIEWS: dict[str, str] = {"oblast": "admin_oblasts", "raion": "admin_raions", "hromada": "admin_hromadas"}
+HISTORY_VIEW = "mapped_site_history"
 
 Extent = tuple[float, float, float, float]
 
@@ -34,6 +41,17 @@ class PublishedRun:
 
 
 @dataclass(frozen=True)
+class SourceStats:
+    """Rows, extent and (for layers with a time column) the time span and distinct UTC dates of one layer source."""
+
+    count: int = 0
+    extent: Extent | None = None
+    first: datetime | None = None
+    last: datetime | None = None
+    dates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Catalog:
     runs: tuple[PublishedRun, ...]
     dates: tuple[str, ...]  # distinct UTC dates (YYYY-MM-DD) of all published detections
@@ -43,6 +61,12 @@ class Catalog:
     n_sites: int
     sites_from: datetime | None
     sites_to: datetime | None
+    sites_first_seen: SourceStats = SourceStats()  # time = first_seen (the sites' WMS TIME)
+    events: SourceStats = SourceStats()
+    history: SourceStats = SourceStats()
+    admin: dict[str, SourceStats] = field(default_factory=dict)  # kind -> stats
+    protected_areas: SourceStats = SourceStats()
+    column_types: dict[str, dict[str, str]] = field(default_factory=dict)  # relation -> column -> PostgreSQL type
 
 
 def run_view_name(run_id: int) -> str:
@@ -98,8 +122,27 @@ _SITES_SQL = text(
 )
 
 
+def _stats_sql(source: str, time_column: str | None = None) -> str:
+    """count, extent and, with ``time_column``, min/max and the distinct UTC dates of one source."""
+    times = (
+        f"min({time_column}), max({time_column}), "
+        f"coalesce(array_agg(distinct to_char({time_column} at time zone 'UTC', 'YYYY-MM-DD')), '{{}}')"
+        if time_column else "null, null, '{}'::text[]"
+    )
+    return (
+        f"select count(*), st_xmin(st_extent(geom)), st_ymin(st_extent(geom)), st_xmax(st_extent(geom)), "
+        f"st_ymax(st_extent(geom)), {times} from {source}"
+    )
+
+
+def _stats(conn: Connection, source: str, time_column: str | None = None) -> SourceStats:
+    n, *rest = conn.execute(text(_stats_sql(source, time_column))).one()
+    ext, first, last, dates = rest[:4], rest[4], rest[5], rest[6]
+    return SourceStats(int(n), _extent(ext), first, last, tuple(sorted(dates)))
+
+
 def read_catalog(engine: Engine) -> Catalog:
-    """One consistent snapshot (REPEATABLE READ) of the published runs and the sites."""
+    """One consistent snapshot (REPEATABLE READ) of the published runs and the monitoring layers."""
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
         runs = tuple(
             PublishedRun(
@@ -115,6 +158,12 @@ def read_catalog(engine: Engine) -> Catalog:
             for row in conn.execute(_RUNS_SQL)
         )
         n_sites, sites_from, sites_to, *ext = conn.execute(_SITES_SQL).one()
+        first_seen = _stats(conn, "mining_sites", "first_seen")
+        events = _stats(conn, "site_events", "observed_at")
+        history = _stats(conn, HISTORY_VIEW, "observed_at")
+        admin = {kind: _stats(conn, view) for kind, view in ADMIN_VIEWS.items()}
+        protected = _stats(conn, "protected_areas")
+        column_types = _column_types(conn, [*LAYER_SOURCES, *ADMIN_VIEWS.values()])
     dates = tuple(sorted({d for run in runs for d in run.dates}))
     return Catalog(
         runs=runs,
@@ -125,7 +174,73 @@ def read_catalog(engine: Engine) -> Catalog:
         n_sites=int(n_sites),
         sites_from=sites_from,
         sites_to=sites_to,
+        sites_first_seen=first_seen,
+        events=events,
+        history=history,
+        admin=admin,
+        protected_areas=protected,
+        column_types=column_types,
     )
+
+
+# The relations the layers read (besides the views created here); run_<id> views have the columns of
+# published_detections.
+LAYER_SOURCES = ("mining_sites", "published_detections", "site_events", HISTORY_VIEW, "protected_areas")
+
+
+def _column_types(conn: Connection, relations: list[str]) -> dict[str, dict[str, str]]:
+    rows = conn.execute(
+        text(
+            "select table_name, column_name, data_type from information_schema.columns "
+            "where table_schema = current_schema() and table_name = any(:names) order by ordinal_position"
+        ),
+        {"names": list(relations)},
+    )
+    out: dict[str, dict[str, str]] = {}
+    for relation, column, data_type in rows:
+        out.setdefault(relation, {})[column] = data_type
+    return out
+
+
+_LAYER_VIEWS: dict[str, tuple[str, str]] = {
+    # view: (the relation it reads, its definition)
+    **{
+        view: ("admin_units", f"select * from admin_units where kind = '{kind}'")
+        for kind, view in ADMIN_VIEWS.items()
+    },
+    HISTORY_VIEW: ("site_history", "select * from site_history where geom is not null"),
+}
+_LAYER_VIEW_COMMENTS = {
+    **{view: f"AmberWatch OGC layer {view.removeprefix('admin_')}: admin_units of kind {kind}"
+       for kind, view in ADMIN_VIEWS.items()},
+    HISTORY_VIEW: "AmberWatch OGC layer site_history: the site observations that have a geometry",
+}
+
+
+def ensure_layer_views(engine: Engine) -> list[str]:
+    """Create the admin-kind views and ``mapped_site_history``; re-create one whose columns no longer match its
+    source (after a migration). Views already right are left alone (no lock on live views)."""
+    created: list[str] = []
+    with engine.begin() as conn:
+        conn.execute(text("select pg_advisory_xact_lock(hashtext('amberwatch.publish.layer_views'))"))
+        for view, (source, definition) in _LAYER_VIEWS.items():
+            have = _columns(conn, view)
+            if have == _columns(conn, source):
+                continue
+            if have:
+                conn.execute(text(f"drop view {view}"))
+            conn.execute(text(f"create view {view} as {definition}"))
+            conn.execute(text(f"comment on view {view} is '{_LAYER_VIEW_COMMENTS[view]}'"))
+            created.append(view)
+    return created
+
+
+def drop_layer_views(engine: Engine) -> list[str]:
+    """Drop the admin-kind views and ``mapped_site_history`` (the next refresh re-creates them)."""
+    with engine.begin() as conn:
+        for view in _LAYER_VIEWS:
+            conn.execute(text(f"drop view if exists {view}"))
+    return list(_LAYER_VIEWS)
 
 
 def ensure_run_views(engine: Engine, run_ids: list[int]) -> list[str]:

@@ -17,6 +17,23 @@ from amberwatch.settings import PROJECT_ROOT
 
 OGC_CONFIG_DIR = Path(os.environ.get("AMBERWATCH_OGC_CONFIG_DIR", PROJECT_ROOT / "ogc_config"))
 
+# Label font: DejaVu Sans has Latin and Cyrillic (Debian fonts-dejavu-core, pulled in by fontconfig).
+LABEL_FONTS = (
+    Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+    Path("/usr/share/fonts/TTF/DejaVuSans.ttf"),
+    Path("/usr/share/fonts/dejavu/DejaVuSans.ttf"),
+)
+
+
+def find_label_font() -> Path | None:
+    """The first label font that exists here; without one the layers are drawn without labels."""
+    return next((p for p in LABEL_FONTS if p.is_file()), None)
+
+
+def render_fontset(font: Path) -> str:
+    """A MapServer FONTSET file: alias ``sans`` for the label font."""
+    return f"sans {font.resolve()}\n"
+
 
 def mapfile_string(value: object) -> str:
     """Escape a value for a double-quoted mapfile string."""
@@ -47,7 +64,8 @@ def _layer_dicts(layers: list[Layer]) -> list[dict]:
     return [asdict(layer) for layer in layers]
 
 
-def render_mapfile(layers: list[Layer], db: DbParams, base_url: str) -> str:
+def render_mapfile(layers: list[Layer], db: DbParams, base_url: str, fontset: Path | None = None) -> str:
+    """The mapfile; ``fontset`` (a file written by :func:`render_fontset`) turns the name labels on."""
     return _env(OGC_CONFIG_DIR).get_template("mapserver/amberwatch.map.j2").render(
         generated_at=_now(),
         onlineresource=f"{base_url}/ows",
@@ -57,6 +75,7 @@ def render_mapfile(layers: list[Layer], db: DbParams, base_url: str) -> str:
         connection=db.libpq(),
         templates_dir=str((OGC_CONFIG_DIR / "mapserver" / "templates").resolve()),
         layers=_layer_dicts(layers),
+        fontset=str(fontset.resolve()) if fontset else None,
     )
 
 

@@ -21,12 +21,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from amberwatch.publish.atomic import write_atomic
-from amberwatch.publish.catalog import PublishedRun, ensure_run_views, read_catalog
+from amberwatch.publish.catalog import PublishedRun, ensure_layer_views, ensure_run_views, read_catalog
 from amberwatch.publish.connection import DbParams
-from amberwatch.publish.layers import MAP_ALIAS, build_layers
+from amberwatch.publish.layers import ADMIN_LAYERS, MAP_ALIAS, build_layers
 from amberwatch.publish.ogcapi import OgcApiApp
 from amberwatch.publish.ows import MapServerCGI, find_mapserv
-from amberwatch.publish.render import render_mapfile, render_mapserver_config, render_pygeoapi_config
+from amberwatch.publish.render import (
+    find_label_font,
+    render_fontset,
+    render_mapfile,
+    render_mapserver_config,
+    render_pygeoapi_config,
+)
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 
@@ -62,6 +68,10 @@ class OgcPaths:
     def openapi(self) -> Path:
         return self.root / "pygeoapi-openapi.json"
 
+    @property
+    def fontset(self) -> Path:
+        return self.root / "fonts.txt"
+
 
 @dataclass(frozen=True)
 class PublishState:
@@ -76,6 +86,7 @@ class PublishState:
     ogcapi_url: str
     paths: OgcPaths
     created_views: tuple[str, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)  # features per monitoring layer (events, oblasts, ...)
     refreshed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     seconds: float = 0.0
 
@@ -93,24 +104,31 @@ def _exclusive(root: Path) -> Iterator[None]:
 
 
 def refresh(store: Store, settings: Settings) -> PublishState:
-    """Publish what the database says is published: views ``run_<id>``, mapfile, MapServer config,
-    pygeoapi config + OpenAPI document (each replaced atomically), and swap the mounted pygeoapi app."""
+    """Publish what the database says is published: the layer views (``run_<id>``, admin kinds, mapped site
+    history), mapfile, MapServer config, pygeoapi config + OpenAPI document (each replaced atomically), and swap
+    the mounted pygeoapi app. Empty monitoring tables still give their (empty) layers."""
     t0 = time.perf_counter()
     paths = OgcPaths.of(settings)
     db = DbParams.from_store(store)
     base_url = settings.base_url
     with _exclusive(paths.root):
+        created = ensure_layer_views(store.engine)
         catalog = read_catalog(store.engine)
-        created = ensure_run_views(store.engine, [run.id for run in catalog.runs])
+        created += ensure_run_views(store.engine, [run.id for run in catalog.runs])
         layers = build_layers(catalog)
+        font = find_label_font()
+        if font is None:
+            log.warning("no DejaVuSans.ttf found (apt-get install fonts-dejavu-core): WMS layers have no labels")
 
         # render everything first: a failure leaves all the old files in place
-        mapfile_text = render_mapfile(layers, db, base_url)
+        mapfile_text = render_mapfile(layers, db, base_url, paths.fontset if font else None)
         mapserver_config_text = render_mapserver_config(paths.mapfile)
         config_text = render_pygeoapi_config(layers, db, base_url, settings.host, settings.port)
         config = yaml.safe_load(config_text)
         openapi = get_oas(config)
 
+        if font is not None:
+            write_atomic(paths.fontset, render_fontset(font), mode=0o644)
         write_atomic(paths.mapfile, mapfile_text)
         write_atomic(paths.mapserver_config, mapserver_config_text)
         # the OpenAPI document before the config: a reader that sees the new config finds the matching document
@@ -130,6 +148,12 @@ def refresh(store: Store, settings: Settings) -> PublishState:
         ogcapi_url=f"{base_url}/ogcapi",
         paths=paths,
         created_views=tuple(created),
+        counts={
+            "events": catalog.events.count,
+            "site_history": catalog.history.count,
+            **{name: catalog.admin[kind].count for kind, name in ADMIN_LAYERS.items()},
+            "protected_areas": catalog.protected_areas.count,
+        },
         seconds=time.perf_counter() - t0,
     )
     log.info(
@@ -169,6 +193,9 @@ def mount(app: FastAPI, store: Store, settings: Settings) -> None:
         methods=["GET", "POST"],
         include_in_schema=True,
         summary="OGC WMS 1.3.0 / WFS 2.0 (MapServer)",
-        description="Layers: mining_sites, detections (WMS TIME on observed_at) and run_<id> per published run.",
+        description=(
+            "Layers: mining_sites (WMS TIME on first_seen), detections, events and site_history (WMS TIME on "
+            "observed_at), run_<id> per published run, oblasts, raions, hromadas, protected_areas."
+        ),
         tags=["ogc"],
     )

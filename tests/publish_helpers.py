@@ -1,0 +1,126 @@
+"""Helpers for the publishing tests: serve the app (refresh + mount) under uvicorn, call it with real clients."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import uvicorn
+from conftest import free_port
+from fastapi import FastAPI
+from PIL import Image
+
+from amberwatch.publish import PublishState, mount, refresh
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+
+MAPSERV = shutil.which("mapserv") or (
+    "/usr/lib/cgi-bin/mapserv" if shutil.which("/usr/lib/cgi-bin/mapserv") else None
+)
+OGRINFO = shutil.which("ogrinfo")
+
+
+@dataclass
+class Server:
+    url: str
+    settings: Settings
+    state: PublishState
+
+
+def publish_settings(store: Store, data_dir, port: int | None = None) -> Settings:
+    """Settings for a publishing test: its own data dir (generated configs) and port, the store's database."""
+    if MAPSERV is None:
+        pytest.skip("mapserv not installed (apt-get install cgi-mapserver)")
+    return Settings(
+        data_dir=data_dir, port=port or free_port(), host="127.0.0.1",
+        embedded_pg_port=store.settings.embedded_pg_port, database_url=store.settings.database_url,
+        mapserv_bin=MAPSERV,
+    )
+
+
+@contextmanager
+def serve(store: Store, settings: Settings) -> Iterator[Server]:
+    """``refresh``, then the FastAPI app with ``mount`` under uvicorn on ``settings.port`` until the block ends."""
+    state = refresh(store, settings)
+    app = FastAPI()
+    mount(app, store, settings)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
+                                       lifespan="off"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/ogcapi/conformance?f=json", timeout=2).read()
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    try:
+        yield Server(url, settings, state)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+def get(url: str) -> tuple[int, dict, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def ogrinfo_summary(source: str, *layers: str) -> str:
+    """``ogrinfo -ro -so SOURCE LAYER...`` output (GDAL's WFS or OAPIF driver, as QGIS uses it)."""
+    if OGRINFO is None:
+        pytest.skip("ogrinfo not installed (apt-get install gdal-bin)")
+    res = subprocess.run([OGRINFO, "-ro", "-so", source, *layers], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def ogrinfo_count(source: str, layer: str) -> int:
+    out = ogrinfo_summary(source, layer)
+    match = re.search(r"Feature Count: (\d+)", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def ogrinfo_counts(source: str, layers: list[str]) -> dict[str, int]:
+    """Feature counts of several layers from one ``ogrinfo`` run (one GetCapabilities)."""
+    out = ogrinfo_summary(source, *layers)
+    counts = dict(re.findall(r"^Layer name: (?:\w+:)?(\w+)$.*?^Feature Count: (\d+)$", out, flags=re.M | re.S))
+    assert set(counts) == set(layers), out
+    return {name: int(n) for name, n in counts.items()}
+
+
+def ogrinfo_fields(source: str, layer: str) -> dict[str, str]:
+    """Field name -> OGR type, from the ``name: Type (w.p)`` lines of ``ogrinfo -so``."""
+    out = ogrinfo_summary(source, layer)
+    return dict(re.findall(r"^(\w+): ([\w()]+) \(", out, flags=re.M))
+
+
+def getmap(url: str, layers: list[str], bbox3857, size=(300, 200), time_=None) -> np.ndarray:
+    """A transparent PNG GetMap through OWSLib, as an RGBA array."""
+    from owslib.wms import WebMapService
+
+    wms = WebMapService(f"{url}/ows", version="1.3.0")
+    img = wms.getmap(layers=layers, styles=[""] * len(layers), srs="EPSG:3857", bbox=bbox3857, size=size,
+                     format="image/png", transparent=True, time=time_)
+    data = img.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:300]
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
