@@ -21,13 +21,20 @@ from amberwatch.settings import Settings
 from amberwatch.types import DetectionResult, IngestedScene
 
 __all__ = [
-    "ModelInfo", "create_session", "detect_scene", "get_model", "list_models", "predict_probabilities",
-    "vectorize", "write_polygons",
+    "ModelInfo",
+    "create_session",
+    "detect_scene",
+    "get_model",
+    "list_models",
+    "predict_probabilities",
+    "vectorize",
+    "write_polygons",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
+SEGMENT_SHARE = 0.9  # share of the progress bar given to segmentation (vectorizing is the rest)
 
 
 def detect_scene(
@@ -40,21 +47,31 @@ def detect_scene(
 ) -> DetectionResult:
     """Run ``model`` on ``scene``: probability COG in ``work_dir`` + polygons (EPSG:4326).
 
-    VHR RGB models are delegated to ``amberwatch.vhr.detect_vhr``. ``progress(done, total)`` reports windows.
+    VHR RGB models are delegated to ``amberwatch.vhr.detect_vhr``. ``progress(fraction, message)`` is called
+    as windows complete (segmentation takes the first 90 %).
     """
     if model.family != scene.family:
-        raise InputError(f"Model {model.ref} is for {model.family} imagery but scene {scene.scene_key} is "
-                         f"{scene.family} ({scene.sensor})")
+        raise InputError(
+            f"Model {model.ref} is for {model.family} imagery but scene {scene.scene_key} is "
+            f"{scene.family} ({scene.sensor})"
+        )
     if model.family == "vhr_rgb":
         from amberwatch.vhr import detect_vhr
 
         return detect_vhr(scene, model.path, settings)
     work_dir = Path(work_dir)
     prob_path = work_dir / f"{scene.scene_key}__{model.name}-{model.version}__prob.tif"
-    predict_probabilities(scene, model, prob_path, settings, progress=progress, margin=DEFAULT_MARGIN)
+    segment_progress = (lambda f, msg: progress(SEGMENT_SHARE * f, msg)) if progress else None
+    margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
+    predict_probabilities(scene, model, prob_path, settings, progress=segment_progress, margin=margin)
+    if progress:
+        progress(SEGMENT_SHARE, "vectorizing")
     polygons = vectorize(prob_path, scene.crs, threshold=threshold, min_area_ha=settings.min_mapping_unit_ha)
-    provider = cached_runner(str(model.onnx_path), model.sha256,
-                             tuple(settings.providers) if settings.providers else None).provider
+    if progress:
+        progress(1.0, f"{len(polygons)} polygons")
+    provider = cached_runner(
+        str(model.onnx_path), model.sha256, tuple(settings.providers) if settings.providers else None
+    ).provider
     return DetectionResult(
         scene_key=scene.scene_key,
         model_name=model.name,
@@ -66,7 +83,7 @@ def detect_scene(
         parameters={
             "threshold": threshold,
             "window_size": settings.window_size,
-            "overlap_margin": DEFAULT_MARGIN,
+            "overlap_margin": margin,
             "min_area_ha": settings.min_mapping_unit_ha,
             "input_bands": model.input_bands,
             "model_sha256": model.sha256,

@@ -52,10 +52,25 @@ class ModelInfo:
     def input_multiple(self) -> int:
         return int(self.properties.get("amberwatch:input_multiple", 1) or 1)
 
+    @property
+    def context_margin(self) -> int | None:
+        """Context pixels the model wants around each window (card ``amberwatch:context_margin``), if stated."""
+        value = self.properties.get("amberwatch:context_margin")
+        return int(value) if value is not None else None
+
 
 def card_properties(card: dict[str, Any]) -> dict[str, Any]:
     props = card.get("properties")
     return props if isinstance(props, dict) else card
+
+
+def model_href(card: dict[str, Any]) -> str:
+    """The ONNX file named by the card's ``mlm:model`` asset (relative href), else ``model.onnx``."""
+    for asset in (card.get("assets") or {}).values():
+        href = str(asset.get("href", ""))
+        if "mlm:model" in (asset.get("roles") or []) and href and "://" not in href and not href.startswith("/"):
+            return href.removeprefix("./")
+    return "model.onnx"
 
 
 def version_key(version: str) -> tuple[int, Version | str]:
@@ -80,7 +95,7 @@ def load_model(version_dir: Path) -> ModelInfo:
     props = card_properties(card)
     metrics_path = version_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    onnx_path = version_dir / "model.onnx"
+    onnx_path = version_dir / model_href(card)
     family = str(props.get("amberwatch:family", ""))
     if family not in FAMILIES:
         raise ValueError(f"{version_dir / 'mlm.json'}: amberwatch:family {family!r} is not one of {FAMILIES}")

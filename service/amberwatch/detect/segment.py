@@ -40,11 +40,12 @@ from amberwatch.types import (
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]  # (windows done, windows total)
+Progress = Callable[[float, str], None]  # (fraction done 0..1, message): the team's progress convention
 
 DEFAULT_MARGIN = 32  # context pixels read around each window and discarded after inference
 PROB_BANDS = ("pit", "pond")  # output bands; model output channels are [background, pit, pond]
-GDAL_CACHE_MB = 256  # keeps GDAL's block cache (default 5% of RAM) from dominating memory
+GDAL_CACHE_LIMITS = (64 << 20, 1 << 30)  # bounds of the GDAL block cache we ask for (bytes)
+COPY_CACHE_BYTES = 128 << 20  # GDAL cache while copying to COG
 KNOWN_BANDS = frozenset(SENTINEL2_BANDS) | set(LANDSAT_OLI_BANDS) | set(LANDSAT_TM_BANDS)
 S2_ID_TO_NAME = dict(zip(SENTINEL2_BAND_IDS, SENTINEL2_BANDS, strict=True))
 
@@ -56,6 +57,12 @@ class Tile:
     core: Window  # output pixels
     read: Window  # pixels read (core + margin, clipped to the raster)
     pad: tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right)) to reach the model input size
+
+    @property
+    def core_offset(self) -> tuple[int, int]:
+        """(row, col) of the core window inside the padded model input."""
+        (top, _), (left, _) = self.pad
+        return top + self.core.row_off - self.read.row_off, left + self.core.col_off - self.read.col_off
 
 
 def scene_band_names(descriptions: tuple[str | None, ...], scene: IngestedScene) -> list[str]:
@@ -76,8 +83,7 @@ def band_indexes(available: list[str], wanted: list[str], model_ref: str, scene_
     missing = [b for b in wanted if b not in available]
     if missing:
         raise InputError(
-            f"Model {model_ref} needs bands {wanted} but scene {scene_key} lacks {missing} "
-            f"(it has {available})"
+            f"Model {model_ref} needs bands {wanted} but scene {scene_key} lacks {missing} (it has {available})"
         )
     return [available.index(b) + 1 for b in wanted]
 
@@ -92,8 +98,7 @@ def plan_tiles(width: int, height: int, size: int, margin: int, input_size: int)
             r1, c1 = min(row + h + margin, height), min(col + w + margin, width)
             top, left = margin - (row - r0), margin - (col - c0)
             bottom, right = input_size - top - (r1 - r0), input_size - left - (c1 - c0)
-            tiles.append(Tile(Window(col, row, w, h), Window(c0, r0, c1 - c0, r1 - r0),
-                              ((top, bottom), (left, right))))
+            tiles.append(Tile(Window(col, row, w, h), Window(c0, r0, c1 - c0, r1 - r0), ((top, bottom), (left, right))))
     return tiles
 
 
@@ -137,7 +142,7 @@ class WindowReader:
         nodata = ~dn.any(axis=0)  # all bands 0 = nodata
         x = pad_reflect(dn.astype(np.float32) * np.float32(REFLECTANCE_SCALE), tile.pad)
         r, c = tile.core.row_off - tile.read.row_off, tile.core.col_off - tile.read.col_off
-        unusable = nodata[r:r + tile.core.height, c:c + tile.core.width]
+        unusable = nodata[r : r + tile.core.height, c : c + tile.core.width]
         if self.cloud is not None:
             unusable = unusable | (self.cloud.read(1, window=tile.core) != 0)
         return x, unusable
@@ -155,13 +160,29 @@ def open_cloud_mask(stack: ExitStack, scene: IngestedScene, src: rasterio.Datase
     if mask.crs == src.crs and mask.transform == src.transform and mask.shape == src.shape:
         return mask
     log.info("cloud mask %s is on another grid; warping it to the reflectance grid", scene.cloud_mask_path)
-    return stack.enter_context(WarpedVRT(mask, crs=src.crs, transform=src.transform, width=src.width,
-                                         height=src.height, resampling=Resampling.nearest))
+    return stack.enter_context(
+        WarpedVRT(
+            mask,
+            crs=src.crs,
+            transform=src.transform,
+            width=src.width,
+            height=src.height,
+            resampling=Resampling.nearest,
+        )
+    )
+
+
+def block_cache_bytes(src: rasterio.DatasetReader) -> int:
+    """GDAL cache (bytes) holding three rows of source blocks: a window plus its margins spans three block rows,
+    so each compressed block is decoded once. Bounded, so a 10980 px S2 tile stays well under 2 GB RSS."""
+    bh, bw = src.block_shapes[0]
+    row_bytes = math.ceil(src.width / bw) * bw * bh * src.count * np.dtype(src.dtypes[0]).itemsize
+    return int(min(max(3.3 * row_bytes, GDAL_CACHE_LIMITS[0]), GDAL_CACHE_LIMITS[1]))
 
 
 def batched(items: list[Tile], n: int) -> Iterator[list[Tile]]:
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
 def to_uint8(p: np.ndarray) -> np.ndarray:
@@ -174,9 +195,11 @@ def predict_probabilities(
     out_path: Path,
     settings: Settings,
     progress: Progress | None = None,
-    margin: int = DEFAULT_MARGIN,
+    margin: int | None = None,
 ) -> Path:
     """Run ``model`` over ``scene``; write a COG with uint8 bands ``pit``, ``pond`` (probability x 255).
+
+    ``margin``: context pixels around each window; default the card's ``amberwatch:context_margin``, else 32.
 
     Pixels that are nodata or cloudy get probability 0 and are masked in the COG's dataset mask.
     Memory stays bounded: only a batch of windows is held at once.
@@ -186,53 +209,119 @@ def predict_probabilities(
     wanted = model.input_bands
     if not wanted:
         raise AmberWatchError(f"Model {model.ref}: mlm.json has no mlm:input[0].bands")
-    runner = cached_runner(str(model.onnx_path), model.sha256,
-                           tuple(settings.providers) if settings.providers else None)
+    if not model.onnx_path.exists():
+        raise AmberWatchError(f"Model {model.ref}: {model.onnx_path} is missing from the registry")
+    runner = cached_runner(
+        str(model.onnx_path), model.sha256, tuple(settings.providers) if settings.providers else None
+    )
     check_model_io(runner, model, len(wanted))
+    if margin is None:
+        margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".prob-") as tmp_dir:
+        tmp_path = Path(tmp_dir) / "prob.tif"
+        segment_to_gtiff(scene, model, runner, tmp_path, settings.window_size, margin, progress)
+        if progress:
+            progress(1.0, "writing probability COG")
+        gtiff_to_cog(tmp_path, out_path)
+    return out_path
+
+
+def gtiff_to_cog(tmp_path: Path, out_path: Path) -> None:
+    """Copy the tiled GTiff to a DEFLATE COG with averaged overviews (small GDAL cache: it streams)."""
+    with rasterio.Env(GDAL_CACHEMAX=COPY_CACHE_BYTES):
+        rasterio.shutil.copy(
+            tmp_path,
+            out_path,
+            driver="COG",
+            COMPRESS="DEFLATE",
+            PREDICTOR="2",
+            BLOCKSIZE="512",
+            OVERVIEW_RESAMPLING="AVERAGE",
+            BIGTIFF="IF_SAFER",
+            NUM_THREADS="ALL_CPUS",
+        )
+
+
+def segment_to_gtiff(
+    scene: IngestedScene,
+    model: ModelInfo,
+    runner: ModelRunner,
+    tmp_path: Path,
+    window_size: int,
+    margin: int,
+    progress: Progress | None,
+) -> None:
+    """The window loop: read (in a helper thread, one batch ahead), run the model, crop, mask, write."""
+    wanted = model.input_bands
     with ExitStack() as stack:
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         src = stack.enter_context(rasterio.open(scene.reflectance_path))
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=block_cache_bytes(src)))
         indexes = band_indexes(scene_band_names(src.descriptions, scene), wanted, model.ref, scene.scene_key)
         cloud = open_cloud_mask(stack, scene, src)
-        size = max(1, min(settings.window_size, max(src.width, src.height)))
-        mult = model.input_multiple
-        input_size = math.ceil((size + 2 * margin) / mult) * mult
+        size = max(1, min(window_size, max(src.width, src.height)))
+        input_size = math.ceil((size + 2 * margin) / model.input_multiple) * model.input_multiple
         tiles = plan_tiles(src.width, src.height, size, margin, input_size)
         reader = WindowReader(src, indexes, cloud)
-        tmp_dir = stack.enter_context(tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".prob-"))
-        tmp_path = Path(tmp_dir) / "prob.tif"
-        profile = dict(driver="GTiff", width=src.width, height=src.height, count=len(PROB_BANDS), dtype="uint8",
-                       crs=src.crs, transform=src.transform, tiled=True, blockxsize=256, blockysize=256,
-                       BIGTIFF="IF_SAFER")
-        log.info("segmenting %s with %s on %s: %dx%d px, %d windows of %d (+%d margin, input %d)",
-                 scene.scene_key, model.ref, runner.provider, src.width, src.height, len(tiles), size, margin,
-                 input_size)
-        with rasterio.open(tmp_path, "w", **profile) as dst, ThreadPoolExecutor(max_workers=1) as pool:
-            batches = list(batched(tiles, runner.batch_size))
-            pending = pool.submit(reader.read_batch, batches[0])  # read the next batch while the model runs
-            done = 0
-            for i, batch in enumerate(batches):
-                x, unusable = pending.result()
-                if i + 1 < len(batches):
-                    pending = pool.submit(reader.read_batch, batches[i + 1])
-                probs = runner(x)
-                if probs.shape != (len(batch), 3, input_size, input_size):
-                    raise AmberWatchError(f"Model {model.ref} returned shape {probs.shape} for input {x.shape}; "
-                                          f"expected ({len(batch)}, 3, {input_size}, {input_size})")
-                for tile, p, bad in zip(batch, probs, unusable, strict=True):
-                    (top, _), (left, _) = tile.pad
-                    core = p[1:3, top:top + tile.core.height, left:left + tile.core.width]
-                    out = to_uint8(core)
+        profile = dict(
+            driver="GTiff",
+            width=src.width,
+            height=src.height,
+            count=len(PROB_BANDS),
+            dtype="uint8",
+            crs=src.crs,
+            transform=src.transform,
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            BIGTIFF="IF_SAFER",
+        )
+        log.info(
+            "segmenting %s with %s on %s: %dx%d px, %d windows of %d (+%d margin, input %d)",
+            scene.scene_key,
+            model.ref,
+            runner.provider,
+            src.width,
+            src.height,
+            len(tiles),
+            size,
+            margin,
+            input_size,
+        )
+        dst = stack.enter_context(rasterio.open(tmp_path, "w", **profile))
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        batches = list(batched(tiles, runner.batch_size))
+        pending = pool.submit(reader.read_batch, batches[0])  # read the next batch while the model runs
+        done = 0
+        for i, batch in enumerate(batches):
+            x, unusable = pending.result()
+            if i + 1 < len(batches):
+                pending = pool.submit(reader.read_batch, batches[i + 1])
+            run = [j for j, bad in enumerate(unusable) if not bad.all()]  # skip all-nodata / all-cloud windows
+            batch_x = x if len(run) == len(batch) else x[run]
+            probs = runner(batch_x) if run else np.empty((0, 3, input_size, input_size), np.float32)
+            if probs.shape != (len(run), 3, input_size, input_size):
+                raise AmberWatchError(
+                    f"Model {model.ref} returned shape {probs.shape} for input {batch_x.shape}; "
+                    f"expected ({len(run)}, 3, {input_size}, {input_size})"
+                )
+            by_tile = dict(zip(run, probs, strict=True))
+            for j, (tile, bad) in enumerate(zip(batch, unusable, strict=True)):
+                out = np.zeros((len(PROB_BANDS), tile.core.height, tile.core.width), np.uint8)
+                if j in by_tile:
+                    top, left = tile.core_offset
+                    out = to_uint8(by_tile[j][1:3, top : top + tile.core.height, left : left + tile.core.width])
                     out[:, bad] = 0
-                    dst.write(out, window=tile.core)
-                    dst.write_mask(np.where(bad, 0, 255).astype(np.uint8), window=tile.core)
-                done += len(batch)
-                if progress:
-                    progress(done, len(tiles))
-            dst.descriptions = PROB_BANDS
-            dst.scales = (1 / 255,) * len(PROB_BANDS)
-            dst.update_tags(scene_key=scene.scene_key, model=model.name, model_version=model.version,
-                            classes="background,pit,pond", encoding="probability = value / 255")
-        rasterio.shutil.copy(tmp_path, out_path, driver="COG", COMPRESS="DEFLATE", PREDICTOR="2", BLOCKSIZE="512",
-                             OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
-    return out_path
+                dst.write(out, window=tile.core)
+                dst.write_mask(np.where(bad, 0, 255).astype(np.uint8), window=tile.core)
+            done += len(batch)
+            if progress:
+                progress(done / len(tiles), f"segmenting: window {done}/{len(tiles)}")
+        dst.descriptions = PROB_BANDS
+        dst.scales = (1 / 255,) * len(PROB_BANDS)
+        dst.update_tags(
+            scene_key=scene.scene_key,
+            model=model.name,
+            model_version=model.version,
+            classes="background,pit,pond",
+            encoding="probability = value / 255",
+        )

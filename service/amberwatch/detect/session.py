@@ -27,10 +27,13 @@ def cuda_options(device_id: int = 0) -> dict[str, str | int]:
     }
 
 
-def session_options() -> ort.SessionOptions:
+def session_options(on_cpu: bool = True) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = os.cpu_count() or 1
+    if on_cpu:
+        # a memory pattern pre-plans one buffer for all activations: ~40 % more RSS on a 576 px U-Net window, no faster
+        opts.enable_mem_pattern = False
     return opts
 
 
@@ -49,7 +52,8 @@ def create_session(
     if CPU not in chosen:
         chosen.append(CPU)
     provider_args: list[str | tuple[str, dict]] = [(p, cuda_options(device_id)) if p == CUDA else p for p in chosen]
-    session = ort.InferenceSession(str(onnx_path), sess_options=session_options(), providers=provider_args)
+    opts = session_options(on_cpu=CUDA not in chosen)
+    session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=provider_args)
     used = session.get_providers()[0]
     if used == CUDA:
         log.info("onnxruntime: using %s (GPU %d)", CUDA, device_id)
@@ -63,8 +67,9 @@ def create_session(
 class ModelRunner:
     """Runs batches through a session: plain ``run`` on CPU, IO binding with OrtValues on a GPU."""
 
-    def __init__(self, session: ort.InferenceSession, provider: str, device_id: int = 0,
-                 use_io_binding: bool | None = None) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, provider: str, device_id: int = 0, use_io_binding: bool | None = None
+    ) -> None:
         self.session = session
         self.provider = provider
         self.input_name = session.get_inputs()[0].name

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CLASSES: tuple[DetectionClass, ...] = ("pit", "pond")  # band 1, band 2 of the probability COG
 BLOCK_SIZE = 2048
+CACHE_BYTES = 64 << 20  # blocks are read once each: no need for GDAL's default cache (5% of RAM)
 EQUAL_AREA_METHODS = ("lambert azimuthal equal area", "albers equal area", "lambert cylindrical equal area")
 
 
@@ -59,9 +60,13 @@ def class_map(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarr
     return cls, chosen
 
 
-def block_regions(probs: np.ndarray, window: Window, shape: tuple[int, int], threshold: float
-                  ) -> tuple[list[Region], list[Region]]:
-    """Regions of one block: (complete, touching an inner block edge)."""
+def block_regions(
+    probs: np.ndarray, window: Window, shape: tuple[int, int], threshold: float, min_pixels: int = 0
+) -> tuple[list[Region], list[Region]]:
+    """Regions of one block: (complete, touching an inner block edge).
+
+    Complete regions of fewer than ``min_pixels`` pixels are skipped before polygonizing (speed on noisy maps).
+    """
     cls, chosen = class_map(probs, threshold)
     labels = label(cls, background=0, connectivity=1).astype(np.int32)
     n = int(labels.max())
@@ -85,7 +90,12 @@ def block_regions(probs: np.ndarray, window: Window, shape: tuple[int, int], thr
     on_edge = set(np.unique(np.concatenate(edges)).tolist()) if edges else set()
     complete, partial = [], []
     to_raster = Affine.translation(window.col_off, window.row_off)
-    for geom, value in shapes(labels, mask=labels > 0, connectivity=4, transform=to_raster):
+    wanted = counts >= max(min_pixels, 1)
+    wanted[0] = False
+    if on_edge:
+        wanted[list(on_edge)] = True
+        wanted[0] = False
+    for geom, value in shapes(labels, mask=wanted[labels], connectivity=4, transform=to_raster):
         v = int(value)
         region = Region(int(label_cls[v]), shapely.geometry.shape(geom), float(sums[v]), int(counts[v]))
         (partial if v in on_edge else complete).append(region)
@@ -120,6 +130,14 @@ def area_crs(crs: CRS, center_lonlat: tuple[float, float]) -> CRS:
     return CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +x_0=0 +y_0=0 +datum=WGS84 +units=m")
 
 
+def prefilter_pixels(crs: CRS, transform: Affine, min_area_ha: float) -> int:
+    """Pixel count below which a region cannot reach ``min_area_ha`` even after simplification (0 = unknown)."""
+    if not (crs.is_projected and crs.axis_info and crs.axis_info[0].unit_conversion_factor == 1.0):
+        return 0
+    pixel_m2 = abs(transform.a * transform.e - transform.b * transform.d)
+    return int(0.5 * min_area_ha * 10_000 / pixel_m2)  # half: simplification moves the outline by <= 1/2 px
+
+
 def reproject(geoms: np.ndarray, transformer: Transformer) -> np.ndarray:
     return shapely.transform(geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
 
@@ -142,15 +160,16 @@ def vectorize(
         min_area_ha = get_settings().min_mapping_unit_ha
     complete: list[Region] = []
     partial: list[Region] = []
-    with rasterio.open(prob_path) as src:
+    with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES), rasterio.open(prob_path) as src:
         if src.count < 2:
             raise InputError(f"{prob_path} has {src.count} band(s); expected bands pit, pond")
         crs = CRS.from_user_input(src.crs.to_wkt() if src.crs else scene_crs)
         transform, shape = src.transform, src.shape
+        min_pixels = prefilter_pixels(crs, transform, min_area_ha)
         for row in range(0, src.height, block_size):
             for col in range(0, src.width, block_size):
                 window = Window(col, row, min(block_size, src.width - col), min(block_size, src.height - row))
-                done, cut = block_regions(src.read([1, 2], window=window), window, shape, threshold)
+                done, cut = block_regions(src.read([1, 2], window=window), window, shape, threshold, min_pixels)
                 complete += done
                 partial += cut
         bounds = src.bounds
@@ -160,8 +179,10 @@ def vectorize(
     # pixel -> scene CRS; simplify by half a pixel first, in exact pixel units
     geoms = shapely.simplify(np.array([r.geometry for r in regions], dtype=object), 0.5, preserve_topology=True)
     t = transform
-    geoms = shapely.transform(geoms, lambda xy: np.column_stack(
-        (t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f)))
+    geoms = shapely.transform(
+        geoms,
+        lambda xy: np.column_stack((t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f)),
+    )
     to_wgs84 = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     center = to_wgs84.transform((bounds.left + bounds.right) / 2, (bounds.bottom + bounds.top) / 2)
     metric = area_crs(crs, center)
@@ -174,7 +195,13 @@ def vectorize(
         DetectedPolygon(geometry=g, cls=CLASSES[r.cls - 1], area_ha=float(a), confidence=r.prob_sum / r.pixels / 255.0)
         for g, r, a in zip(wgs84, kept, areas_ha[keep], strict=True)
     ]
-    log.info("vectorized %s: %d regions, %d kept (>= %.3f ha, threshold %.2f)", prob_path, len(regions),
-             len(polygons), min_area_ha, threshold)
+    log.info(
+        "vectorized %s: %d regions, %d kept (>= %.3f ha, threshold %.2f)",
+        prob_path,
+        len(regions),
+        len(polygons),
+        min_area_ha,
+        threshold,
+    )
     polygons.sort(key=lambda p: -p.area_ha)
     return polygons
