@@ -124,20 +124,23 @@ def test_wfs_and_ogcapi_with_ogrinfo(server: dict) -> None:
 
 
 def test_wms_getmap_draws_sites(server: dict) -> None:
-    from rasterio.io import MemoryFile
+    from PIL import Image
 
     wms = WebMapService(server["base"] + "/ows", version="1.3.0")
     assert "mining_sites" in wms.contents
-    bbox = wms["mining_sites"].boundingBoxWGS84  # lon/lat
-    img = wms.getmap(layers=["mining_sites"], styles=[""], srs="EPSG:4326",
-                     bbox=(bbox[1], bbox[0], bbox[3], bbox[2]), size=(512, 512), format="image/png",
-                     transparent=True)
-    data = img.read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    with MemoryFile(io.BytesIO(data).getvalue()) as mem, mem.open() as ds:
-        arr = ds.read()
-    alpha = arr[-1] if arr.shape[0] in (2, 4) else (arr.sum(axis=0) < 3 * 255)
-    assert (alpha > 0).sum() > 20, "no site drawn"
+    lon0, lat0, lon1, lat1 = wms["mining_sites"].boundingBoxWGS84[:4]
+
+    def drawn(bbox: tuple[float, float, float, float]) -> int:
+        # OWSLib takes (minx, miny, maxx, maxy) in lon/lat and swaps the axes itself for EPSG:4326 in WMS 1.3.0
+        img = wms.getmap(layers=["mining_sites"], styles=[""], srs="EPSG:4326", bbox=bbox, size=(512, 512),
+                         format="image/png", transparent=True)
+        data = img.read()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:200]
+        rgba = np.array(Image.open(io.BytesIO(data)).convert("RGBA"))
+        return int((rgba[..., 3] > 0).sum())
+
+    assert drawn((lon0, lat0, lon1, lat1)) > 200, "no site drawn"
+    assert drawn((lon0 + 1, lat0 + 1, lon1 + 1, lat1 + 1)) == 0, "something drawn where there is no site"
 
 
 def test_second_run_versions_and_latest_state(server: dict) -> None:
@@ -152,9 +155,11 @@ def test_second_run_versions_and_latest_state(server: dict) -> None:
     cols = {c["id"] for c in httpx.get(f"{base}/ogcapi/collections?f=json").json()["collections"]}
     assert {"mining_sites", "detections", "run_1", f"run_{run2['id']}"} <= cols
     after_sites = httpx.get(f"{base}/ogcapi/collections/mining_sites/items?f=json&limit=1000").json()
-    # the same scene again: the same sites, seen twice, no duplicates
-    assert len(after_sites["features"]) == len(before_sites["features"])
-    assert all(f["properties"]["n_observations"] == 2 for f in after_sites["features"])
+    # the same scene again: the same sites (same ids, no duplicates), now last updated by run 2; runs of one
+    # acquisition count as one observation (docs/monitoring.md)
+    assert {f["id"] for f in after_sites["features"]} == {f["id"] for f in before_sites["features"]}
+    assert all(f["properties"]["last_run_id"] == run2["id"] for f in after_sites["features"])
+    assert all(f["properties"]["n_observations"] == 1 for f in after_sites["features"])
     n1 = len(httpx.get(f"{base}/ogcapi/collections/run_1/items?f=json&limit=5000").json()["features"])
     n_all = len(httpx.get(f"{base}/ogcapi/collections/detections/items?f=json&limit=10000").json()["features"])
     assert n_all == n1 + run2["n_detections"]

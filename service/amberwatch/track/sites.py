@@ -30,7 +30,14 @@ log = logging.getLogger(__name__)
 CLUSTER_DISTANCE_M = 60.0  # detections closer than this (at any date) belong to one site
 CLOUDY_FRACTION = 0.5  # a scene did not observe a site when more than half of the site is masked (cloud/nodata)
 
-_VISIBLE = "(r.state = 'published' or r.id = :run)"
+# A run counts when it is published (or being published now) and no later such run covers the same scene:
+# re-running detection on a scene (e.g. with a newer model) supersedes the earlier run in the sites' state.
+_VISIBLE = (
+    "(r.state = 'published' or r.id = :run) and not exists ("
+    " select 1 from run_scenes rs1 join run_scenes rs2 on rs2.scene_id = rs1.scene_id"
+    " join runs r2 on r2.id = rs2.run_id"
+    " where rs1.run_id = r.id and r2.id > r.id and (r2.state = 'published' or r2.id = :run))"
+)
 
 
 @dataclass
@@ -110,6 +117,7 @@ def _recompute(session: Session, run_id: int | None, region_wkb: bytes | None) -
     run_times = _run_times(session, params)
     clusters = _cluster(session, det_ids, run_times, params)
     owners, merged = _assign_ids(session, clusters)
+    _adopt_superseded(session, clusters, hit_sites, owners, merged)
 
     new_events: list[Event] = []
     kept: set[int] = set()
@@ -177,6 +185,24 @@ def _assign_ids(session: Session, clusters: list[_Cluster]) -> tuple[dict[int, i
         else:
             merged[sid] = options[0].key
     return owners, merged
+
+
+def _adopt_superseded(session: Session, clusters: list[_Cluster], hit_sites: set[int], owners: dict[int, int],
+                      merged: dict[int, int]) -> None:
+    """A cluster with no detection of an existing site (its detections came from a run now superseded by a re-run
+    on the same scene) continues the oldest unclaimed site within CLUSTER_DISTANCE_M of it."""
+    free = hit_sites - set(owners.values()) - set(merged)
+    for cluster in sorted(clusters, key=lambda c: c.key):
+        if cluster.key in owners or not free:
+            continue
+        extent = to_wgs84(shapely.union_all([d.geom for d in cluster.dets]))
+        sid = session.scalar(text(
+            "select s.id from sites s where s.id = any(:ids)"
+            " and ST_DWithin(s.max_geom::geography, ST_GeomFromWKB(:g, 4326)::geography, :eps)"
+            " order by s.first_seen, s.id limit 1"), {"ids": sorted(free), "g": extent.wkb, "eps": CLUSTER_DISTANCE_M})
+        if sid is not None:
+            owners[cluster.key] = sid
+            free.discard(sid)
 
 
 def _site_for(session: Session, site_id: int | None, cluster: _Cluster) -> Site:
