@@ -31,11 +31,11 @@ serve: install
 	$(BIN)/amberwatch serve
 
 test: install
-	$(BIN)/ruff check service models tests bench
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q tests
 
 lint:
-	$(BIN)/ruff check service models tests bench
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python bench/bench_pipeline.py
