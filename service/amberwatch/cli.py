@@ -83,6 +83,8 @@ def detect(
     scene: Annotated[str, typer.Argument(help="A scene path (ingested on the way) or a stored scene id/key.")],
     model: Annotated[str | None, typer.Option(help="Model name or name@version (default: per sensor).")] = None,
     out: Annotated[Path | None, typer.Option(help="Also write the polygons (EPSG:4326) to .gpkg or .geojson.")] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="An older scene (path or id/key, e.g. Landsat 2010-2013): also run the change model against it.")] = None,
 ) -> None:
     """Run detection on a scene, store the polygons as a new published run."""
     from amberwatch import pipeline
@@ -92,18 +94,11 @@ def detect(
         _fail(ValueError(f"--out {out}: use a .gpkg or .geojson file name"))
     try:
         store = _store(settings)
-        path = Path(scene)
-        if path.exists():
-            bar = ProgressBar("ingest")
-            try:
-                row = pipeline.ingest(store, settings, path, progress=bar)
-            finally:
-                bar.close()
-        else:
-            row = pipeline.get_scene(store, scene)
+        row = _scene_arg(store, settings, scene)
+        ref_row = _scene_arg(store, settings, reference) if reference else None
         bar = ProgressBar("detect")
         try:
-            run = pipeline.detect(store, settings, row, model, progress=bar)
+            run = pipeline.detect(store, settings, row, model, progress=bar, reference=ref_row)
         finally:
             bar.close()
         if out is not None:
@@ -115,6 +110,20 @@ def detect(
         _fail(err)
     typer.echo(f"run {run.id} published: {run.n_detections} detections ({run.provider})")
     typer.echo(f"  layer run_{run.id}: {settings.base_url}/ogcapi/collections/run_{run.id}")
+
+
+def _scene_arg(store, settings: Settings, ref: str):  # noqa: ANN001, ANN202
+    """A scene given as a path (ingested on the way) or as a stored id/key."""
+    from amberwatch import pipeline
+
+    path = Path(ref)
+    if path.exists():
+        bar = ProgressBar("ingest")
+        try:
+            return pipeline.ingest(store, settings, path, progress=bar)
+        finally:
+            bar.close()
+    return pipeline.get_scene(store, ref)
 
 
 @app.command()

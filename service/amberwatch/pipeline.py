@@ -152,14 +152,29 @@ def file_sha256(path: Path) -> str:
 
 # -- detect + publish ----------------------------------------------------------------------------
 def create_run(store: Store, settings: Settings, scene: Scene, model_name: str | None = None,
-               parameters: dict | None = None) -> Run:
-    """Resolve the model and create a pending run for ``scene``."""
+               parameters: dict | None = None, reference: Scene | None = None,
+               change_model: str | None = None) -> Run:
+    """Resolve the model(s) and create a pending run for ``scene`` (with the change model when ``reference``)."""
     from amberwatch.detect.registry import get_model
 
     info = get_model(settings.models_dir, model_name, scene.family, settings.default_models)
+    parameters = dict(parameters or {})
+    if reference is not None:
+        from amberwatch.detect.change import load_change_model
+
+        if reference.id == scene.id:
+            raise InputError("the reference scene must differ from the scene")
+        if reference.acquired >= scene.acquired:
+            raise InputError(
+                f"the reference scene ({reference.scene_key}, {reference.acquired:%Y-%m-%d}) must be older than "
+                f"the scene ({scene.scene_key}, {scene.acquired:%Y-%m-%d})"
+            )
+        change = load_change_model(settings.models_dir, change_model)
+        parameters.update(reference_scene_id=reference.id, reference_scene_key=reference.scene_key,
+                          change_model=f"{change.name}@{change.version}")
     mv = register_model(store, info)
     with store.session() as session:
-        run = Run(model_version_id=mv.id, state="pending", parameters=dict(parameters or {}), progress=0.0,
+        run = Run(model_version_id=mv.id, state="pending", parameters=parameters, progress=0.0,
                   message="queued")
         run.scenes = [session.get(Scene, scene.id)]
         session.add(run)
@@ -199,6 +214,11 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         work = settings.path("runs", str(run_id))
         work.mkdir(parents=True, exist_ok=True)
         result = detect_scene(scene, info, work, settings, progress=report)
+        params = run_parameters(store, run_id)
+        if params.get("reference_scene_id"):
+            progress(0.9, "change model against the reference scene")
+            apply_change_model(store, settings, scene, int(params["reference_scene_id"]), params["change_model"],
+                               result, work)
         progress(0.92, "storing and publishing")
         publish_result(store, settings, run_id, scene_row.id, result)
     except Exception as err:
@@ -210,6 +230,39 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
     progress(1.0, "published")
     with store.session() as session:
         return session.get(Run, run_id)
+
+
+def run_parameters(store: Store, run_id: int) -> dict:
+    with store.session() as session:
+        return dict(session.get(Run, run_id).parameters or {})
+
+
+# A pit should come with vegetation -> bare change since the reference, a pond with vegetation -> water.
+EXPECTED_CHANGE = {"pit": "vegetation_to_bare", "pond": "vegetation_to_water"}
+
+
+def apply_change_model(store: Store, settings: Settings, scene: IngestedScene, reference_id: int, change_ref: str,
+                       result: DetectionResult, work: Path) -> None:
+    """Run the change model (reference -> scene) and combine it with the segmentation polygons in ``result``.
+
+    Rule: ``change_fraction`` = share of the polygon's valid pixels in the change class expected for its class;
+    ``confidence`` = segmentation confidence x (0.5 + 0.5 x change_fraction). A polygon that was already bare or
+    water in the reference (a quarry, an old field) keeps half its confidence; polygons fully clouded in either
+    scene keep the segmentation confidence and no change attributes.
+    """
+    from amberwatch.detect.change import change_summary, detect_change, load_change_model
+
+    reference = scene_from_row(get_scene(store, reference_id))
+    model = load_change_model(settings.models_dir, change_ref)
+    change_path = detect_change(scene, reference, model, work / "change.tif", settings)
+    for poly, summary in zip(result.polygons, change_summary(change_path, result.polygons), strict=True):
+        if not summary.get("valid_pixels"):
+            continue
+        fraction = float(summary["fractions"].get(EXPECTED_CHANGE[poly.cls], 0.0))
+        poly.change_class = summary.get("change_class")
+        poly.change_fraction = fraction
+        poly.confidence = float(poly.confidence) * (0.5 + 0.5 * fraction)
+    result.parameters.update(change_path=str(change_path), change_rule="confidence x (0.5 + 0.5 x change_fraction)")
 
 
 def _multi(geom) -> MultiPolygon:  # noqa: ANN001
@@ -231,6 +284,7 @@ def publish_result(store: Store, settings: Settings, run_id: int, scene_id: int,
             session.add(Detection(
                 run_id=run_id, scene_id=scene_id, cls=poly.cls, confidence=float(poly.confidence),
                 area_ha=float(poly.area_ha), observed_at=result.observed_at,
+                change_class=poly.change_class, change_fraction=poly.change_fraction,
                 geom=from_shape(_multi(poly.geometry), srid=4326),
             ))
         session.flush()
@@ -253,7 +307,7 @@ def refresh_layers(store: Store, settings: Settings) -> None:
 
 
 def detect(store: Store, settings: Settings, scene: Scene, model_name: str | None = None,
-           parameters: dict | None = None, progress: Progress = _noop) -> Run:
-    """Create and execute a run for ``scene`` (synchronously)."""
-    run = create_run(store, settings, scene, model_name, parameters)
+           parameters: dict | None = None, progress: Progress = _noop, reference: Scene | None = None) -> Run:
+    """Create and execute a run for ``scene`` (synchronously); with ``reference``, also the change model."""
+    run = create_run(store, settings, scene, model_name, parameters, reference=reference)
     return execute_run(store, settings, run.id, progress)

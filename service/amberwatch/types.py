@@ -53,7 +53,9 @@ class DetectedPolygon:
     geometry: BaseGeometry  # Polygon/MultiPolygon, EPSG:4326
     cls: DetectionClass
     area_ha: float
-    confidence: float  # mean class probability inside the polygon, 0..1
+    confidence: float  # mean class probability inside the polygon, 0..1 (combined with the change model if run)
+    change_class: str | None = None  # dominant change class inside the polygon when a reference scene was given
+    change_fraction: float | None = None  # fraction of the polygon's pixels in the expected change class
 
 
 @dataclass

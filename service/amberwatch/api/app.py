@@ -111,7 +111,8 @@ def build_router(store: Store, settings: Settings) -> APIRouter:
     def post_run(body: RunIn, wait: bool = Query(False, description="Return when the run is published.")) -> RunOut:
         """Start a detection run on a stored scene; follow it at ``GET /api/runs/{id}``."""
         scene = pipeline.get_scene(store, body.scene)
-        run = pipeline.create_run(store, settings, scene, body.model)
+        reference = pipeline.get_scene(store, body.reference) if body.reference is not None else None
+        run = pipeline.create_run(store, settings, scene, body.model, reference=reference)
         if wait:
             pipeline.execute_run(store, settings, run.id)
         else:

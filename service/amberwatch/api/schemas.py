@@ -31,6 +31,8 @@ class ScenePathIn(BaseModel):
 class RunIn(BaseModel):
     scene: int | str = Field(..., description="Scene id or scene key.")
     model: str | None = Field(None, description="Model name or name@version; default per sensor.")
+    reference: int | str | None = Field(
+        None, description="An older scene (id or key): also run the change model against it.")
 
 
 class RunOut(BaseModel):

@@ -15,7 +15,7 @@ from amberwatch.errors import InputError
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("sentinel2", "landsat", "vhr_rgb")
+FAMILIES = ("sentinel2", "landsat", "vhr_rgb", "change")
 
 
 @dataclass

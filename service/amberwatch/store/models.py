@@ -214,4 +214,6 @@ class Detection(Base):
     confidence: Mapped[float] = mapped_column(Float)
     area_ha: Mapped[float] = mapped_column(Float)
     observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    change_class: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    change_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
