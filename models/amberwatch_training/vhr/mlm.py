@@ -1,0 +1,119 @@
+"""STAC MLM model card (mlm.json) of the VHR chip classifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amberwatch.vhr.features import FEATURE_VERSION, N_FEATURES
+from amberwatch.vhr.preprocess import CHIP_GSD, CNN_GSD
+from amberwatch.vhr.superpixels import COMPACTNESS, N_SEGMENTS
+
+MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
+LICENCE_NOTE = (
+    "Training chips: 860 hand-labelled superpixel chips (183 amber mining, 677 other) cut by Texty (2018) from "
+    "Bing Maps aerial tiles (~0.37 m/px) of Rivne, Zhytomyr and Volyn oblasts. Imagery (c) Microsoft / "
+    "DigitalGlobe, no licence stated: used for training and evaluation only; the imagery is not redistributed "
+    "with this model or the project."
+)
+
+
+def _input(kind: str) -> dict[str, Any]:
+    bands = [{"name": "red"}, {"name": "green"}, {"name": "blue"}]
+    if kind == "cnn":
+        return {
+            "name": "image",
+            "bands": bands,
+            "input": {"shape": [-1, 3, -1, -1], "dim_order": ["batch", "bands", "height", "width"],
+                      "data_type": "float32"},
+            "value_scaling": None,
+            "description": (f"RGB chip, 8-bit values 0..255 as float32, resampled from ~{CHIP_GSD} m to "
+                            f"{CNN_GSD} m/px (anti-aliased; >= 32 px a side); normalisation is inside the graph. "
+                            "A chip is the bounding box of one SLIC superpixel of a ~370 m tile."),
+            "pre_processing_function": {"format": "python",
+                                        "expression": "amberwatch.vhr.preprocess:cnn_input"},
+        }
+    return {
+        "name": "features",
+        "bands": bands,
+        "input": {"shape": [-1, N_FEATURES], "dim_order": ["batch", "channel"], "data_type": "float32"},
+        "value_scaling": None,
+        "description": (f"{N_FEATURES} colour/texture features (version {FEATURE_VERSION}) of an RGB chip at "
+                        f"~{CHIP_GSD} m/px: RGB/HSV/Lab statistics, LBP histograms, GLCM, gradients, edges, "
+                        "difference-of-Gaussians, bright-component morphology."),
+        "pre_processing_function": {"format": "python",
+                                    "expression": "amberwatch.vhr.features:extract_features"},
+    }
+
+
+def _output(kind: str) -> dict[str, Any]:
+    classes = [
+        {"value": 0, "name": "other", "description": "anything else: forest, fields, roads, quarries, settlements"},
+        {"value": 1, "name": "amber_mining", "description": "amber mining: sand pits, pockmarks, spoil, ponds"},
+    ]
+    return {
+        "name": "probability" if kind == "cnn" else "probabilities",
+        "tasks": ["classification"],
+        "result": {"shape": [-1, 1] if kind == "cnn" else [-1, 2], "dim_order": ["batch", "class"],
+                   "data_type": "float32"},
+        "classification:classes": classes,
+        "description": ("P(amber_mining) per chip" if kind == "cnn" else
+                        "[P(other), P(amber_mining)] per chip (output 'probabilities'; 'label' is the argmax)"),
+        "post_processing_function": None,
+    }
+
+
+def model_card(name: str, version: str, kind: str, threshold: float, info: dict[str, Any], *, n_chips: int,
+               n_dev: int, n_test: int, seed: int) -> dict[str, Any]:
+    """A STAC Item with the MLM fields plus the amberwatch:* keys the runtime reads."""
+    framework = ("pytorch", __import__("torch").__version__) if kind == "cnn" else \
+        ("lightgbm", __import__("lightgbm").__version__)
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": [MLM_SCHEMA],
+        "id": f"{name}-{version}",
+        "geometry": None,
+        "properties": {
+            "datetime": None,
+            "start_datetime": "2012-01-01T00:00:00Z",
+            "end_datetime": "2030-12-31T23:59:59Z",
+            "description": (
+                "Chip classifier for very-high-resolution RGB imagery (~0.37 m/px): is this SLIC superpixel "
+                "amber mining? Texty's 2018 method (superpixels + classifier + 'more than 2 positive superpixels "
+                "flags a tile') with a model trained from scratch (no ImageNet weights)."
+            ),
+            "mlm:name": name,
+            "mlm:architecture": info["architecture"],
+            "mlm:tasks": ["classification"],
+            "mlm:framework": framework[0],
+            "mlm:framework_version": framework[1],
+            "mlm:accelerator": "amd64",
+            "mlm:accelerator_constrained": False,
+            "mlm:total_parameters": info["total_parameters"],
+            "mlm:pretrained": False,
+            "mlm:input": [_input(kind)],
+            "mlm:output": [_output(kind)],
+            "amberwatch:family": "vhr_rgb",
+            "amberwatch:version": version,
+            "amberwatch:threshold": round(float(threshold), 6),
+            "amberwatch:input_kind": "image" if kind == "cnn" else "features",
+            "amberwatch:input_gsd": CNN_GSD if kind == "cnn" else CHIP_GSD,
+            "amberwatch:chip_gsd": CHIP_GSD,
+            "amberwatch:superpixels": {"method": "skimage.segmentation.slic", "n_segments_per_tile": N_SEGMENTS,
+                                       "compactness": COMPACTNESS, "tile_px": 1000, "tile_m": 370},
+            "amberwatch:tile_rule": "a tile is flagged when more than 2 superpixels are positive",
+            "amberwatch:training_data": {
+                "description": LICENCE_NOTE,
+                "chips": n_chips, "development_chips": n_dev, "held_out_chips": n_test,
+                "split": "by tile group (overlapping tiles together), never by chip",
+                "licence": "imagery (c) Microsoft/DigitalGlobe; internal, not redistributed",
+                "seed": seed,
+            },
+        },
+        "assets": {
+            "model": {"href": "./model.onnx", "type": "application/octet-stream; application=onnx",
+                      "title": f"ONNX {name} {version}", "roles": ["mlm:model"], "mlm:artifact_type": "onnx"},
+            "metrics": {"href": "./metrics.json", "type": "application/json", "roles": ["metadata"]},
+        },
+        "links": [],
+    }
