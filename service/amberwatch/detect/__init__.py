@@ -58,7 +58,7 @@ def detect_scene(
     if model.family == "vhr_rgb":
         from amberwatch.vhr import detect_vhr
 
-        return detect_vhr(scene, model.path, settings, work_dir=work_dir)
+        return detect_vhr(scene, model.path, settings, work_dir=work_dir, progress=progress)
     work_dir = Path(work_dir)
     prob_path = work_dir / f"{scene.scene_key}__{model.name}-{model.version}__prob.tif"
     segment_progress = (lambda f, msg: progress(SEGMENT_SHARE * f, msg)) if progress else None

@@ -84,7 +84,7 @@ def detect_vhr(
     n_segments: int = N_SEGMENTS,
     compactness: float = COMPACTNESS,
     work_dir: Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> DetectionResult:
     """Run the VHR classifier over ``scene`` (a uint8 RGB GeoTIFF/COG) with Texty's tile rule.
 
@@ -126,7 +126,7 @@ def detect_vhr(
             rgb = np.ascontiguousarray(rgb.transpose(1, 2, 0))
             if valid.mean() < 0.05 or min(out_h, out_w) < 16:
                 if progress:
-                    progress(i + 1, len(windows))
+                    progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
                 continue
             labels, sps = tile_superpixels(rgb, n_segments, compactness, valid)
             sps = [s for s in sps if s.valid_fraction >= MIN_VALID]
@@ -144,7 +144,7 @@ def detect_vhr(
                     geoms.append(shapely.geometry.shape(geom))
                     probs.append(prob_of[int(value)])
             if progress:
-                progress(i + 1, len(windows))
+                progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
         prob_path = _finish_probability(prob_ds, work_dir, scene, model) if prob_ds is not None else None
         polygons = _polygons(geoms, probs, crs, settings.min_mapping_unit_ha, src.bounds)
     log.info("VHR %s: %d tiles (%d m), %d superpixels scored, %d tiles flagged, %d polygons", scene.scene_key,
