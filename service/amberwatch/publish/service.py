@@ -187,15 +187,17 @@ def mount(app: FastAPI, store: Store, settings: Settings) -> None:
         async def ows(request: Request) -> Response:
             return await cgi(request)
 
-    app.add_api_route(
-        "/ows",
-        ows,
-        methods=["GET", "POST"],
-        include_in_schema=True,
-        summary="OGC WMS 1.3.0 / WFS 2.0 (MapServer)",
-        description=(
-            "Layers: mining_sites (WMS TIME on first_seen), detections, events and site_history (WMS TIME on "
-            "observed_at), run_<id> per published run, oblasts, raions, hromadas, protected_areas."
-        ),
-        tags=["ogc"],
-    )
+    for method in ("GET", "POST"):
+        app.add_api_route(
+            "/ows",
+            ows,
+            methods=[method],
+            operation_id=f"ows_{method.lower()}",
+            include_in_schema=True,
+            summary=f"OGC WMS 1.3.0 / WFS 2.0 (MapServer), {method}",
+            description=(
+                "Layers: mining_sites (WMS TIME on first_seen), detections, events and site_history (WMS TIME on "
+                "observed_at), run_<id> per published run, oblasts, raions, hromadas, protected_areas."
+            ),
+            tags=["ogc"],
+        )
