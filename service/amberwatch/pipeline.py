@@ -61,10 +61,17 @@ def scene_from_row(row: Scene) -> IngestedScene:
 
 def ingest(store: Store, settings: Settings, path: Path, progress: Progress = _noop) -> Scene:
     """Ingest a scene from ``path`` and store it; a scene already ingested (same key) is returned as is."""
-    from amberwatch.ingest import ingest_path
+    from amberwatch.ingest import ingest_path, plan_input
 
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
+    key = plan_input(path).scene_key  # recognition only: cheap, and it validates the input
+    with store.session() as session:
+        existing = session.scalar(select(Scene).where(Scene.scene_key == key))
+        if existing is not None and Path(existing.reflectance_path).exists():
+            log.info("scene %s already ingested (id %d): reusing it", key, existing.id)
+            progress(1.0, f"{key} already ingested")
+            return existing
     staging = settings.path("scenes", f".staging-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
     try:
         scene = ingest_path(path, staging, progress=progress)
