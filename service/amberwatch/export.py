@@ -5,20 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyogrio.raw
 from sqlalchemy import text
 
-from amberwatch.errors import InputError
 from amberwatch.store.db import Store
-
-DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
+from amberwatch.vector_out import vector_driver, write_vector
 
 
 def write_run(store: Store, run_id: int, out: Path) -> int:
     """Write every detection of ``run_id`` to ``out``; returns the number of features written."""
-    driver = DRIVERS.get(out.suffix.lower())
-    if driver is None:
-        raise InputError(f"{out}: unsupported output format (use .gpkg or .geojson)")
+    vector_driver(out)
     with store.engine.connect() as conn:
         rows = conn.execute(text(
             "select d.id, d.class, d.area_ha, d.confidence, d.observed_at, d.run_id, d.site_id, "
@@ -26,23 +21,15 @@ def write_run(store: Store, run_id: int, out: Path) -> int:
             "from detections d join runs r on r.id = d.run_id left join model_versions m on m.id = r.model_version_id "
             "join scenes s on s.id = d.scene_id where d.run_id = :run order by d.id"
         ), {"run": run_id}).all()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.unlink()
-    fields = ["detection_id", "class", "area_ha", "confidence", "observed_at", "run_id", "site_id", "model_version",
-              "scene_key"]
-    columns = [
-        np.array([r.id for r in rows], dtype=np.int64),
-        np.array([r[1] for r in rows], dtype=object),
-        np.array([r.area_ha for r in rows], dtype=np.float64),
-        np.array([r.confidence for r in rows], dtype=np.float64),
-        np.array([r.observed_at.isoformat() for r in rows], dtype=object),
-        np.array([r.run_id for r in rows], dtype=np.int64),
-        np.array([r.site_id if r.site_id is not None else -1 for r in rows], dtype=np.int64),
-        np.array([r.model_version for r in rows], dtype=object),
-        np.array([r.scene_key for r in rows], dtype=object),
-    ]
-    geometry = np.array([bytes(r.wkb) for r in rows], dtype=object)
-    pyogrio.raw.write(str(out), geometry=geometry, field_data=columns, fields=fields, crs="EPSG:4326",
-                      geometry_type="MultiPolygon", driver=driver, layer=f"run_{run_id}")
-    return len(rows)
+    columns = {
+        "detection_id": np.array([r.id for r in rows], dtype=np.int64),
+        "class": np.array([r[1] for r in rows], dtype=object),
+        "area_ha": np.array([r.area_ha for r in rows], dtype=np.float64),
+        "confidence": np.array([r.confidence for r in rows], dtype=np.float64),
+        "observed_at": np.array([r.observed_at.isoformat() for r in rows], dtype=object),
+        "run_id": np.array([r.run_id for r in rows], dtype=np.int64),
+        "site_id": np.array([r.site_id if r.site_id is not None else -1 for r in rows], dtype=np.int64),
+        "model_version": np.array([r.model_version for r in rows], dtype=object),
+        "scene_key": np.array([r.scene_key for r in rows], dtype=object),
+    }
+    return write_vector(out, f"run_{run_id}", columns, np.array([bytes(r.wkb) for r in rows], dtype=object))

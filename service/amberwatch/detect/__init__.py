@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pyogrio.raw
 import shapely
 
 from amberwatch.detect.registry import ModelInfo, get_model, list_models
@@ -19,6 +18,7 @@ from amberwatch.detect.vectorize import vectorize
 from amberwatch.errors import InputError
 from amberwatch.settings import Settings
 from amberwatch.types import DetectionResult, IngestedScene
+from amberwatch.vector_out import write_vector
 
 __all__ = [
     "ModelInfo",
@@ -91,41 +91,22 @@ def detect_scene(
     )
 
 
-DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
-
-
 def write_polygons(result: DetectionResult, path: Path) -> Path:
     """Write the result's polygons to ``.gpkg`` or ``.geojson`` (EPSG:4326) with columns class, area_ha,
     confidence, observed_at (ISO 8601 UTC), model, model_version."""
     path = Path(path)
-    driver = DRIVERS.get(path.suffix.lower())
-    if driver is None:
-        raise InputError(f"Cannot write polygons to {path.name}: use a .gpkg or .geojson file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        path.unlink()
     n = len(result.polygons)
     geoms = [p.geometry for p in result.polygons]
     multi = any(g.geom_type == "MultiPolygon" for g in geoms)
-    observed = result.observed_at.isoformat()
-    field_data = [
-        np.array([p.cls for p in result.polygons], dtype=object),
-        np.array([p.area_ha for p in result.polygons], dtype=np.float64),
-        np.array([p.confidence for p in result.polygons], dtype=np.float64),
-        np.array([observed] * n, dtype=object),
-        np.array([result.model_name] * n, dtype=object),
-        np.array([result.model_version] * n, dtype=object),
-    ]
-    pyogrio.raw.write(
-        path,
-        geometry=shapely.to_wkb(np.array(geoms, dtype=object)) if n else np.array([], dtype=object),
-        field_data=field_data,
-        fields=["class", "area_ha", "confidence", "observed_at", "model", "model_version"],
-        driver=driver,
-        geometry_type="MultiPolygon" if multi else "Polygon",
-        promote_to_multi=multi,
-        crs="EPSG:4326",
-        layer="detections" if driver == "GPKG" else None,
-    )
+    columns = {
+        "class": np.array([p.cls for p in result.polygons], dtype=object),
+        "area_ha": np.array([p.area_ha for p in result.polygons], dtype=np.float64),
+        "confidence": np.array([p.confidence for p in result.polygons], dtype=np.float64),
+        "observed_at": np.array([result.observed_at.isoformat()] * n, dtype=object),
+        "model": np.array([result.model_name] * n, dtype=object),
+        "model_version": np.array([result.model_version] * n, dtype=object),
+    }
+    wkb = shapely.to_wkb(np.array(geoms, dtype=object)) if n else np.array([], dtype=object)
+    write_vector(path, "detections", columns, wkb, "MultiPolygon" if multi else "Polygon", promote_to_multi=multi)
     log.info("wrote %d polygons to %s", n, path)
     return path

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import rasterio
-import rasterio.shutil
 import shapely
 from pyproj import Transformer
 from rasterio.enums import Resampling
@@ -29,8 +28,9 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
+from amberwatch.cog import to_cog
 from amberwatch.detect.registry import ModelInfo, card_properties, file_sha256, model_href, version_key
-from amberwatch.detect.segment import COPY_CACHE_BYTES, Progress, open_cloud_mask, scene_band_names
+from amberwatch.detect.segment import Progress, open_cloud_mask, scene_band_names
 from amberwatch.detect.session import create_session
 from amberwatch.errors import AmberWatchError, InputError
 from amberwatch.settings import Settings
@@ -216,9 +216,7 @@ def detect_change(
                 model_version=model.version, classes=",".join(f"{k}={v}" for k, v in CLASS_NAMES.items()),
                 nodata="255 = no data or cloud in either scene",
             )
-        with rasterio.Env(GDAL_CACHEMAX=COPY_CACHE_BYTES):
-            rasterio.shutil.copy(tmp_path, out_path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE="512",
-                                 OVERVIEW_RESAMPLING="MODE", BIGTIFF="IF_SAFER")
+        to_cog(tmp_path, out_path, overview_resampling="MODE", predictor=False)
     log.info("change classes (pixels): %s", dict(zip(CLASS_NAMES.values(), counts.tolist(), strict=True)))
     return out_path
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from amberwatch.cog import to_cog
 from amberwatch.detect.registry import ModelInfo
 from amberwatch.detect.session import ModelRunner, create_session
 from amberwatch.errors import AmberWatchError, InputError
@@ -45,7 +45,6 @@ Progress = Callable[[float, str], None]  # (fraction done 0..1, message): the te
 DEFAULT_MARGIN = 32  # context pixels read around each window and discarded after inference
 PROB_BANDS = ("pit", "pond")  # output bands; model output channels are [background, pit, pond]
 GDAL_CACHE_LIMITS = (64 << 20, 1 << 30)  # bounds of the GDAL block cache we ask for (bytes)
-COPY_CACHE_BYTES = 128 << 20  # GDAL cache while copying to COG
 KNOWN_BANDS = frozenset(SENTINEL2_BANDS) | set(LANDSAT_OLI_BANDS) | set(LANDSAT_TM_BANDS)
 S2_ID_TO_NAME = dict(zip(SENTINEL2_BAND_IDS, SENTINEL2_BANDS, strict=True))
 
@@ -222,24 +221,8 @@ def predict_probabilities(
         segment_to_gtiff(scene, model, runner, tmp_path, settings.window_size, margin, progress)
         if progress:
             progress(1.0, "writing probability COG")
-        gtiff_to_cog(tmp_path, out_path)
+        to_cog(tmp_path, out_path, overview_resampling="AVERAGE")
     return out_path
-
-
-def gtiff_to_cog(tmp_path: Path, out_path: Path) -> None:
-    """Copy the tiled GTiff to a DEFLATE COG with averaged overviews (small GDAL cache: it streams)."""
-    with rasterio.Env(GDAL_CACHEMAX=COPY_CACHE_BYTES):
-        rasterio.shutil.copy(
-            tmp_path,
-            out_path,
-            driver="COG",
-            COMPRESS="DEFLATE",
-            PREDICTOR="2",
-            BLOCKSIZE="512",
-            OVERVIEW_RESAMPLING="AVERAGE",
-            BIGTIFF="IF_SAFER",
-            NUM_THREADS="ALL_CPUS",
-        )
 
 
 def segment_to_gtiff(

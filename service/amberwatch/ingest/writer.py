@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from numpy.typing import NDArray
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from amberwatch.cog import to_cog
 from amberwatch.errors import InputError
 from amberwatch.ingest import cloud
 from amberwatch.ingest.plan import BandSource, Grid, ScenePlan
@@ -149,10 +149,10 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
     if stats.valid_pixels == 0:
         raise InputError("the input has no valid pixels (every pixel is nodata/fill)")
     tick(0.82, "writing reflectance COG")
-    _to_cog(refl_tmp, refl_path, "AVERAGE")
+    to_cog(refl_tmp, refl_path, overview_resampling="AVERAGE", level=1)  # level 1: ~2x faster, ~5 % larger
     if mask_path is not None:
         tick(0.95, "writing cloud mask COG")
-        _to_cog(work / "mask_final.tif", mask_path, "MODE")
+        to_cog(work / "mask_final.tif", mask_path, overview_resampling="MODE", level=1)
     return stats
 
 
@@ -217,9 +217,3 @@ def _finish_mask(plan: ScenePlan, raw_path: Path, final_path: Path, block_rows: 
     return WriteStats(valid_n, cloud_n, total, np.zeros((0, 0), dtype=bool), 1)
 
 
-def _to_cog(src: Path, dst: Path, resampling: str) -> None:
-    """DEFLATE (readable everywhere) at level 1: about 2x faster than level 6 for ~5 % larger files."""
-    rasterio.shutil.copy(
-        str(src), str(dst), driver="COG", COMPRESS="DEFLATE", LEVEL=1, PREDICTOR="YES", BLOCKSIZE=512,
-        OVERVIEW_RESAMPLING=resampling, NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER",
-    )

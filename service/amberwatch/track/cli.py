@@ -108,12 +108,13 @@ def track_command(
 ) -> None:
     """Follow mining sites through time: ingest every scene, detect in date order, update sites and events."""
     from amberwatch import pipeline
-    from amberwatch.track.export import DRIVERS, write_sites
+    from amberwatch.track.export import write_sites
+    from amberwatch.vector_out import vector_driver
 
     settings = get_settings()
-    if out is not None and out.suffix.lower() not in DRIVERS:
-        _fail(InputError(f"--out {out}: use a .gpkg or .geojson file name"))
     try:
+        if out is not None:
+            vector_driver(out)  # refuse a bad --out before any work
         paths = expand_scene_paths(scenes)
         store = _store()
         rows = [pipeline.ingest(store, settings, p) for p in tqdm(paths, desc="ingest", unit="scene", file=sys.stderr)]

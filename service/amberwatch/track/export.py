@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyogrio.raw
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from amberwatch.errors import InputError
+from amberwatch.vector_out import vector_driver, write_vector
 
-DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
 # (field, numpy dtype, SQL expression); dates as ISO text, missing numbers as NaN
 FIELDS: list[tuple[str, object, str]] = [
     ("site_id", np.int64, "id"),
@@ -37,18 +35,10 @@ FIELDS: list[tuple[str, object, str]] = [
 
 def write_sites(session: Session, out: Path) -> int:
     """Write every live site (current extent = last seen extent) to ``out``; returns the number written."""
-    driver = DRIVERS.get(out.suffix.lower())
-    if driver is None:
-        raise InputError(f"{out}: unsupported output format (use .gpkg or .geojson)")
+    vector_driver(out)
     cols = ", ".join(expr for _, _, expr in FIELDS)
     rows = session.execute(text(
         f"select {cols}, ST_AsBinary(geom) from sites where merged_into_id is null and geom is not null order by id"
     )).all()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.unlink()
-    columns = [np.array([r[i] for r in rows], dtype=dtype) for i, (_, dtype, _) in enumerate(FIELDS)]
-    geometry = np.array([bytes(r[-1]) for r in rows], dtype=object)
-    pyogrio.raw.write(str(out), geometry=geometry, field_data=columns, fields=[f for f, _, _ in FIELDS],
-                      crs="EPSG:4326", geometry_type="MultiPolygon", driver=driver, layer="mining_sites")
-    return len(rows)
+    columns = {name: np.array([r[i] for r in rows], dtype=dtype) for i, (name, dtype, _) in enumerate(FIELDS)}
+    return write_vector(out, "mining_sites", columns, np.array([bytes(r[-1]) for r in rows], dtype=object))

@@ -226,11 +226,11 @@ def _write_probability(ds: Any, win: Window, labels: np.ndarray, sps: list[Any],
 
 
 def _finish_probability(ds: Any, work_dir: Path, scene: IngestedScene, model: Any) -> Path:
-    from rasterio.shutil import copy as rio_copy
+    from amberwatch.cog import to_cog
 
     tmp = Path(ds.name)
     ds.close()
     out = Path(work_dir) / f"{scene.scene_key}__{model.name}-{model.version}__prob.tif"
-    rio_copy(tmp, out, driver="COG", compress="deflate", overview_resampling="nearest")
+    to_cog(tmp, out, overview_resampling="NEAREST", predictor=False)
     tmp.unlink(missing_ok=True)
     return out
