@@ -12,6 +12,10 @@ from tqdm import tqdm
 
 from amberwatch.errors import AmberWatchError
 from amberwatch.settings import Settings, get_settings
+from amberwatch.track import cli as track_cli
+from amberwatch.training_cli import eval_app, train_app
+from amberwatch.vector_out import vector_driver
+from amberwatch.vhr.cli import app as vhr_app
 
 app = typer.Typer(help="AmberWatch: find amber mining on satellite imagery and publish it as OGC layers.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -90,9 +94,9 @@ def detect(
     from amberwatch import pipeline
 
     settings = get_settings()
-    if out is not None and out.suffix.lower() not in {".gpkg", ".geojson", ".json"}:
-        _fail(ValueError(f"--out {out}: use a .gpkg or .geojson file name"))
     try:
+        if out is not None:
+            vector_driver(out)  # refuse a bad --out before any work
         store = _store(settings)
         row = _scene_arg(store, settings, scene)
         ref_row = _scene_arg(store, settings, reference) if reference else None
@@ -203,32 +207,13 @@ def db_stop() -> None:
     typer.echo("stopped")
 
 
-def _optional_subapps() -> None:
-    """Commands contributed by the stage modules."""
-    try:
-        from amberwatch.vhr.cli import app as vhr_app
-
-        app.add_typer(vhr_app, name="vhr", help="Very-high-resolution RGB classifier (Texty method).")
-    except ImportError as err:  # pragma: no cover - only while a stage is missing
-        log.debug("vhr commands unavailable: %s", err)
-    try:
-        from amberwatch.track import cli as track_cli
-
-        app.add_typer(track_cli.layers_app, name="layers", help="Reference layers: admin units, protected areas.")
-        app.command("track")(track_cli.track_command)
-        app.command("stats")(track_cli.stats_command)
-    except (ImportError, AttributeError) as err:  # pragma: no cover
-        log.debug("track commands unavailable: %s", err)
-    try:
-        from amberwatch.training_cli import eval_app, train_app
-
-        app.add_typer(train_app, name="train", help="Train models (needs the [train] extra).")
-        app.add_typer(eval_app, name="eval", help="Evaluate models on held-out data.")
-    except ImportError as err:  # pragma: no cover
-        log.debug("training commands unavailable: %s", err)
-
-
-_optional_subapps()
+app.add_typer(vhr_app, name="vhr", help="Very-high-resolution RGB classifier (Texty method).")
+app.add_typer(track_cli.layers_app, name="layers", help="Reference layers: admin units, protected areas.")
+app.command("track")(track_cli.track_command)
+app.command("stats")(track_cli.stats_command)
+# train/eval import the [train] extra lazily, so these commands exist even without it
+app.add_typer(train_app, name="train", help="Train models (needs the train extra: pip install -e .[train]).")
+app.add_typer(eval_app, name="eval", help="Evaluate models on held-out data.")
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ The CLI and the REST API both call these functions; they take a started :class:`
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from collections.abc import Callable
@@ -80,7 +79,7 @@ def ingest(store: Store, settings: Settings, path: Path, progress: Progress = _n
         raise
     with store.session() as session:
         existing = session.scalar(select(Scene).where(Scene.scene_key == scene.scene_key))
-        if existing is not None:
+        if existing is not None and Path(existing.reflectance_path).exists():  # ingested meanwhile by another call
             shutil.rmtree(staging, ignore_errors=True)
             log.info("scene %s already ingested (id %d): reusing it", scene.scene_key, existing.id)
             return existing
@@ -91,14 +90,15 @@ def ingest(store: Store, settings: Settings, path: Path, progress: Progress = _n
         scene.reflectance_path = final / scene.reflectance_path.name
         if scene.cloud_mask_path is not None:
             scene.cloud_mask_path = final / scene.cloud_mask_path.name
-        row = Scene(
-            scene_key=scene.scene_key, sensor=scene.sensor, family=scene.family, level=scene.level,
-            acquired=scene.acquired, resolution=scene.resolution, crs=scene.crs, bands=list(scene.bands),
-            cloud_fraction=scene.cloud_fraction, footprint=from_shape(scene.footprint_wgs84, srid=4326),
-            source=scene.source, reflectance_path=str(scene.reflectance_path),
-            cloud_mask_path=str(scene.cloud_mask_path) if scene.cloud_mask_path else None,
-            stac_item=_stac_with_paths(scene, final),
-        )
+        # a stored scene whose files were lost keeps its id (runs refer to it) and gets the fresh files
+        row = existing or Scene(scene_key=scene.scene_key)
+        row.sensor, row.family, row.level, row.acquired = scene.sensor, scene.family, scene.level, scene.acquired
+        row.resolution, row.crs, row.bands = scene.resolution, scene.crs, list(scene.bands)
+        row.cloud_fraction, row.source = scene.cloud_fraction, scene.source
+        row.footprint = from_shape(scene.footprint_wgs84, srid=4326)
+        row.reflectance_path = str(scene.reflectance_path)
+        row.cloud_mask_path = str(scene.cloud_mask_path) if scene.cloud_mask_path else None
+        row.stac_item = _stac_with_paths(scene, final)
         session.add(row)
         session.flush()
         log.info("ingested %s as scene %d", scene.scene_key, row.id)
@@ -147,14 +147,6 @@ def register_model(store: Store, info) -> ModelVersion:  # noqa: ANN001 - ModelI
                 f"{row.sha256[:12]}): give the new model a new version"
             )
         return row
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- detect + publish ----------------------------------------------------------------------------
@@ -211,10 +203,14 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
     scene = scene_from_row(scene_row)
     info = get_model(settings.models_dir, f"{mv.name}@{mv.version}", scene.family, settings.default_models)
 
+    stored_step = -1
+
     def report(fraction: float, message: str) -> None:
+        """Show every update; store one per 5 % in the run row (job status)."""
+        nonlocal stored_step
         progress(fraction * 0.9, message)
-        if int(fraction * 20) != int(getattr(report, "last", -1)):
-            report.last = int(fraction * 20)  # type: ignore[attr-defined]
+        if int(fraction * 20) != stored_step:
+            stored_step = int(fraction * 20)
             _set_progress(store, run_id, fraction * 0.9, message)
 
     try:

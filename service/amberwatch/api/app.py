@@ -19,6 +19,7 @@ from amberwatch.errors import AmberWatchError, InputError, NotFoundError
 from amberwatch.settings import Settings, get_settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Run, Scene
+from amberwatch.track.api import router as track_router
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +184,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         return {"status": "ok", "version": __version__, "postgis": postgis, "embedded_db": store.embedded is not None}
 
     app.include_router(build_router(store, settings))
-    try:
-        from amberwatch.track.api import router as track_router
-
-        app.include_router(track_router, prefix="/api")
-    except ImportError as err:  # pragma: no cover - while the module is being written
-        log.warning("monitoring API unavailable: %s", err)
+    app.include_router(track_router, prefix="/api")
 
     from amberwatch import publish
 
