@@ -18,8 +18,10 @@ import shapely
 from onnx import TensorProto, helper, numpy_helper
 from pyproj import Transformer
 from rasterio.transform import from_origin
+from scipy import ndimage
 
 from amberwatch.detect import detect_scene, write_polygons
+from amberwatch.detect.decision import DecisionRule, object_class_map
 from amberwatch.detect.registry import get_model, list_models, load_model
 from amberwatch.detect.segment import cached_runner, predict_probabilities
 from amberwatch.detect.session import ModelRunner, create_session
@@ -366,7 +368,8 @@ def test_detect_scene_polygons(tmp_path: Path, models_dir: Path) -> None:
     assert result.model_name == "tiny-s2" and result.model_version == "1.10.0"
     assert result.observed_at == scene.acquired and result.provider in ort.get_available_providers()
     assert result.parameters["window_size"] == 64 and result.parameters["overlap_margin"] == 32
-    assert result.parameters["threshold"] == 0.5 and result.parameters["min_area_ha"] == 0.05
+    assert result.parameters["pixel_threshold"] == 0.5 and result.parameters["min_object_confidence"] == 0.0
+    assert result.parameters["min_area_ha"] == 0.05
     by_place = {}
     for square in (PIT, POND, STRADDLE, SMALL):
         truth = square_wgs84(*square[:3])
@@ -394,7 +397,7 @@ def test_detect_scene_polygons(tmp_path: Path, models_dir: Path) -> None:
     areas = sorted(round(p.area_ha, 4) for p in result.polygons if p.area_ha >= 0.2)
     assert sorted(round(p.area_ha, 4) for p in bigger_mmu) == areas
     # a stricter threshold can only shrink detections
-    strict = vectorize(result.probability_path, CRS, threshold=0.99, min_area_ha=0.0)
+    strict = vectorize(result.probability_path, CRS, rule=DecisionRule(0.99), min_area_ha=0.0)
     assert sum(p.area_ha for p in strict) < sum(p.area_ha for p in result.polygons)
 
 
@@ -430,6 +433,48 @@ def test_vectorize_non_utm_raster_area(tmp_path: Path) -> None:
     scale = np.cos(np.radians(50.62)) ** 2  # mercator inflates areas by 1/cos^2(lat)
     assert poly.area_ha == pytest.approx(50 * 50 * res * res * scale / 10_000, rel=0.01)
     assert poly.confidence == pytest.approx(230 / 255)
+
+
+def write_probs(path: Path, probs: np.ndarray) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=probs.shape[2], height=probs.shape[1], count=2,
+                       dtype="uint8", crs=CRS, transform=from_origin(X0, Y0, RES, RES)) as dst:
+        dst.write(probs)
+    return path
+
+
+def test_object_rule_same_in_blocks_as_on_the_whole_raster(tmp_path: Path) -> None:
+    """vectorize (small blocks, objects cut by block edges) keeps exactly the objects the reference rule keeps."""
+    rng = np.random.default_rng(3)
+    probs = np.zeros((2, 120, 140), np.uint8)
+    for _ in range(40):  # blobs of pit and pond with their own probability level, some touching, some on edges
+        r, c, h, w = rng.integers(0, 110), rng.integers(0, 130), rng.integers(2, 14), rng.integers(2, 14)
+        band = rng.integers(0, 2)
+        probs[band, r:r + h, c:c + w] = np.clip(rng.normal(rng.uniform(120, 250), 15, (h, w)), 0, 255)[: 120 - r,
+                                                                                                      : 140 - c]
+    probs[1] = np.minimum(probs[1], 255 - probs[0])  # probabilities of one pixel sum to <= 1
+    rule = DecisionRule(pixel_threshold=0.5, min_object_confidence=0.8)
+    ref = object_class_map(probs, rule)
+    objects, n = ndimage.label(ref > 0, structure=np.ones((3, 3), bool))
+    mining = probs.astype(np.float64).sum(0)
+    expected = sorted(round(mining[objects == i].mean() / 255, 6) for i in range(1, n + 1))
+    loose = object_class_map(probs, DecisionRule(0.5, 0.0))
+    assert 0 < n < ndimage.label(loose > 0, structure=np.ones((3, 3), bool))[1]  # the rule did drop objects
+    regions = sum(ndimage.label(ref == k)[1] for k in (1, 2))  # one polygon per 4-connected one-class region
+    path = write_probs(tmp_path / "p.tif", probs)
+    for block in (16, 50, 2048):
+        polys = vectorize(path, None, rule=rule, min_area_ha=0.0, block_size=block)
+        assert len(polys) == regions, block
+        assert sorted({round(p.confidence, 6) for p in polys}) == sorted(set(expected)), block
+        assert all(p.confidence >= 0.8 for p in polys)
+
+
+def test_decision_rule_from_card_and_bad_values() -> None:
+    assert DecisionRule.from_card({}) == DecisionRule(0.5, 0.0)
+    card = {"amberwatch:decision": {"pixel_threshold": 0.6, "min_object_confidence": 0.9}}
+    assert DecisionRule.from_card(card) == DecisionRule(0.6, 0.9)
+    for bad in ((0.0, 0.5), (1.2, 0.5), (0.5, -0.1), (0.5, 1.5)):
+        with pytest.raises(InputError, match="must be in"):
+            DecisionRule(*bad)
 
 
 def test_write_polygons_gpkg_and_geojson(tmp_path: Path, models_dir: Path) -> None:

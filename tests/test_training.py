@@ -121,6 +121,14 @@ def test_tiny_training_exports_onnx_and_evaluates(tmp_path):
                 "fp_ha_on_clouds"):
         assert key in m
     assert m["sites_scorable"] > 5 and m["region"] == "test"
+    assert m["decision_rule"] == {"pixel_threshold": 0.5, "min_object_confidence": 0.0}  # card without a rule
+    from amberwatch_training.evaluate import RULE_GRID, choose_rule
+
+    rule, table = choose_rule(out, "sentinel2", realizations=1)
+    assert len(table) == len(RULE_GRID["pixel_threshold"]) * len(RULE_GRID["min_object_confidence"])
+    best = max(r["object_f1"] for r in table)
+    assert any(r["object_f1"] == best and (r["pixel_threshold"], r["min_object_confidence"]) ==
+               (rule.pixel_threshold, rule.min_object_confidence) for r in table)
 
 
 def _latest(name: str) -> Path | None:

@@ -6,6 +6,9 @@ touches it (8-neighbourhood); a predicted object is false when it touches no sim
 area never fills half of a model pixel have no labelled pixel ("unscorable"): they are not counted in recall and a
 prediction touching them is not counted as false.  A stricter precision also counts as false the objects that
 touch a site but have less than 25 % of their pixels within 2 pixels of any site (a huge blob over a site).
+
+Predictions become objects with the service's own decision rule (``amberwatch.detect.decision``); the rule's two
+numbers are chosen on the validation region (``choose_rule``), never on the test region, and stored in the card.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+
+from amberwatch.detect.decision import CARD_KEY, DecisionRule, object_class_map
 
 from . import synth
 from .export import predict, session
@@ -134,41 +139,94 @@ def summarize(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def evaluate(model_dir: Path, family: str, region: str = "test", realizations: int = 6, seed: int = 9_000,
-             scene: Scene | None = None, save_cases: Path | None = None) -> dict[str, Any]:
-    """Evaluate ``model_dir/model.onnx`` on ``realizations`` renderings of a held-out region of the real scene."""
+RULE_GRID = {  # candidate decision rules, searched on the validation region only
+    "pixel_threshold": (0.3, 0.4, 0.5, 0.6, 0.7),
+    "min_object_confidence": (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95),
+}
+VALIDATION_SEED = 5_000
+
+
+def region_predictions(model_dir: Path, family: str, region: str, realizations: int, seed: int,
+                       scene: Scene | None = None) -> list[tuple[np.ndarray, synth.Rendered]]:
+    """(uint8 [2, H, W] pit/pond probabilities x255, rendering) for each realization of a region."""
     model_dir = Path(model_dir)
     card = json.loads((model_dir / "mlm.json").read_text()) if (model_dir / "mlm.json").exists() else {}
     multiple = int(card.get("properties", {}).get("amberwatch:input_multiple", 8))
     scene = scene or load_scene(family)
     sess = session(model_dir / "model.onnx")
-    min_px = min_object_pixels(scene.res)
-    parts = []
+    out = []
     for i in range(realizations):
         sc = region_scenario(scene, region, seed + i)
         prob = predict(sess, sc.rendered.stack, multiple)
-        pred = prob.argmax(0).astype(np.uint8)
-        parts.append(score(pred, sc.rendered, scene.res, min_px))
-        if save_cases is not None and i == 0:
-            from .figures import save_case_images
+        out.append((np.round(prob[1:] * 255).astype(np.uint8), sc.rendered))
+    return out
 
-            save_case_images(sc.rendered, pred, save_cases, family)
-    out = summarize(parts)
+
+def score_rule(preds: list[tuple[np.ndarray, synth.Rendered]], rule: DecisionRule, res: float) -> dict[str, Any]:
+    """Pooled metrics of the service's decision rule on cached predictions."""
+    min_px = min_object_pixels(res)
+    return summarize([score(object_class_map(p, rule), r, res, min_px) for p, r in preds])
+
+
+def choose_rule(model_dir: Path, family: str, realizations: int = 24, seed: int = VALIDATION_SEED,
+                scene: Scene | None = None) -> tuple[DecisionRule, list[dict[str, Any]]]:
+    """The decision rule with the best object F1 on the validation region (ties: the higher pixel IoU)."""
+    scene = scene or load_scene(family)
+    preds = region_predictions(model_dir, family, "val", realizations, seed, scene)
+    table = []
+    for t in RULE_GRID["pixel_threshold"]:
+        for c in RULE_GRID["min_object_confidence"]:
+            m = score_rule(preds, DecisionRule(t, c), scene.res)
+            table.append({"pixel_threshold": t, "min_object_confidence": c,
+                          "object_f1": round(m["object_f1"], 4), "object_precision": round(m["object_precision"], 4),
+                          "object_recall": round(m["object_recall"], 4),
+                          "mining_iou": round(m["pixel_iou"]["mining"], 4)})
+    best = max(table, key=lambda r: (r["object_f1"], r["mining_iou"]))
+    return DecisionRule(best["pixel_threshold"], best["min_object_confidence"]), table
+
+
+def evaluate(model_dir: Path, family: str, region: str = "test", realizations: int = 6, seed: int = 9_000,
+             scene: Scene | None = None, save_cases: Path | None = None,
+             rule: DecisionRule | None = None) -> dict[str, Any]:
+    """Evaluate ``model_dir/model.onnx`` on ``realizations`` renderings of a held-out region of the real scene,
+    with ``rule`` (default: the card's ``amberwatch:decision``); also reports the plain rule (0.5, 0.0)."""
+    model_dir = Path(model_dir)
+    card = json.loads((model_dir / "mlm.json").read_text()) if (model_dir / "mlm.json").exists() else {}
+    rule = rule or DecisionRule.from_card(card.get("properties", {}))
+    scene = scene or load_scene(family)
+    preds = region_predictions(model_dir, family, region, realizations, seed, scene)
+    out = score_rule(preds, rule, scene.res)
+    plain = score_rule(preds, DecisionRule(), scene.res)
+    if save_cases is not None and preds:
+        from .figures import save_case_images
+
+        save_case_images(preds[0][1], object_class_map(preds[0][0], rule), save_cases, family)
     out.update({"family": family, "region": region, "realizations": realizations, "seed": seed,
-                "min_object_pixels": min_px, "decision_rule": "argmax of probabilities"})
+                "min_object_pixels": min_object_pixels(scene.res),
+                "decision_rule": {"pixel_threshold": rule.pixel_threshold,
+                                  "min_object_confidence": rule.min_object_confidence},
+                "plain_rule_0.5_0.0": {k: plain[k] for k in ("object_precision", "object_recall", "object_f1")}
+                | {"mining_iou": plain["pixel_iou"]["mining"]}})
     return out
 
 
 def write_metrics(model_dir: Path, family: str, realizations: int = 12, seed: int = 9_000,
-                  figures: Path | None = None) -> dict[str, Any]:
-    """Re-evaluate a registry model and store the result in metrics.json and in mlm.json properties.metrics."""
+                  figures: Path | None = None, choose: bool = True) -> dict[str, Any]:
+    """Choose the decision rule on the validation region (``choose``), then re-evaluate on the test region;
+    store both in metrics.json, the rule in mlm.json ``amberwatch:decision`` and the metrics in its properties."""
     model_dir = Path(model_dir)
-    test = evaluate(model_dir, family, "test", realizations, seed, save_cases=figures)
     mpath, cpath = model_dir / "metrics.json", model_dir / "mlm.json"
     metrics = json.loads(mpath.read_text()) if mpath.exists() else {}
+    card = json.loads(cpath.read_text())
+    if choose:
+        rule, table = choose_rule(model_dir, family)
+        card["properties"][CARD_KEY] = rule.as_card(
+            f"best object F1 on 24 renderings of the validation region (seed {VALIDATION_SEED}); test never used")
+        cpath.write_text(json.dumps(card, indent=2))
+        metrics["decision_rule_search"] = table
+    test = evaluate(model_dir, family, "test", realizations, seed, save_cases=figures)
     metrics["test"] = test
     mpath.write_text(json.dumps(metrics, indent=2))
-    card = json.loads(cpath.read_text())
     card["properties"]["metrics"] = metrics
     cpath.write_text(json.dumps(card, indent=2))
     return test
@@ -183,11 +241,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--realizations", type=int, default=12)
     ap.add_argument("--figures", type=Path, default=None, help="folder for failure-case PNGs")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--keep-rule", action="store_true", help="keep the card's decision rule (no validation search)")
     a = ap.parse_args(argv)
     if a.no_write:
         out = evaluate(a.model_dir, a.family, "test", a.realizations, save_cases=a.figures)
     else:
-        out = write_metrics(a.model_dir, a.family, a.realizations, figures=a.figures)
+        out = write_metrics(a.model_dir, a.family, a.realizations, figures=a.figures, choose=not a.keep_rule)
     print(json.dumps(out, indent=2))
 
 

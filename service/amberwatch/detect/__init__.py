@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from amberwatch.detect.decision import DecisionRule
 from amberwatch.detect.registry import ModelInfo, get_model, list_models
 from amberwatch.detect.segment import DEFAULT_MARGIN, Progress, cached_runner, predict_probabilities
 from amberwatch.detect.session import create_session
@@ -21,6 +22,7 @@ from amberwatch.types import DetectionResult, IngestedScene
 from amberwatch.vector_out import write_vector
 
 __all__ = [
+    "DecisionRule",
     "ModelInfo",
     "create_session",
     "detect_scene",
@@ -33,7 +35,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.5
 SEGMENT_SHARE = 0.9  # share of the progress bar given to segmentation (vectorizing is the rest)
 
 
@@ -43,12 +44,12 @@ def detect_scene(
     work_dir: Path,
     settings: Settings,
     progress: Progress | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    rule: DecisionRule | None = None,
 ) -> DetectionResult:
     """Run ``model`` on ``scene``: probability COG in ``work_dir`` + polygons (EPSG:4326).
 
     VHR RGB models are delegated to ``amberwatch.vhr.detect_vhr``. ``progress(fraction, message)`` is called
-    as windows complete (segmentation takes the first 90 %).
+    as windows complete (segmentation takes the first 90 %). ``rule`` defaults to the model card's decision rule.
     """
     if model.family != scene.family:
         raise InputError(
@@ -66,7 +67,8 @@ def detect_scene(
     predict_probabilities(scene, model, prob_path, settings, progress=segment_progress, margin=margin)
     if progress:
         progress(SEGMENT_SHARE, "vectorizing")
-    polygons = vectorize(prob_path, scene.crs, threshold=threshold, min_area_ha=settings.min_mapping_unit_ha)
+    rule = rule or model.decision
+    polygons = vectorize(prob_path, scene.crs, rule=rule, min_area_ha=settings.min_mapping_unit_ha)
     if progress:
         progress(1.0, f"{len(polygons)} polygons")
     provider = cached_runner(
@@ -81,7 +83,8 @@ def detect_scene(
         probability_path=prob_path,
         provider=provider,
         parameters={
-            "threshold": threshold,
+            "pixel_threshold": rule.pixel_threshold,
+            "min_object_confidence": rule.min_object_confidence,
             "window_size": settings.window_size,
             "overlap_margin": margin,
             "min_area_ha": settings.min_mapping_unit_ha,

@@ -11,6 +11,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from amberwatch.detect.decision import DecisionRule
 from amberwatch.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,11 @@ class ModelInfo:
     @property
     def input_multiple(self) -> int:
         return int(self.properties.get("amberwatch:input_multiple", 1) or 1)
+
+    @property
+    def decision(self) -> DecisionRule:
+        """Pixel threshold and minimum object confidence chosen for this model (card ``amberwatch:decision``)."""
+        return DecisionRule.from_card(self.properties)
 
     @property
     def context_margin(self) -> int | None:

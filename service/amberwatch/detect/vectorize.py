@@ -1,18 +1,18 @@
 """Probability COG -> pit/pond polygons in EPSG:4326, block by block with bounded memory.
 
-Rules:
-- class map: per pixel the class (pit or pond) with the higher probability, kept when that probability is
-  >= ``threshold``; everything else is background.
+Rules (the decision rule itself is :mod:`amberwatch.detect.decision`, shared with model evaluation):
+- a pixel is mining when P(pit) + P(pond) >= the rule's pixel threshold; its class is the larger of the two;
+- objects are 8-connected groups of mining pixels; an object is kept when its mean mining probability reaches
+  the rule's minimum object confidence, and that mean is the ``confidence`` of each of its polygons;
 - one polygon per 4-connected region of one class. A pit touching a pond therefore gives two polygons, one per
   class, that share their pixel boundary and never overlap (every pixel has exactly one class); a pit is not
   absorbed into the pond or vice versa.
-- the raster is processed in blocks; regions touching an inner block edge are unioned across blocks (in exact
-  pixel coordinates), so block borders never split a polygon.
+- the raster is processed in blocks; regions (and objects) touching an inner block edge are unioned across blocks
+  (in exact pixel coordinates), so block borders never split a polygon or change an object's confidence.
 - polygons are simplified by half a pixel (Douglas-Peucker, topology preserving); shared edges between
   neighbouring polygons may therefore move apart by up to half a pixel.
 - area_ha is the area of the simplified polygon in a metric CRS: the scene's CRS when it is UTM or equal-area,
   else a Lambert azimuthal equal-area projection centred on the raster. Polygons below ``min_area_ha`` are dropped.
-- confidence is the mean probability of the polygon's class over its pixels (before simplification).
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from rasterio.features import shapes
 from rasterio.windows import Window
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage.measure import label
 
+from amberwatch.detect.decision import EIGHT, DecisionRule, pixel_classes
 from amberwatch.errors import InputError
 from amberwatch.settings import get_settings
 from amberwatch.types import DetectedPolygon, DetectionClass
@@ -44,66 +48,75 @@ EQUAL_AREA_METHODS = ("lambert azimuthal equal area", "albers equal area", "lamb
 
 @dataclass
 class Region:
-    """A connected region in full-raster pixel coordinates with its probability sum (0..255 units)."""
+    """A connected one-class region in full-raster pixel coordinates with its mining-probability sum (x255).
+
+    ``confidence`` is the mean mining probability of the region's object, once the object is complete.
+    """
 
     cls: int  # 1 = pit, 2 = pond
     geometry: shapely.Geometry
     prob_sum: float
     pixels: int
-
-
-def class_map(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 [2, h, w] probabilities -> (class 0/1/2, probability of the chosen class)."""
-    best = np.argmax(probs, axis=0)
-    chosen = np.where(best == 0, probs[0], probs[1])
-    cls = np.where(chosen >= threshold * 255.0, best + 1, 0).astype(np.uint8)
-    return cls, chosen
+    confidence: float | None = None
 
 
 def block_regions(
-    probs: np.ndarray, window: Window, shape: tuple[int, int], threshold: float, min_pixels: int = 0
+    probs: np.ndarray, window: Window, shape: tuple[int, int], rule: DecisionRule, min_pixels: int = 0
 ) -> tuple[list[Region], list[Region]]:
-    """Regions of one block: (complete, touching an inner block edge).
+    """Regions of one block: (of complete, kept objects; of objects touching an inner block edge).
 
-    Complete regions of fewer than ``min_pixels`` pixels are skipped before polygonizing (speed on noisy maps).
+    Regions of complete objects with fewer than ``min_pixels`` pixels are skipped before polygonizing (speed on
+    noisy maps); regions of objects on an edge are all returned, their object is judged after merging.
     """
-    cls, chosen = class_map(probs, threshold)
+    cls, mining = pixel_classes(probs, rule.pixel_threshold)
     labels = label(cls, background=0, connectivity=1).astype(np.int32)
     n = int(labels.max())
     if n == 0:
         return [], []
-    flat = labels.ravel()
-    sums = np.bincount(flat, weights=chosen.ravel().astype(np.float64), minlength=n + 1)
+    objects, n_obj = ndimage.label(cls > 0, structure=EIGHT)
+    flat, flat_obj = labels.ravel(), objects.ravel()
+    sums = np.bincount(flat, weights=mining.ravel(), minlength=n + 1)
     counts = np.bincount(flat, minlength=n + 1)
     label_cls = np.zeros(n + 1, np.uint8)
     label_cls[flat] = cls.ravel()
+    region_obj = np.zeros(n + 1, np.int64)
+    region_obj[flat] = flat_obj
+    obj_sums = np.bincount(flat_obj, weights=mining.ravel(), minlength=n_obj + 1)
+    obj_counts = np.bincount(flat_obj, minlength=n_obj + 1)
     height, width = shape
     edges = []
     if window.row_off > 0:
-        edges.append(labels[0])
+        edges.append(objects[0])
     if window.row_off + window.height < height:
-        edges.append(labels[-1])
+        edges.append(objects[-1])
     if window.col_off > 0:
-        edges.append(labels[:, 0])
+        edges.append(objects[:, 0])
     if window.col_off + window.width < width:
-        edges.append(labels[:, -1])
-    on_edge = set(np.unique(np.concatenate(edges)).tolist()) if edges else set()
+        edges.append(objects[:, -1])
+    obj_on_edge = np.zeros(n_obj + 1, bool)
+    if edges:
+        obj_on_edge[np.unique(np.concatenate(edges))] = True
+    obj_on_edge[0] = False
+    obj_kept = obj_sums >= rule.min_object_confidence * 255.0 * obj_counts
+    on_edge = obj_on_edge[region_obj]
+    wanted = on_edge | (obj_kept[region_obj] & (counts >= max(min_pixels, 1)))
+    wanted[0] = False
     complete, partial = [], []
     to_raster = Affine.translation(window.col_off, window.row_off)
-    wanted = counts >= max(min_pixels, 1)
-    wanted[0] = False
-    if on_edge:
-        wanted[list(on_edge)] = True
-        wanted[0] = False
     for geom, value in shapes(labels, mask=wanted[labels], connectivity=4, transform=to_raster):
         v = int(value)
         region = Region(int(label_cls[v]), shapely.geometry.shape(geom), float(sums[v]), int(counts[v]))
-        (partial if v in on_edge else complete).append(region)
+        if on_edge[v]:
+            partial.append(region)
+        else:
+            o = region_obj[v]
+            region.confidence = float(obj_sums[o] / obj_counts[o] / 255.0)
+            complete.append(region)
     return complete, partial
 
 
-def merge_partials(partials: list[Region]) -> list[Region]:
-    """Union regions cut by block edges, per class, summing their probability statistics."""
+def merge_partials(partials: list[Region], rule: DecisionRule) -> list[Region]:
+    """Union regions cut by block edges (per class), regroup them into objects and apply the object rule."""
     merged: list[Region] = []
     for c in (1, 2):
         pieces = [r for r in partials if r.cls == c]
@@ -117,7 +130,21 @@ def merge_partials(partials: list[Region]) -> list[Region]:
         np.add.at(sums, part_idx, [pieces[i].prob_sum for i in piece_idx])
         np.add.at(counts, part_idx, [pieces[i].pixels for i in piece_idx])
         merged += [Region(c, g, float(s), int(n)) for g, s, n in zip(parts, sums, counts, strict=True)]
-    return merged
+    if not merged:
+        return []
+    # objects = regions that touch (an edge or a corner: 8-connectivity of exact pixel polygons)
+    geoms = np.array([r.geometry for r in merged], dtype=object)
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    graph = coo_matrix((np.ones(len(left)), (left, right)), shape=(len(merged), len(merged)))
+    _, obj = connected_components(graph, directed=False)
+    obj_sums = np.bincount(obj, weights=[r.prob_sum for r in merged])
+    obj_counts = np.bincount(obj, weights=[r.pixels for r in merged])
+    kept = []
+    for r, o in zip(merged, obj, strict=True):
+        if obj_sums[o] >= rule.min_object_confidence * 255.0 * obj_counts[o]:
+            r.confidence = float(obj_sums[o] / obj_counts[o] / 255.0)
+            kept.append(r)
+    return kept
 
 
 def area_crs(crs: CRS, center_lonlat: tuple[float, float]) -> CRS:
@@ -145,17 +172,16 @@ def reproject(geoms: np.ndarray, transformer: Transformer) -> np.ndarray:
 def vectorize(
     prob_path: Path,
     scene_crs: str | CRS | None = None,
-    threshold: float = 0.5,
+    rule: DecisionRule | None = None,
     min_area_ha: float | None = None,
     block_size: int = BLOCK_SIZE,
 ) -> list[DetectedPolygon]:
     """Polygons of pits and ponds from a probability COG (bands pit, pond; uint8 = probability x 255).
 
-    ``scene_crs`` is used when the COG carries no CRS. ``min_area_ha`` defaults to settings.min_mapping_unit_ha.
-    Returned largest first, in EPSG:4326.
+    ``scene_crs`` is used when the COG carries no CRS; ``rule`` defaults to ``DecisionRule()`` (0.5, 0.0).
+    ``min_area_ha`` defaults to settings.min_mapping_unit_ha. Returned largest first, in EPSG:4326.
     """
-    if not 0.0 < threshold <= 1.0:
-        raise InputError(f"threshold must be in (0, 1], got {threshold}")
+    rule = rule or DecisionRule()
     if min_area_ha is None:
         min_area_ha = get_settings().min_mapping_unit_ha
     complete: list[Region] = []
@@ -169,11 +195,11 @@ def vectorize(
         for row in range(0, src.height, block_size):
             for col in range(0, src.width, block_size):
                 window = Window(col, row, min(block_size, src.width - col), min(block_size, src.height - row))
-                done, cut = block_regions(src.read([1, 2], window=window), window, shape, threshold, min_pixels)
+                done, cut = block_regions(src.read([1, 2], window=window), window, shape, rule, min_pixels)
                 complete += done
                 partial += cut
         bounds = src.bounds
-    regions = complete + merge_partials(partial)
+    regions = complete + merge_partials(partial, rule)
     if not regions:
         return []
     # pixel -> scene CRS; simplify by half a pixel first, in exact pixel units
@@ -192,16 +218,11 @@ def vectorize(
     wgs84 = reproject(geoms[keep], to_wgs84)
     kept = [r for r, k in zip(regions, keep, strict=True) if k]
     polygons = [
-        DetectedPolygon(geometry=g, cls=CLASSES[r.cls - 1], area_ha=float(a), confidence=r.prob_sum / r.pixels / 255.0)
+        DetectedPolygon(geometry=g, cls=CLASSES[r.cls - 1], area_ha=float(a), confidence=float(r.confidence))
         for g, r, a in zip(wgs84, kept, areas_ha[keep], strict=True)
     ]
     log.info(
-        "vectorized %s: %d regions, %d kept (>= %.3f ha, threshold %.2f)",
-        prob_path,
-        len(regions),
-        len(polygons),
-        min_area_ha,
-        threshold,
+        "vectorized %s: %d regions, %d kept (>= %.3f ha, %s)", prob_path, len(regions), len(polygons), min_area_ha, rule
     )
     polygons.sort(key=lambda p: -p.area_ha)
     return polygons
