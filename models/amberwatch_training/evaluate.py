@@ -89,10 +89,12 @@ def score(pred: np.ndarray, r: synth.Rendered, res: float, min_px: int) -> dict[
             false_obj += 1
         elif (comps[sl][obj & near[sl]] == i).sum() < 0.25 * sizes[i]:
             loose_obj += 1
+    clear = {s for s in scorable if r.cloud[r.site_ids == s].mean() <= 0.5}  # at most half under cloud / shadow
     px_ha = res * res / 10_000
     outside = kept & ~ndimage.binary_dilation(footprint, structure=EIGHT)
     return {
         "confusion": conf, "sites": len(scorable), "sites_all": len(all_sites), "found": len(found & scorable),
+        "sites_clear": len(clear), "found_clear": len(found & clear),
         "objects": n_obj, "false_objects": false_obj, "loose_objects": loose_obj,
         "fp_ha_negatives": float((outside & r.negative).sum() * px_ha),
         "fp_ha_clouds": float((outside & r.cloud & ~r.negative).sum() * px_ha),
@@ -116,6 +118,7 @@ def summarize(parts: list[dict[str, Any]]) -> dict[str, Any]:
     objects = sum(p["objects"] for p in parts)
     false_obj = sum(p["false_objects"] for p in parts)
     recall = found / max(1, sites)
+    clear_sites, clear_found = sum(p["sites_clear"] for p in parts), sum(p["found_clear"] for p in parts)
     precision = (objects - false_obj) / max(1, objects)
     f1 = 2 * precision * recall / max(1e-9, precision + recall)
     loose = sum(p["loose_objects"] for p in parts)
@@ -126,6 +129,8 @@ def summarize(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "pixel_iou": iou,
         "mean_iou_pit_pond": (iou["pit"] + iou["pond"]) / 2,
         "object_precision": precision, "object_recall": recall, "object_f1": f1,
+        "object_recall_clear_sky": clear_found / max(1, clear_sites),
+        "sites_clear_sky": clear_sites, "sites_clear_sky_found": clear_found,
         "sites_scorable": sites, "sites_total": sum(p["sites_all"] for p in parts), "sites_found": found,
         "object_precision_strict": precision_strict, "object_f1_strict": f1_strict,
         "predicted_objects": objects, "false_objects": false_obj, "loose_objects": loose,
