@@ -69,9 +69,22 @@ def train_vhr(
 def eval_seg(
     model: Annotated[Path, typer.Argument(help="Registry folder of the model (models/registry/<name>/<version>).")],
     family: Annotated[str, typer.Option(help="sentinel2 or landsat")] = "sentinel2",
+    realizations: Annotated[int, typer.Option(min=1, help="renderings of the held-out test region")] = 12,
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="choose the decision rule on the validation region first, then store the rule "
+                     "and the test metrics in the model's mlm.json / metrics.json"),
+    ] = False,
 ) -> None:
     """Pixel IoU and object-level precision/recall/F1 on held-out data (incl. hard negatives and clouds)."""
     _need_training()
-    from amberwatch_training.evaluate import evaluate
+    from amberwatch_training.evaluate import evaluate, write_metrics
 
-    typer.echo(json.dumps(evaluate(model, family), indent=2, default=str))
+    if not (model / "model.onnx").is_file():
+        typer.secho(f"error: {model} has no model.onnx (expected a registry folder)", fg="red", err=True)
+        raise typer.Exit(2)
+    if family not in ("sentinel2", "landsat"):
+        typer.secho(f"error: family must be sentinel2 or landsat, got {family!r}", fg="red", err=True)
+        raise typer.Exit(2)
+    result = write_metrics(model, family, realizations) if write else evaluate(model, family, "test", realizations)
+    typer.echo(json.dumps(result, indent=2, default=str))
