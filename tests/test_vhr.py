@@ -26,8 +26,20 @@ from amberwatch.vhr.io import read_rgb
 if str(REPO / "models") not in sys.path:  # amberwatch_training, when the package is not installed
     sys.path.append(str(REPO / "models"))
 
-MODEL_DIR = REPO / "models" / "registry" / "vhr-texty" / "1.0.0"
+REGISTRY = REPO / "models" / "registry" / "vhr-texty"
 F1_MARGIN = 0.02  # held-out F1 may drift this much (onnxruntime/numeric versions) before the test fails
+
+
+def registered_versions() -> list[Path]:
+    """Every registered vhr-texty version folder, lowest to highest version."""
+    from amberwatch.detect.registry import version_key
+
+    dirs = [p for p in REGISTRY.glob("*") if (p / "model.onnx").is_file() and (p / "mlm.json").is_file()]
+    return sorted(dirs, key=lambda p: version_key(p.name))
+
+
+VERSIONS = registered_versions()
+MODEL_DIR = VERSIONS[-1] if VERSIONS else REGISTRY / "missing"  # the newest version: what detect uses by default
 
 
 def chips_dir() -> Path:
@@ -44,7 +56,8 @@ def test_registered_model_card_and_session(model) -> None:
     props = json.loads((MODEL_DIR / "mlm.json").read_text())["properties"]
     assert props["amberwatch:family"] == "vhr_rgb"
     assert props["mlm:name"] == "vhr-texty"
-    assert props["amberwatch:version"] == "1.0.0"
+    assert props["amberwatch:version"] == MODEL_DIR.name
+    assert model.version == MODEL_DIR.name and model.input_kind == props["amberwatch:input_kind"]
     assert 0.0 < props["amberwatch:threshold"] < 1.0
     assert model.threshold == pytest.approx(props["amberwatch:threshold"])
     assert model.session.get_providers()[0] == model.provider
@@ -53,20 +66,47 @@ def test_registered_model_card_and_session(model) -> None:
     assert 0.0 <= p <= 1.0
 
 
-def test_registered_model_held_out_f1_does_not_regress(model) -> None:
-    """Recompute the held-out (test-tile) F1 of the registered model; it must stay near what training measured."""
-    pytest.importorskip("sklearn")
-    from sklearn.metrics import f1_score
-
+@pytest.fixture(scope="module")
+def held_out() -> tuple[list[Path], np.ndarray, np.ndarray, str]:
+    """Held-out test chips (paths, labels), their feature matrix and the digest of their tile list."""
+    from amberwatch.vhr.features import extract_features
     from amberwatch_training.vhr.dataset import load_chipset, test_mask, tile_groups, tiles_digest
 
     chips = load_chipset(chips_dir())
     held = np.flatnonzero(test_mask(chips, tile_groups(chips.tiles)))
-    recorded = json.loads((MODEL_DIR / "metrics.json").read_text())["held_out"]
-    assert tiles_digest(chips.tiles[held]) == recorded["tiles_sha256"], "held-out tiles differ from training's"
-    p = np.array([model.score(read_rgb(chips.paths[i])) for i in held])
-    f1 = f1_score(chips.labels[held], p >= model.threshold)
+    paths = [chips.paths[i] for i in held]
+    feats = np.stack([extract_features(read_rgb(p)) for p in paths]).astype(np.float32)
+    return paths, chips.labels[held], feats, tiles_digest(chips.tiles[held])
+
+
+@pytest.mark.parametrize("version_dir", VERSIONS, ids=[p.name for p in VERSIONS])
+def test_registered_models_held_out_f1_do_not_regress(version_dir: Path, held_out) -> None:
+    """Recompute the held-out (test-tile) F1 of every registered version (1.0.0 stays loadable and scored) through
+    its ONNX session; it must stay near what training measured on the same tiles."""
+    pytest.importorskip("sklearn")
+    from sklearn.metrics import f1_score
+
+    paths, labels, feats, digest = held_out
+    model = load_vhr_model(version_dir)
+    recorded = json.loads((version_dir / "metrics.json").read_text())["held_out"]
+    assert digest == recorded["tiles_sha256"], "held-out tiles differ from training's"
+    if model.input_kind == "features":
+        p = np.asarray(model.session.run(None, {model.session.get_inputs()[0].name: feats})[1])[:, 1]
+    else:
+        p = np.array([model.score(read_rgb(f)) for f in paths])
+    assert p.shape == labels.shape and np.all((p >= 0) & (p <= 1))
+    f1 = f1_score(labels, p >= model.threshold)
     assert f1 >= recorded["f1"] - F1_MARGIN, f"held-out F1 {f1:.3f} < recorded {recorded['f1']:.3f} - {F1_MARGIN}"
+
+
+def test_feature_path_matches_session_scores(model, held_out) -> None:
+    """``VhrModel.score`` (features computed at inference) gives the probabilities of the batch above."""
+    paths, _, feats, _ = held_out
+    if model.input_kind != "features":
+        pytest.skip("image model")
+    batch = np.asarray(model.session.run(None, {model.session.get_inputs()[0].name: feats[:3]})[1])[:, 1]
+    single = np.array([model.score(read_rgb(f)) for f in paths[:3]])
+    assert np.allclose(batch, single, atol=1e-5)
 
 
 def test_example_tiles_superpixel_rule(model) -> None:
@@ -150,7 +190,8 @@ def test_tiny_training_run_produces_working_onnx(tmp_path: Path, monkeypatch: py
     from amberwatch_training.vhr import train
 
     out = tmp_path / "vhr-texty" / "0.0.1"
-    m = train(chips_dir(), out, seed=0, kind="gbm", folds=2, max_chips=48, example_tiles=False)
+    m = train(chips_dir(), out, seed=0, kind="ensemble", folds=2, max_chips=48, example_tiles=False,
+              random_split_info=True)
     for f in ("model.onnx", "mlm.json", "metrics.json"):
         assert (out / f).is_file()
     props = json.loads((out / "mlm.json").read_text())["properties"]
@@ -158,6 +199,8 @@ def test_tiny_training_run_produces_working_onnx(tmp_path: Path, monkeypatch: py
     assert props["amberwatch:version"] == "0.0.1" and 0 < props["amberwatch:threshold"] < 1
     assert m["onnx_parity_max_abs_diff"] < 1e-3  # ONNX trees compare thresholds in float32
     assert len(m["cv"]["folds"]) == 2 and m["held_out"]["n"] > 0
+    assert props["mlm:framework"] == "scikit-learn" and props["amberwatch:input_kind"] == "features"
+    assert len(m["random_chip_split_cv_info_only"]["folds"]) == 2
     chip = read_rgb(next((chips_dir() / "positive").glob("*.png")))
     assert 0.0 <= score_image(chip, out) <= 1.0
 

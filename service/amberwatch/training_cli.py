@@ -51,6 +51,8 @@ def train_vhr(
     / "vhr" / "texty-chips",
     out: Annotated[Path | None, typer.Option(help="Registry folder to write.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    kind: Annotated[str, typer.Option(help="ensemble (LightGBM + logistic regression, 1.1.0), gbm (1.0.0) or cnn")]
+    = "ensemble",
 ) -> None:
     """Train the very-high-resolution superpixel classifier (Texty method), export ONNX, evaluate by tile."""
     try:
@@ -61,8 +63,11 @@ def train_vhr(
     if not data.is_dir():
         typer.secho(f"error: {data} is not a folder of labelled chips", fg="red", err=True)
         raise typer.Exit(2)
+    if kind not in ("ensemble", "gbm", "cnn"):
+        typer.secho(f"error: --kind must be ensemble, gbm or cnn, got {kind!r}", fg="red", err=True)
+        raise typer.Exit(2)
     out = out or get_settings().models_dir / "vhr-texty" / "dev"
-    typer.echo(json.dumps(train(data, out, seed=seed), indent=2, default=str))
+    typer.echo(json.dumps(train(data, out, seed=seed, kind=kind), indent=2, default=str))
 
 
 @eval_app.command("seg")

@@ -65,8 +65,12 @@ def _output(kind: str) -> dict[str, Any]:
 def model_card(name: str, version: str, kind: str, threshold: float, info: dict[str, Any], *, n_chips: int,
                n_dev: int, n_test: int, seed: int) -> dict[str, Any]:
     """A STAC Item with the MLM fields plus the amberwatch:* keys the runtime reads."""
-    framework = ("pytorch", __import__("torch").__version__) if kind == "cnn" else \
-        ("lightgbm", __import__("lightgbm").__version__)
+    if kind == "cnn":
+        framework = ("pytorch", __import__("torch").__version__)
+    elif kind == "ensemble":
+        framework = ("scikit-learn", __import__("sklearn").__version__)
+    else:
+        framework = ("lightgbm", __import__("lightgbm").__version__)
     return {
         "type": "Feature",
         "stac_version": "1.0.0",
