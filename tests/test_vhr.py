@@ -283,3 +283,12 @@ def test_detect_vhr_rejects_non_rgb_rasters(tmp_path: Path) -> None:
                           10.0, "EPSG:32635", (0, 0, 1, 1), box(0, 0, 1, 1), path, None, str(path))
     with pytest.raises(InputError, match="uint8"):
         detect_vhr(scene, MODEL_DIR, Settings(data_dir=tmp_path))
+
+
+def test_failure_sheets_refuse_a_folder_inside_the_repository(tmp_path: Path) -> None:
+    """The chips are internal data: their picture sheets may only be written outside the repository."""
+    from amberwatch_training.vhr.failures import failure_sheets
+
+    with pytest.raises(InputError, match="inside the repository"):
+        failure_sheets(tmp_path, MODEL_DIR, REPO / "docs" / "img")
+    assert not (REPO / "docs" / "img" / "vhr_false_alarms.png").exists()
