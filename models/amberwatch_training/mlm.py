@@ -72,7 +72,8 @@ def model_card(name: str, version: str, family: str, bands: list[str], multiple:
                            "data_type": "float32"},
                 "classification:classes": classes,
                 "post_processing_function": None,
-                "description": "softmax over [background, pit, pond]; decision rule: amberwatch:decision (object level, see docs/models.md)",
+                "description": "softmax over [background, pit, pond]; decision rule: amberwatch:decision "
+                               "(object level, see docs/models.md)",
             }],
             "sensor_family": family,
             "platform": info["platform"],
