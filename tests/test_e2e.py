@@ -195,3 +195,29 @@ def test_health_and_openapi(server: dict) -> None:
     assert httpx.get(f"{base}/health").json()["status"] == "ok"
     spec = httpx.get(f"{base}/openapi.json").json()
     assert "/api/scenes" in spec["paths"] and "/api/runs" in spec["paths"]
+
+
+def run_area_ha(base: str, run_id: int) -> float:
+    items = httpx.get(f"{base}/ogcapi/collections/run_{run_id}/items?f=json&limit=5000").json()["features"]
+    return sum(f["properties"]["area_ha"] for f in items)
+
+
+def test_run_with_a_looser_decision_rule(server: dict, env: dict) -> None:
+    """An inspector can trade precision for recall per run; bad values are refused before anything is stored."""
+    base = server["base"]
+    runs = httpx.get(f"{base}/api/runs").json()
+    r = httpx.post(f"{base}/api/runs", json={"scene": 1, "min_confidence": 1.5})
+    assert r.status_code == 422 and "min_confidence" in r.text
+    res = cli(env, "detect", "1", "--min-confidence", "2")
+    assert res.returncode == 2 and "minimum object confidence must be in [0, 1]" in res.stderr
+    assert len(httpx.get(f"{base}/api/runs").json()) == len(runs)
+    default = max((x for x in runs if x["state"] == "published"), key=lambda x: x["id"])
+    assert default["parameters"]["min_object_confidence"] > 0.0  # the model card's rule
+    r = httpx.post(f"{base}/api/runs?wait=true", json={"scene": 1, "pixel_threshold": 0.5, "min_confidence": 0.0},
+                   timeout=900)
+    assert r.status_code == 202, r.text
+    loose = r.json()
+    assert loose["state"] == "published"
+    assert loose["parameters"]["decision_rule"] == {"pixel_threshold": 0.5, "min_object_confidence": 0.0}
+    assert loose["parameters"]["min_object_confidence"] == 0.0 and loose["parameters"]["pixel_threshold"] == 0.5
+    assert run_area_ha(base, loose["id"]) > run_area_ha(base, default["id"])

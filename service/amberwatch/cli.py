@@ -89,6 +89,11 @@ def detect(
     out: Annotated[Path | None, typer.Option(help="Also write the polygons (EPSG:4326) to .gpkg or .geojson.")] = None,
     reference: Annotated[str | None, typer.Option(
         help="An older scene (path or id/key, e.g. Landsat 2010-2013): also run the change model against it.")] = None,
+    pixel_threshold: Annotated[float | None, typer.Option(
+        help="Override the model's pixel threshold on P(pit)+P(pond), 0-1 (see docs/models.md).")] = None,
+    min_confidence: Annotated[float | None, typer.Option(
+        help="Override the model's minimum object confidence, 0-1: lower finds more sites, with more false "
+             "alarms.")] = None,
 ) -> None:
     """Run detection on a scene, store the polygons as a new published run."""
     from amberwatch import pipeline
@@ -102,7 +107,8 @@ def detect(
         ref_row = _scene_arg(store, settings, reference) if reference else None
         bar = ProgressBar("detect")
         try:
-            run = pipeline.detect(store, settings, row, model, progress=bar, reference=ref_row)
+            run = pipeline.detect(store, settings, row, model, progress=bar, reference=ref_row,
+                                  pixel_threshold=pixel_threshold, min_confidence=min_confidence)
         finally:
             bar.close()
         if out is not None:

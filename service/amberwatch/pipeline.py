@@ -152,12 +152,26 @@ def register_model(store: Store, info) -> ModelVersion:  # noqa: ANN001 - ModelI
 # -- detect + publish ----------------------------------------------------------------------------
 def create_run(store: Store, settings: Settings, scene: Scene, model_name: str | None = None,
                parameters: dict | None = None, reference: Scene | None = None,
-               change_model: str | None = None) -> Run:
-    """Resolve the model(s) and create a pending run for ``scene`` (with the change model when ``reference``)."""
+               change_model: str | None = None, pixel_threshold: float | None = None,
+               min_confidence: float | None = None) -> Run:
+    """Resolve the model(s) and create a pending run for ``scene`` (with the change model when ``reference``).
+
+    ``pixel_threshold`` / ``min_confidence`` override the model's decision rule for this run (segmentation models).
+    """
+    from amberwatch.detect.decision import DecisionRule
     from amberwatch.detect.registry import get_model
 
     info = get_model(settings.models_dir, model_name, scene.family, settings.default_models)
     parameters = dict(parameters or {})
+    if pixel_threshold is not None or min_confidence is not None:
+        if info.family == "vhr_rgb":
+            raise InputError(f"{info.ref} is a superpixel classifier: --pixel-threshold / --min-confidence apply "
+                             "to the segmentation models (sentinel2, landsat) only")
+        default = info.decision
+        rule = DecisionRule(default.pixel_threshold if pixel_threshold is None else pixel_threshold,
+                            default.min_object_confidence if min_confidence is None else min_confidence)
+        parameters["decision_rule"] = {"pixel_threshold": rule.pixel_threshold,
+                                       "min_object_confidence": rule.min_object_confidence}
     if reference is not None:
         from amberwatch.detect.change import load_change_model
 
@@ -190,7 +204,7 @@ def _set_progress(store: Store, run_id: int, fraction: float, message: str) -> N
 
 def execute_run(store: Store, settings: Settings, run_id: int, progress: Progress = _noop) -> Run:
     """Detect, store the polygons, update the sites and publish the run: all or nothing."""
-    from amberwatch.detect import detect_scene
+    from amberwatch.detect import DecisionRule, detect_scene
     from amberwatch.detect.registry import get_model
 
     with store.session() as session:
@@ -216,8 +230,10 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
     try:
         work = settings.path("runs", str(run_id))
         work.mkdir(parents=True, exist_ok=True)
-        result = detect_scene(scene, info, work, settings, progress=report)
         params = run_parameters(store, run_id)
+        override = params.get("decision_rule")
+        rule = DecisionRule(override["pixel_threshold"], override["min_object_confidence"]) if override else None
+        result = detect_scene(scene, info, work, settings, progress=report, rule=rule)
         if params.get("reference_scene_id"):
             progress(0.9, "change model against the reference scene")
             apply_change_model(store, settings, scene, int(params["reference_scene_id"]), params["change_model"],
@@ -310,7 +326,9 @@ def refresh_layers(store: Store, settings: Settings) -> None:
 
 
 def detect(store: Store, settings: Settings, scene: Scene, model_name: str | None = None,
-           parameters: dict | None = None, progress: Progress = _noop, reference: Scene | None = None) -> Run:
+           parameters: dict | None = None, progress: Progress = _noop, reference: Scene | None = None,
+           pixel_threshold: float | None = None, min_confidence: float | None = None) -> Run:
     """Create and execute a run for ``scene`` (synchronously); with ``reference``, also the change model."""
-    run = create_run(store, settings, scene, model_name, parameters, reference=reference)
+    run = create_run(store, settings, scene, model_name, parameters, reference=reference,
+                     pixel_threshold=pixel_threshold, min_confidence=min_confidence)
     return execute_run(store, settings, run.id, progress)

@@ -113,7 +113,8 @@ def build_router(store: Store, settings: Settings) -> APIRouter:
         """Start a detection run on a stored scene; follow it at ``GET /api/runs/{id}``."""
         scene = pipeline.get_scene(store, body.scene)
         reference = pipeline.get_scene(store, body.reference) if body.reference is not None else None
-        run = pipeline.create_run(store, settings, scene, body.model, reference=reference)
+        run = pipeline.create_run(store, settings, scene, body.model, reference=reference,
+                                  pixel_threshold=body.pixel_threshold, min_confidence=body.min_confidence)
         if wait:
             pipeline.execute_run(store, settings, run.id)
         else:

@@ -33,6 +33,11 @@ class RunIn(BaseModel):
     model: str | None = Field(None, description="Model name or name@version; default per sensor.")
     reference: int | str | None = Field(
         None, description="An older scene (id or key): also run the change model against it.")
+    pixel_threshold: float | None = Field(
+        None, gt=0, le=1, description="Override the model's pixel threshold on P(pit)+P(pond) for this run.")
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="Override the model's minimum object confidence for this run "
+        "(lower: more sites found, more false alarms).")
 
 
 class RunOut(BaseModel):
