@@ -4,7 +4,7 @@ The input is generated lazily window by window (tiled from the real eo-box crop,
 benchmark measures the model, not disk I/O.  Windows overlap by ``--overlap`` px on each side (cropped away, as
 in the runtime); throughput counts output pixels only.
 
-    .venv/bin/python bench/bench_model.py --model models/registry/s2-unet/1.0.0 --threads 2
+    .venv/bin/python bench/bench_model.py [--model models/registry/s2-unet/1.2.0] --threads 2
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def window_input(src: np.ndarray, r0: int, c0: int, h: int, w: int) -> np.ndarra
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "registry" / "s2-unet" / "1.0.0")
+    ap.add_argument("--model", type=Path, default=None, help="registry folder (default: the newest s2-unet)")
     ap.add_argument("--size", type=int, default=10980, help="tile edge in pixels")
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--overlap", type=int, default=32)
@@ -58,6 +58,12 @@ def main() -> None:
     ap.add_argument("--input", choices=["real", "random"], default="real")
     ap.add_argument("--limit", type=int, default=0, help="stop after N windows (0 = whole tile)")
     a = ap.parse_args()
+    if a.model is None:
+        from amberwatch.detect.registry import version_key
+
+        versions = [d for d in (ROOT / "models" / "registry" / "s2-unet").iterdir() if (d / "model.onnx").exists()]
+        a.model = max(versions, key=lambda d: version_key(d.name))
+        print(f"model: {a.model}")
 
     card = json.loads((a.model / "mlm.json").read_text())
     props = card["properties"]
