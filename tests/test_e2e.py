@@ -221,3 +221,16 @@ def test_run_with_a_looser_decision_rule(server: dict, env: dict) -> None:
     assert loose["parameters"]["decision_rule"] == {"pixel_threshold": 0.5, "min_object_confidence": 0.0}
     assert loose["parameters"]["min_object_confidence"] == 0.0 and loose["parameters"]["pixel_threshold"] == 0.5
     assert run_area_ha(base, loose["id"]) > run_area_ha(base, default["id"])
+
+
+def test_models_list_marks_one_default_per_family(server: dict) -> None:
+    from amberwatch.detect.registry import version_key
+
+    models = httpx.get(f"{server['base']}/api/models").json()
+    s2 = [m for m in models if m["name"] == "s2-unet"]
+    assert len(s2) >= 2  # several versions are registered, only the newest is the default
+    defaults = [m for m in models if m["default"]]
+    assert len({m["family"] for m in defaults}) == len(defaults)
+    (s2_default,) = [m for m in s2 if m["default"]]
+    assert s2_default["version"] == max((m["version"] for m in s2), key=version_key)
+    assert "amberwatch:decision" in s2_default["card"]["properties"]

@@ -100,11 +100,18 @@ def build_router(store: Store, settings: Settings) -> APIRouter:
 
     @router.get("/models", response_model=list[ModelOut], tags=["models"])
     def list_models() -> list[ModelOut]:
+        from amberwatch.detect.registry import get_model
         from amberwatch.detect.registry import list_models as registry_models
 
+        defaults = set()
+        for family in settings.default_models:
+            try:  # the version a run without --model uses: the configured name at its highest version
+                defaults.add(get_model(settings.models_dir, None, family, settings.default_models).ref)
+            except InputError:
+                continue
         return [
             ModelOut(name=m.name, version=m.version, family=m.family, sha256=m.sha256, metrics=m.metrics,
-                     card=m.card, default=settings.default_models.get(m.family) == m.name)
+                     card=m.card, default=m.ref in defaults)
             for m in registry_models(settings.models_dir)
         ]
 
