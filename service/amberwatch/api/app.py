@@ -100,19 +100,16 @@ def build_router(store: Store, settings: Settings) -> APIRouter:
 
     @router.get("/models", response_model=list[ModelOut], tags=["models"])
     def list_models() -> list[ModelOut]:
-        from amberwatch.detect.registry import get_model
         from amberwatch.detect.registry import list_models as registry_models
+        from amberwatch.detect.registry import newest
 
-        defaults = set()
-        for family in settings.default_models:
-            try:  # the version a run without --model uses: the configured name at its highest version
-                defaults.add(get_model(settings.models_dir, None, family, settings.default_models).ref)
-            except InputError:
-                continue
+        models = registry_models(settings.models_dir)
+        # the version a run without --model uses: the configured name at its highest version
+        defaults = {m.ref for m in (newest(models, n) for n in settings.default_models.values()) if m is not None}
         return [
             ModelOut(name=m.name, version=m.version, family=m.family, sha256=m.sha256, metrics=m.metrics,
-                     card=m.card, default=m.ref in defaults)
-            for m in registry_models(settings.models_dir)
+                     card=m.card, default=m.ref in defaults and settings.default_models.get(m.family) == m.name)
+            for m in models
         ]
 
     @router.post("/runs", response_model=RunOut, status_code=202, tags=["runs"])

@@ -136,6 +136,12 @@ def describe(models: list[ModelInfo]) -> str:
     return ", ".join(f"{m.ref} ({m.family})" for m in models) or "none"
 
 
+def newest(models: list[ModelInfo], name: str) -> ModelInfo | None:
+    """The highest version of ``name`` among ``models`` (None when it is not registered)."""
+    candidates = [m for m in models if m.name == name]
+    return max(candidates, key=lambda m: version_key(m.version)) if candidates else None
+
+
 def get_model(models_dir: Path, name: str | None, family: str, defaults: dict[str, str]) -> ModelInfo:
     """Resolve ``name`` / ``name@version`` / None (the family's default) to a registered model for ``family``.
 
@@ -150,17 +156,16 @@ def get_model(models_dir: Path, name: str | None, family: str, defaults: dict[st
                 f"No default model is configured for sensor family {family!r}; choose one of: {describe(models)}"
             )
     base, _, version = name.partition("@")
-    candidates = [m for m in models if m.name == base]
-    if not candidates:
+    model = newest(models, base)
+    if model is None:
         raise InputError(f"Unknown model {base!r} in {models_dir}. Available models: {describe(models)}")
     if version:
+        candidates = [m for m in models if m.name == base]
         chosen = [m for m in candidates if m.version.lstrip("vV") == version.lstrip("vV")]
         if not chosen:
             versions = ", ".join(m.version for m in candidates)
             raise InputError(f"Model {base!r} has no version {version!r}. Available versions: {versions}")
         model = chosen[0]
-    else:
-        model = max(candidates, key=lambda m: version_key(m.version))
     if model.family != family:
         same_family = [m for m in models if m.family == family]
         raise InputError(
