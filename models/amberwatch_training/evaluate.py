@@ -149,6 +149,7 @@ RULE_GRID = {  # candidate decision rules, searched on the validation region onl
     "min_object_confidence": (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95),
 }
 VALIDATION_SEED = 5_000
+VALIDATION_REALIZATIONS = 24
 
 
 def region_predictions(model_dir: Path, family: str, region: str, realizations: int, seed: int,
@@ -173,21 +174,20 @@ def score_rule(preds: list[tuple[np.ndarray, synth.Rendered]], rule: DecisionRul
     return summarize([score(object_class_map(p, rule), r, res, min_px) for p, r in preds])
 
 
-def choose_rule(model_dir: Path, family: str, realizations: int = 24, seed: int = VALIDATION_SEED,
+def choose_rule(model_dir: Path, family: str, realizations: int = VALIDATION_REALIZATIONS, seed: int = VALIDATION_SEED,
                 scene: Scene | None = None) -> tuple[DecisionRule, list[dict[str, Any]]]:
     """The decision rule with the best object F1 on the validation region (ties: the higher pixel IoU)."""
     scene = scene or load_scene(family)
     preds = region_predictions(model_dir, family, "val", realizations, seed, scene)
+    rules = [DecisionRule(t, c) for t in RULE_GRID["pixel_threshold"] for c in RULE_GRID["min_object_confidence"]]
     table = []
-    for t in RULE_GRID["pixel_threshold"]:
-        for c in RULE_GRID["min_object_confidence"]:
-            m = score_rule(preds, DecisionRule(t, c), scene.res)
-            table.append({"pixel_threshold": t, "min_object_confidence": c,
-                          "object_f1": round(m["object_f1"], 4), "object_precision": round(m["object_precision"], 4),
-                          "object_recall": round(m["object_recall"], 4),
-                          "mining_iou": round(m["pixel_iou"]["mining"], 4)})
-    best = max(table, key=lambda r: (r["object_f1"], r["mining_iou"]))
-    return DecisionRule(best["pixel_threshold"], best["min_object_confidence"]), table
+    for rule in rules:
+        m = score_rule(preds, rule, scene.res)
+        table.append(rule.as_dict() | {
+            "object_f1": round(m["object_f1"], 4), "object_precision": round(m["object_precision"], 4),
+            "object_recall": round(m["object_recall"], 4), "mining_iou": round(m["pixel_iou"]["mining"], 4)})
+    best = max(range(len(rules)), key=lambda i: (table[i]["object_f1"], table[i]["mining_iou"]))
+    return rules[best], table
 
 
 def evaluate(model_dir: Path, family: str, region: str = "test", realizations: int = 6, seed: int = 9_000,
@@ -208,8 +208,7 @@ def evaluate(model_dir: Path, family: str, region: str = "test", realizations: i
         save_case_images(preds[0][1], object_class_map(preds[0][0], rule), save_cases, family)
     out.update({"family": family, "region": region, "realizations": realizations, "seed": seed,
                 "min_object_pixels": min_object_pixels(scene.res),
-                "decision_rule": {"pixel_threshold": rule.pixel_threshold,
-                                  "min_object_confidence": rule.min_object_confidence},
+                "decision_rule": rule.as_dict(),
                 "plain_rule_0.5_0.0": {k: plain[k] for k in ("object_precision", "object_recall", "object_f1")}
                 | {"mining_iou": plain["pixel_iou"]["mining"]}})
     return out
@@ -226,7 +225,8 @@ def write_metrics(model_dir: Path, family: str, realizations: int = 12, seed: in
     if choose:
         rule, table = choose_rule(model_dir, family)
         card["properties"][CARD_KEY] = rule.as_card(
-            f"best object F1 on 24 renderings of the validation region (seed {VALIDATION_SEED}); test never used")
+            f"best object F1 on {VALIDATION_REALIZATIONS} renderings of the validation region "
+            f"(seed {VALIDATION_SEED}); test never used")
         cpath.write_text(json.dumps(card, indent=2))
         metrics["decision_rule_search"] = table
     test = evaluate(model_dir, family, "test", realizations, seed, save_cases=figures)

@@ -170,8 +170,7 @@ def create_run(store: Store, settings: Settings, scene: Scene, model_name: str |
         default = info.decision
         rule = DecisionRule(default.pixel_threshold if pixel_threshold is None else pixel_threshold,
                             default.min_object_confidence if min_confidence is None else min_confidence)
-        parameters["decision_rule"] = {"pixel_threshold": rule.pixel_threshold,
-                                       "min_object_confidence": rule.min_object_confidence}
+        parameters["decision_rule"] = rule.as_dict()
     if reference is not None:
         from amberwatch.detect.change import load_change_model
 
@@ -232,7 +231,7 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         work.mkdir(parents=True, exist_ok=True)
         params = run_parameters(store, run_id)
         override = params.get("decision_rule")
-        rule = DecisionRule(override["pixel_threshold"], override["min_object_confidence"]) if override else None
+        rule = DecisionRule(**override) if override else None
         result = detect_scene(scene, info, work, settings, progress=report, rule=rule)
         if params.get("reference_scene_id"):
             progress(0.9, "change model against the reference scene")

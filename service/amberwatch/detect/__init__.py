@@ -83,8 +83,7 @@ def detect_scene(
         probability_path=prob_path,
         provider=provider,
         parameters={
-            "pixel_threshold": rule.pixel_threshold,
-            "min_object_confidence": rule.min_object_confidence,
+            **rule.as_dict(),
             "window_size": settings.window_size,
             "overlap_margin": margin,
             "min_area_ha": settings.min_mapping_unit_ha,

@@ -44,10 +44,14 @@ class DecisionRule:
         d = properties.get(CARD_KEY) or {}
         return cls(float(d.get("pixel_threshold", 0.5)), float(d.get("min_object_confidence", 0.0)))
 
+    def as_dict(self) -> dict[str, float]:
+        """``{"pixel_threshold": .., "min_object_confidence": ..}``; ``DecisionRule(**d)`` reads it back."""
+        return {"pixel_threshold": self.pixel_threshold, "min_object_confidence": self.min_object_confidence}
+
     def as_card(self, chosen_on: str) -> dict[str, Any]:
-        return {"pixel_threshold": self.pixel_threshold, "min_object_confidence": self.min_object_confidence,
-                "chosen_on": chosen_on, "rule": "mining = P(pit)+P(pond) >= pixel_threshold; objects = 8-connected "
-                "mining pixels; kept when their mean P(pit)+P(pond) >= min_object_confidence"}
+        return self.as_dict() | {"chosen_on": chosen_on, "rule": "mining = P(pit)+P(pond) >= pixel_threshold; "
+                                 "objects = 8-connected mining pixels; kept when their mean P(pit)+P(pond) >= "
+                                 "min_object_confidence"}
 
 
 def pixel_classes(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
