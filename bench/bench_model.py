@@ -59,10 +59,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="stop after N windows (0 = whole tile)")
     a = ap.parse_args()
     if a.model is None:
-        from amberwatch.detect.registry import version_key
+        from amberwatch.detect.registry import get_model
 
-        versions = [d for d in (ROOT / "models" / "registry" / "s2-unet").iterdir() if (d / "model.onnx").exists()]
-        a.model = max(versions, key=lambda d: version_key(d.name))
+        a.model = get_model(ROOT / "models" / "registry", "s2-unet", "sentinel2", {}).path
         print(f"model: {a.model}")
 
     card = json.loads((a.model / "mlm.json").read_text())

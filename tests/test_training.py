@@ -132,11 +132,11 @@ def test_tiny_training_exports_onnx_and_evaluates(tmp_path):
 
 
 def _latest(name: str) -> Path | None:
-    """Newest version folder of a registry model that has a model.onnx."""
-    from packaging.version import Version
+    """Folder of the registry version ``detect`` uses by default for ``name`` (its highest version)."""
+    from amberwatch.detect.registry import list_models, newest
 
-    dirs = [d for d in (REGISTRY / name).glob("*") if (d / "model.onnx").exists()]
-    return max(dirs, key=lambda d: Version(d.name)) if dirs else None
+    model = newest(list_models(REGISTRY), name)
+    return model.path if model is not None else None
 
 
 def _onnx_contract(model_dir: Path, bands: tuple[str, ...], family: str) -> None:

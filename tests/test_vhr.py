@@ -31,11 +31,10 @@ F1_MARGIN = 0.02  # held-out F1 may drift this much (onnxruntime/numeric version
 
 
 def registered_versions() -> list[Path]:
-    """Every registered vhr-texty version folder, lowest to highest version."""
-    from amberwatch.detect.registry import version_key
+    """Every registered vhr-texty version folder, lowest to highest version (the registry's own order)."""
+    from amberwatch.detect.registry import list_models
 
-    dirs = [p for p in REGISTRY.glob("*") if (p / "model.onnx").is_file() and (p / "mlm.json").is_file()]
-    return sorted(dirs, key=lambda p: version_key(p.name))
+    return [m.path for m in list_models(REGISTRY.parent) if m.name == "vhr-texty" and m.onnx_path.is_file()]
 
 
 VERSIONS = registered_versions()
