@@ -63,8 +63,6 @@ class CnnConfig:
     weight_decay: float = 1e-4
     widths: tuple[int, ...] = (24, 32, 48, 64, 96)
     tta: bool = True
-    mixup: float = 0.0  # Beta(a, a) mixup of image pairs when > 0
-    crop: int = CROP
 
 
 def load_images(paths: list[Path]) -> list[np.ndarray]:
@@ -74,15 +72,15 @@ def load_images(paths: list[Path]) -> list[np.ndarray]:
     return [cnn_input(read_rgb(p)) for p in paths]
 
 
-def _random_crop(img: np.ndarray, rng: np.random.Generator, crop: int = CROP) -> np.ndarray:
+def _random_crop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     c, h, w = img.shape
-    if h < crop or w < crop:
-        ph, pw = max(0, crop - h), max(0, crop - w)
+    if h < CROP or w < CROP:
+        ph, pw = max(0, CROP - h), max(0, CROP - w)
         img = np.pad(img, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
         c, h, w = img.shape
-    y = rng.integers(0, h - crop + 1)
-    x = rng.integers(0, w - crop + 1)
-    out = img[:, y : y + crop, x : x + crop]
+    y = rng.integers(0, h - CROP + 1)
+    x = rng.integers(0, w - CROP + 1)
+    out = img[:, y : y + CROP, x : x + CROP]
     k = int(rng.integers(0, 4))
     out = np.rot90(out, k, axes=(1, 2))
     if rng.random() < 0.5:
@@ -119,13 +117,8 @@ def train_cnn(images: list[np.ndarray], labels: np.ndarray, cfg: CnnConfig, seed
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             if len(idx) < 2:
                 continue
-            x = torch.from_numpy(np.stack([_random_crop(images[i], rng, cfg.crop) for i in idx]))
+            x = torch.from_numpy(np.stack([_random_crop(images[i], rng) for i in idx]))
             y = torch.from_numpy(labels[idx].astype(np.float32)).unsqueeze(1)
-            if cfg.mixup > 0:
-                lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                perm = torch.from_numpy(rng.permutation(len(idx)))
-                x = lam * x + (1 - lam) * x[perm]
-                y = lam * y + (1 - lam) * y[perm]
             opt.zero_grad()
             loss = loss_fn(model.logits(x), y)
             loss.backward()

@@ -192,6 +192,17 @@ def _oof_summary(y: np.ndarray, oof: np.ndarray, fold_id: np.ndarray, folds: int
     return {"folds": per_fold, "summary": summarize(per_fold)}
 
 
+def _out_of_fold(learner: Learner, idx: np.ndarray, fold_list: list[tuple[np.ndarray, np.ndarray]],
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold probabilities of the chips ``idx`` and the fold of each (folds index into ``idx``)."""
+    oof = np.zeros(len(idx))
+    fold_id = np.zeros(len(idx), dtype=int)
+    for k, (tr, va) in _progress(enumerate(fold_list), progress, len(fold_list)):
+        oof[va] = learner.predict(learner.fit(idx[tr]), idx[va])
+        fold_id[va] = k
+    return oof, fold_id
+
+
 def random_chip_split_cv(learner: Learner, idx: np.ndarray, folds: int, seed: int) -> dict[str, Any]:
     """INFORMATION ONLY: stratified k-fold by *chip* on ``idx`` (the development chips), ignoring tiles.
 
@@ -201,11 +212,8 @@ def random_chip_split_cv(learner: Learner, idx: np.ndarray, folds: int, seed: in
     from sklearn.model_selection import StratifiedKFold
 
     y = learner.labels[idx]
-    oof = np.zeros(len(idx))
-    fold_id = np.zeros(len(idx), dtype=int)
-    for k, (tr, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(idx, y)):
-        oof[va] = learner.predict(learner.fit(idx[tr]), idx[va])
-        fold_id[va] = k
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed).split(idx, y)
+    oof, fold_id = _out_of_fold(learner, idx, list(split))
     out = _oof_summary(y, oof, fold_id, folds)
     out["pooled_oof"] = chip_metrics(y, oof, best_f1_threshold(y, oof))
     out["protocol"] = (f"INFORMATION ONLY, leaky: StratifiedKFold(n_splits={folds}, shuffle=True, random_state={seed}) "
@@ -259,21 +267,10 @@ def train(data_dir: Path, out_dir: Path, seed: int = 0, *, kind: str = "ensemble
     learner = Learner(kind, chips, seed, epochs, progress)
 
     # 1) grouped k-fold on the development tiles -> out-of-fold (validation) probabilities
-    fold_list = group_folds(y[dev], groups[dev], folds, seed)
-    oof = np.zeros(len(dev))
-    fold_id = np.zeros(len(dev), dtype=int)
-    for k, (tr, va) in _progress(enumerate(fold_list), progress, folds):
-        model = learner.fit(dev[tr])
-        oof[va] = learner.predict(model, dev[va])
-        fold_id[va] = k
-    per_fold = []
-    for k in range(folds):
-        va = fold_id == k
-        t_k = best_f1_threshold(y[dev][~va], oof[~va])  # chosen without fold k's labels
-        m = chip_metrics(y[dev][va], oof[va], t_k)
-        m["fold"] = k
-        m["tiles"] = int(len(set(chips.tiles[dev][va])))
-        per_fold.append(m)
+    oof, fold_id = _out_of_fold(learner, dev, group_folds(y[dev], groups[dev], folds, seed), progress)
+    cv = _oof_summary(y[dev], oof, fold_id, folds)
+    for m in cv["folds"]:
+        m["tiles"] = int(len(set(chips.tiles[dev][fold_id == m["fold"]])))
     threshold = best_f1_threshold(y[dev], oof)
 
     # 2) final model on all development tiles, exported, scored once on the held-out tiles through ONNX
@@ -308,8 +305,7 @@ def train(data_dir: Path, out_dir: Path, seed: int = 0, *, kind: str = "ensemble
         },
         "threshold": {"value": round(threshold, 6),
                       "chosen_on": "out-of-fold validation probabilities of the development tiles (max F1)"},
-        "cv": {"folds": per_fold, "summary": summarize(per_fold),
-               "pooled_oof": chip_metrics(y[dev], oof, threshold)},
+        "cv": cv | {"pooled_oof": chip_metrics(y[dev], oof, threshold)},
         "held_out": held_out,
         "onnx_parity_max_abs_diff": parity,
         "texty_2018_f1": TEXTY_F1,
