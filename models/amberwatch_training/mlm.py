@@ -15,6 +15,29 @@ FAMILY_INFO = {
 }
 
 
+def stac_model_item(item_id: str, properties: dict[str, Any], artifact_type: str,
+                    title: str | None = None) -> dict[str, Any]:
+    """The STAC Item envelope of every AmberWatch model card: the MLM extension, ``./model.onnx`` as the
+    ``mlm:model`` asset and ``./metrics.json``; ``properties`` carry the model's own MLM and amberwatch:* fields."""
+    model: dict[str, Any] = {"href": "./model.onnx", "type": "application/octet-stream; application=onnx"}
+    if title:
+        model["title"] = title
+    model |= {"roles": ["mlm:model"], "mlm:artifact_type": artifact_type}
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": [MLM_SCHEMA],
+        "id": item_id,
+        "geometry": None,
+        "properties": properties,
+        "links": [],
+        "assets": {
+            "model": model,
+            "metrics": {"href": "./metrics.json", "type": "application/json", "roles": ["metadata"]},
+        },
+    }
+
+
 LABEL_RULES = (
     "pond if >= 50 % of a pixel is mining water; else pit if >= 50 % is mining sand or water; else background. "
     "Natural lakes/rivers are background (mining ponds are small, irregular and come with bare sand); tracks, "
@@ -31,13 +54,7 @@ def model_card(name: str, version: str, family: str, bands: list[str], multiple:
         {"value": 1, "name": "pit", "description": "bare sand of mining: pits, spoil, wet sand"},
         {"value": 2, "name": "pond", "description": "open water created by mining, incl. canals"},
     ]
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "stac_extensions": [MLM_SCHEMA],
-        "id": f"{name}-{version}",
-        "geometry": None,
-        "properties": {
+    return stac_model_item(f"{name}-{version}", {
             "datetime": None,
             "start_datetime": "2015-01-01T00:00:00Z",
             "end_datetime": "2030-12-31T23:59:59Z",
@@ -97,12 +114,4 @@ def model_card(name: str, version: str, family: str, bands: list[str], multiple:
             "amberwatch:classes": ["background", "pit", "pond"],
             "amberwatch:resolution": info["resolution"],
             "amberwatch:labelling_rules": LABEL_RULES,
-        },
-        "links": [],
-        "assets": {
-            "model": {"href": "./model.onnx", "type": "application/octet-stream; application=onnx",
-                      "title": "ONNX model (opset 17)", "roles": ["mlm:model"],
-                      "mlm:artifact_type": "torch.onnx.export"},
-            "metrics": {"href": "./metrics.json", "type": "application/json", "roles": ["metadata"]},
-        },
-    }
+    }, "torch.onnx.export", "ONNX model (opset 17)")

@@ -9,6 +9,7 @@ from typing import Any
 import sklearn
 
 from amberwatch.detect.change import CHANGE_BANDS, CLASS_NAMES, FEATURE_NAMES
+from amberwatch_training.mlm import stac_model_item
 
 CLASS_DESCRIPTIONS = {
     0: "no change of interest (incl. seasonal / illumination differences, stable water, pits that stay bare)",
@@ -76,20 +77,7 @@ def write_card(out_dir: Path, metrics: dict[str, Any], version: str = "1.0.0") -
         "amberwatch:metrics": metrics["held_out"],
         "amberwatch:evaluation": metrics["evaluation"],
     }
-    card = {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "stac_extensions": ["https://stac-extensions.github.io/mlm/v1.4.0/schema.json"],
-        "id": f"change-rf-{version}",
-        "geometry": None,
-        "properties": props,
-        "links": [],
-        "assets": {
-            "model": {"href": "./model.onnx", "type": "application/octet-stream; application=onnx",
-                      "roles": ["mlm:model"], "mlm:artifact_type": "onnx"},
-            "metrics": {"href": "./metrics.json", "type": "application/json", "roles": ["metadata"]},
-        },
-    }
+    card = stac_model_item(f"change-rf-{version}", props, "onnx")
     path = Path(out_dir) / "mlm.json"
     path.write_text(json.dumps(card, indent=2) + "\n")
     return path

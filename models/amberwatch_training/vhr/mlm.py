@@ -7,8 +7,8 @@ from typing import Any
 from amberwatch.vhr.features import FEATURE_VERSION, N_FEATURES
 from amberwatch.vhr.preprocess import CHIP_GSD, CNN_GSD
 from amberwatch.vhr.superpixels import COMPACTNESS, N_SEGMENTS
+from amberwatch_training.mlm import stac_model_item
 
-MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
 LICENCE_NOTE = (
     "Training chips: 860 hand-labelled superpixel chips (183 amber mining, 677 other) cut by Texty (2018) from "
     "Bing Maps aerial tiles (~0.37 m/px) of Rivne, Zhytomyr and Volyn oblasts. Imagery (c) Microsoft / "
@@ -71,13 +71,7 @@ def model_card(name: str, version: str, kind: str, threshold: float, info: dict[
         framework = ("scikit-learn", __import__("sklearn").__version__)
     else:
         framework = ("lightgbm", __import__("lightgbm").__version__)
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "stac_extensions": [MLM_SCHEMA],
-        "id": f"{name}-{version}",
-        "geometry": None,
-        "properties": {
+    return stac_model_item(f"{name}-{version}", {
             "datetime": None,
             "start_datetime": "2012-01-01T00:00:00Z",
             "end_datetime": "2030-12-31T23:59:59Z",
@@ -113,11 +107,4 @@ def model_card(name: str, version: str, kind: str, threshold: float, info: dict[
                 "licence": "imagery (c) Microsoft/DigitalGlobe; internal, not redistributed",
                 "seed": seed,
             },
-        },
-        "assets": {
-            "model": {"href": "./model.onnx", "type": "application/octet-stream; application=onnx",
-                      "title": f"ONNX {name} {version}", "roles": ["mlm:model"], "mlm:artifact_type": "onnx"},
-            "metrics": {"href": "./metrics.json", "type": "application/json", "roles": ["metadata"]},
-        },
-        "links": [],
-    }
+    }, "onnx", f"ONNX {name} {version}")
