@@ -89,7 +89,9 @@ def score(pred: np.ndarray, r: synth.Rendered, res: float, min_px: int) -> dict[
             false_obj += 1
         elif (comps[sl][obj & near[sl]] == i).sum() < 0.25 * sizes[i]:
             loose_obj += 1
-    clear = {s for s in scorable if r.cloud[r.site_ids == s].mean() <= 0.5}  # at most half under cloud / shadow
+    sites = sorted(scorable)
+    cloud_share = ndimage.mean(r.cloud, r.site_ids, sites) if sites else []
+    clear = {s for s, share in zip(sites, cloud_share, strict=True) if share <= 0.5}  # at most half under cloud
     px_ha = res * res / 10_000
     outside = kept & ~ndimage.binary_dilation(footprint, structure=EIGHT)
     return {
