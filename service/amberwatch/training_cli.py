@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,21 @@ from amberwatch.settings import PROJECT_ROOT, get_settings
 train_app = typer.Typer(no_args_is_help=True)
 eval_app = typer.Typer(no_args_is_help=True)
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+class SegFamily(StrEnum):
+    """Sensor families of the segmentation models (typer refuses any other value with exit 2)."""
+
+    sentinel2 = "sentinel2"
+    landsat = "landsat"
+
+
+class VhrKind(StrEnum):
+    """VHR classifier kinds: ensemble (LightGBM + logistic regression, 1.1.0), gbm (1.0.0), cnn."""
+
+    ensemble = "ensemble"
+    gbm = "gbm"
+    cnn = "cnn"
 
 
 def _need_training() -> None:
@@ -27,7 +43,7 @@ def _need_training() -> None:
 
 @train_app.command("seg")
 def train_seg(
-    family: Annotated[str, typer.Option(help="sentinel2 or landsat")] = "sentinel2",
+    family: Annotated[SegFamily, typer.Option(help="Sensor family.")] = SegFamily.sentinel2,
     out: Annotated[Path | None, typer.Option(help="Registry folder to write.")] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     chips: Annotated[int, typer.Option(help="Training chips to generate.")] = 2000,
@@ -37,11 +53,9 @@ def train_seg(
     _need_training()
     from amberwatch_training.train_segmentation import train_segmentation
 
-    if family not in {"sentinel2", "landsat"}:
-        raise typer.BadParameter("family must be sentinel2 or landsat")
-    name = "s2-unet" if family == "sentinel2" else "landsat-unet"
+    name = "s2-unet" if family is SegFamily.sentinel2 else "landsat-unet"
     out = out or get_settings().models_dir / name / "dev"
-    metrics = train_segmentation(family=family, out_dir=out, epochs=epochs, seed=seed, chips=chips, progress=True)
+    metrics = train_segmentation(family=family.value, out_dir=out, epochs=epochs, seed=seed, chips=chips, progress=True)
     typer.echo(json.dumps(metrics, indent=2, default=str))
 
 
@@ -51,8 +65,8 @@ def train_vhr(
     / "vhr" / "texty-chips",
     out: Annotated[Path | None, typer.Option(help="Registry folder to write.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    kind: Annotated[str, typer.Option(help="ensemble (LightGBM + logistic regression, 1.1.0), gbm (1.0.0) or cnn")]
-    = "ensemble",
+    kind: Annotated[VhrKind, typer.Option(help="ensemble (LightGBM + logistic regression, 1.1.0), gbm (1.0.0), cnn")]
+    = VhrKind.ensemble,
 ) -> None:
     """Train the very-high-resolution superpixel classifier (Texty method), export ONNX, evaluate by tile."""
     try:
@@ -63,17 +77,14 @@ def train_vhr(
     if not data.is_dir():
         typer.secho(f"error: {data} is not a folder of labelled chips", fg="red", err=True)
         raise typer.Exit(2)
-    if kind not in ("ensemble", "gbm", "cnn"):
-        typer.secho(f"error: --kind must be ensemble, gbm or cnn, got {kind!r}", fg="red", err=True)
-        raise typer.Exit(2)
     out = out or get_settings().models_dir / "vhr-texty" / "dev"
-    typer.echo(json.dumps(train(data, out, seed=seed, kind=kind), indent=2, default=str))
+    typer.echo(json.dumps(train(data, out, seed=seed, kind=kind.value), indent=2, default=str))
 
 
 @eval_app.command("seg")
 def eval_seg(
     model: Annotated[Path, typer.Argument(help="Registry folder of the model (models/registry/<name>/<version>).")],
-    family: Annotated[str, typer.Option(help="sentinel2 or landsat")] = "sentinel2",
+    family: Annotated[SegFamily, typer.Option(help="Sensor family.")] = SegFamily.sentinel2,
     realizations: Annotated[int, typer.Option(min=1, help="renderings of the held-out test region")] = 12,
     write: Annotated[
         bool,
@@ -88,8 +99,6 @@ def eval_seg(
     if not (model / "model.onnx").is_file():
         typer.secho(f"error: {model} has no model.onnx (expected a registry folder)", fg="red", err=True)
         raise typer.Exit(2)
-    if family not in ("sentinel2", "landsat"):
-        typer.secho(f"error: family must be sentinel2 or landsat, got {family!r}", fg="red", err=True)
-        raise typer.Exit(2)
-    result = write_metrics(model, family, realizations) if write else evaluate(model, family, "test", realizations)
+    fam = family.value
+    result = write_metrics(model, fam, realizations) if write else evaluate(model, fam, "test", realizations)
     typer.echo(json.dumps(result, indent=2, default=str))
