@@ -13,11 +13,7 @@ import shapely
 from pyproj import CRS, Transformer
 from rasterio.windows import Window
 
-try:  # the service's user-facing error type when the service package is installed
-    from amberwatch.errors import InputError
-except ImportError:  # pragma: no cover - training used standalone
-    class InputError(ValueError):  # type: ignore[no-redef]
-        """Bad user input."""
+from amberwatch.errors import InputError
 
 CLASS_VALUES = {"pit": 1, "pond": 2}
 

@@ -31,6 +31,7 @@ from rasterio.enums import Resampling
 from rasterio.features import shapes
 from rasterio.windows import Window
 
+from amberwatch.detect.vectorize import area_crs
 from amberwatch.errors import InputError
 from amberwatch.types import DetectedPolygon, DetectionResult, IngestedScene
 from amberwatch.vhr.model import load_vhr_model
@@ -62,16 +63,6 @@ def _rgb_indexes(scene: IngestedScene, count: int) -> list[int]:
     if count < 3:
         raise InputError(f"{scene.reflectance_path}: {count} band(s); an RGB image (3 bands) is needed")
     return [1, 2, 3]
-
-
-def _area_crs(crs: CRS, centre_lonlat: tuple[float, float]) -> CRS:
-    try:
-        from amberwatch.detect.vectorize import area_crs
-
-        return area_crs(crs, centre_lonlat)
-    except ImportError:  # pragma: no cover
-        lon, lat = centre_lonlat
-        return CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m")
 
 
 def detect_vhr(
@@ -179,7 +170,7 @@ def _polygons(geoms: list[shapely.Geometry], probs: list[float], crs: CRS, min_a
         return []
     to_wgs = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     cx, cy = (bounds.left + bounds.right) / 2, (bounds.bottom + bounds.top) / 2
-    metric = _area_crs(crs, to_wgs.transform(cx, cy))
+    metric = area_crs(crs, to_wgs.transform(cx, cy))
     to_metric = Transformer.from_crs(crs, metric, always_xy=True)
     arr = np.asarray(geoms, dtype=object)
     parts = shapely.get_parts(shapely.union_all(shapely.make_valid(arr)))

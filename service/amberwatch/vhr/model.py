@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from amberwatch.detect.registry import card_properties
+from amberwatch.detect.session import create_session
 from amberwatch.errors import InputError
 from amberwatch.vhr.preprocess import CHIP_GSD, cnn_input
 
@@ -77,28 +79,14 @@ def _positive_column(outputs: list[Any]) -> np.ndarray:
     raise RuntimeError("the ONNX classifier has no [N, 2] probability output")
 
 
-def _card_properties(card: dict[str, Any]) -> dict[str, Any]:
-    props = card.get("properties")
-    return props if isinstance(props, dict) else card
-
-
-def _session(onnx_path: Path, providers: list[str] | None) -> tuple[ort.InferenceSession, str]:
-    try:
-        from amberwatch.detect.session import create_session
-    except ImportError:  # pragma: no cover - the detect package is part of the service
-        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        return sess, sess.get_providers()[0]
-    return create_session(onnx_path, providers)
-
-
 @lru_cache(maxsize=8)
 def _load(path: str, mtime: float, providers: tuple[str, ...] | None) -> VhrModel:
     model_dir = Path(path)
     card = json.loads((model_dir / "mlm.json").read_text())
-    props = _card_properties(card)
+    props = card_properties(card)
     if props.get("amberwatch:family") != "vhr_rgb":
         raise InputError(f"{model_dir}: not a VHR RGB model (amberwatch:family={props.get('amberwatch:family')!r})")
-    session, provider = _session(model_dir / "model.onnx", list(providers) if providers else None)
+    session, provider = create_session(model_dir / "model.onnx", list(providers) if providers else None)
     model = VhrModel(
         path=model_dir,
         name=str(props.get("mlm:name", DEFAULT_MODEL_NAME)),
