@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -31,11 +32,11 @@ class VhrKind(StrEnum):
     cnn = "cnn"
 
 
-def _need_training() -> None:
+def _need_training(*modules: str) -> None:
+    """Exit 2 with a clear message unless ``amberwatch_training`` and ``modules`` (default: torch) import."""
     try:
-        import torch  # noqa: F401
-
-        import amberwatch_training  # noqa: F401
+        for name in ("amberwatch_training", *(modules or ("torch",))):
+            importlib.import_module(name)
     except ImportError as err:
         typer.secho(f"error: training needs the [train] extra (pip install -e '.[train]'): {err}", fg="red", err=True)
         raise typer.Exit(2) from err
@@ -69,11 +70,9 @@ def train_vhr(
     = VhrKind.ensemble,
 ) -> None:
     """Train the very-high-resolution superpixel classifier (Texty method), export ONNX, evaluate by tile."""
-    try:
-        from amberwatch_training.vhr import train
-    except ImportError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from err
+    _need_training("lightgbm", "sklearn", "skl2onnx", "onnxmltools", *(("torch",) if kind is VhrKind.cnn else ()))
+    from amberwatch_training.vhr import train
+
     if not data.is_dir():
         typer.secho(f"error: {data} is not a folder of labelled chips", fg="red", err=True)
         raise typer.Exit(2)
