@@ -66,14 +66,14 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="A .SAFE folder/zip, a band folder, a GeoTIFF or a Landsat folder.")],
 ) -> None:
     """Ingest a scene: reflectance on a common grid, cloud mask, STAC metadata."""
-    from amberwatch import pipeline
+    from amberwatch.usecases import scenes as scenes_uc
 
     settings = get_settings()
     try:
         store = _store(settings)
         bar = ProgressBar("ingest")
         try:
-            scene = pipeline.ingest(store, settings, path, progress=bar)
+            scene = scenes_uc.ingest(store, settings, path, progress=bar)
         finally:
             bar.close()
     except AmberWatchError as err:
@@ -96,7 +96,7 @@ def detect(
              "alarms.")] = None,
 ) -> None:
     """Run detection on a scene, store the polygons as a new published run."""
-    from amberwatch import pipeline
+    from amberwatch.usecases import runs as pipeline
 
     settings = get_settings()
     try:
@@ -124,16 +124,16 @@ def detect(
 
 def _scene_arg(store, settings: Settings, ref: str):  # noqa: ANN001, ANN202
     """A scene given as a path (ingested on the way) or as a stored id/key."""
-    from amberwatch import pipeline
+    from amberwatch.usecases import scenes as scenes_uc
 
     path = Path(ref)
     if path.exists():
         bar = ProgressBar("ingest")
         try:
-            return pipeline.ingest(store, settings, path, progress=bar)
+            return scenes_uc.ingest(store, settings, path, progress=bar)
         finally:
             bar.close()
-    return pipeline.get_scene(store, ref)
+    return scenes_uc.get_scene(store, ref)
 
 
 @app.command()
@@ -144,7 +144,7 @@ def serve(
     """Serve the REST API, OGC API Features (/ogcapi) and WMS/WFS (/ows)."""
     import uvicorn
 
-    from amberwatch.api.app import create_app
+    from amberwatch.web.app import create_app
 
     settings = get_settings()
     if host:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from amberwatch import pipeline
 from amberwatch.errors import InputError
 from amberwatch.settings import PROJECT_ROOT, Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Run, run_scenes
+from amberwatch.usecases import runs as pipeline
+from amberwatch.usecases import scenes as scenes_uc
 
 log = logging.getLogger(__name__)
 DEMO_DIR = PROJECT_ROOT / "demo"
@@ -29,7 +30,7 @@ def prepare(settings: Settings, scene_path: Path | None = None) -> int:
     from amberwatch.cli import ProgressBar
 
     store = Store(settings).start()
-    scene = pipeline.ingest(store, settings, scene_path or demo_scene_path())
+    scene = scenes_uc.ingest(store, settings, scene_path or demo_scene_path())
     with store.session() as session:
         run = session.scalar(
             select(Run).join(run_scenes, run_scenes.c.run_id == Run.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -70,3 +71,10 @@ class DetectionResult:
     probability_path: Path | None  # COG, one band per class (uint8 0..255 = probability)
     provider: str  # onnxruntime provider actually used
     parameters: dict[str, Any] = field(default_factory=dict)
+
+
+Progress = Callable[[float, str], None]  # (fraction 0..1, message)
+
+
+def noop_progress(_: float, __: str) -> None:
+    """A progress callback that shows nothing."""

@@ -50,7 +50,8 @@ class Scene(Base):
     crs: Mapped[str] = mapped_column(Text)
     bands: Mapped[list[str]] = mapped_column(ARRAY(String))
     cloud_fraction: Mapped[float] = mapped_column(Float, default=0.0)
-    footprint = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=True))
+    footprint = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
+    bounds: Mapped[list[float] | None] = mapped_column(ARRAY(Float), nullable=True)  # in crs (added by 0004)
     source: Mapped[str] = mapped_column(Text)
     reflectance_path: Mapped[str] = mapped_column(Text)
     cloud_mask_path: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -82,7 +83,7 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        CheckConstraint("state in ('pending','running','published','failed')", name="runs_state_check"),
+        CheckConstraint("state in ('pending','queued','running','published','failed')", name="runs_state_check"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
@@ -98,6 +99,9 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    queue_job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     model_version: Mapped[ModelVersion | None] = relationship()
     scenes: Mapped[list[Scene]] = relationship(secondary=run_scenes)
@@ -217,3 +221,58 @@ class Detection(Base):
     change_class: Mapped[str | None] = mapped_column(String(24), nullable=True)
     change_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
+
+
+class ApiKey(Base):
+    """A machine key: only its SHA-256 is stored; ``prefix`` (the first characters) names it in logs."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role in ('admin','analyst','moderator','validator')", name="api_keys_role_check"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEntry(Base):
+    """One state-changing request or command: who, what, when, with what outcome."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    details: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
+
+
+class Job(Base):
+    """A long operation other than a detection run (tracking a series, ingest), queued and run by a worker."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("state in ('queued','running','succeeded','failed')", name="jobs_state_check"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[str] = mapped_column(String(12), default="queued", index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    parameters: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
+    result: Mapped[dict | None] = mapped_column(JSONB, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    queue_job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -273,16 +273,17 @@ async def post_track(request: Request, body: TrackIn) -> dict:
     """Ingest server-side scenes (under the allowed roots), detect them in date order and update the sites.
 
     Runs synchronously (one detection per scene); returns the runs and the sites per status."""
-    from amberwatch import pipeline
     from amberwatch.track.cli import expand_scene_paths, track_summary
+    from amberwatch.usecases import runs as pipeline
+    from amberwatch.usecases import scenes as scenes_uc
 
     store, settings = _store(request), request.app.state.settings
     if not body.paths:
         raise InputError("paths: give at least one scene path")
-    paths = expand_scene_paths([pipeline.check_allowed(Path(p), settings) for p in body.paths])
+    paths = expand_scene_paths([scenes_uc.check_allowed(Path(p), settings) for p in body.paths])
 
     def work() -> list[dict]:
-        rows = [pipeline.ingest(store, settings, p) for p in paths]
+        rows = [scenes_uc.ingest(store, settings, p) for p in paths]
         runs = []
         for row in sorted({r.id: r for r in rows}.values(), key=lambda r: r.acquired):
             run = pipeline.detect(store, settings, row, body.model)

@@ -107,8 +107,9 @@ def track_command(
     model: Annotated[str | None, typer.Option(help="Model name or name@version (default: per sensor).")] = None,
 ) -> None:
     """Follow mining sites through time: ingest every scene, detect in date order, update sites and events."""
-    from amberwatch import pipeline
     from amberwatch.track.export import write_sites
+    from amberwatch.usecases import runs as pipeline
+    from amberwatch.usecases import scenes as scenes_uc
     from amberwatch.vector_out import vector_driver
 
     settings = get_settings()
@@ -117,7 +118,7 @@ def track_command(
             vector_driver(out)  # refuse a bad --out before any work
         paths = expand_scene_paths(scenes)
         store = _store()
-        rows = [pipeline.ingest(store, settings, p) for p in tqdm(paths, desc="ingest", unit="scene", file=sys.stderr)]
+        rows = [scenes_uc.ingest(store, settings, p) for p in tqdm(paths, desc="ingest", unit="scene", file=sys.stderr)]
         rows = sorted({r.id: r for r in rows}.values(), key=lambda r: r.acquired)
         for row in tqdm(rows, desc="detect", unit="scene", file=sys.stderr):
             run = pipeline.detect(store, settings, row, model)

@@ -13,13 +13,15 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, text
 
-from amberwatch import __version__, pipeline
-from amberwatch.api.schemas import ModelOut, RunIn, RunOut, SceneOut, ScenePathIn
+from amberwatch import __version__
 from amberwatch.errors import AmberWatchError, InputError, NotFoundError
 from amberwatch.settings import Settings, get_settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Run, Scene
 from amberwatch.track.api import router as track_router
+from amberwatch.usecases import runs as pipeline
+from amberwatch.usecases import scenes as scenes_uc
+from amberwatch.web.schemas import ModelOut, RunIn, RunOut, SceneOut, ScenePathIn
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +53,12 @@ def build_router(store: Store, settings: Settings) -> APIRouter:
 
     @router.get("/scenes/{scene_id}", response_model=SceneOut, tags=["scenes"])
     def get_scene(scene_id: int) -> Scene:
-        return pipeline.get_scene(store, scene_id)
+        return scenes_uc.get_scene(store, scene_id)
 
     @router.get("/scenes/{scene_id}/stac", tags=["scenes"])
     def get_scene_stac(scene_id: int) -> dict:
         """The scene's STAC item."""
-        return pipeline.get_scene(store, scene_id).stac_item
+        return scenes_uc.get_scene(store, scene_id).stac_item
 
     @router.post("/scenes", response_model=SceneOut, status_code=201, tags=["scenes"],
                  openapi_extra={"requestBody": {"content": {
@@ -72,8 +74,8 @@ def build_router(store: Store, settings: Settings) -> APIRouter:
                 body = ScenePathIn.model_validate(await request.json())
             except Exception as err:
                 raise InputError(f"expected JSON {{\"path\": \"...\"}}: {err}") from err
-            path = pipeline.check_allowed(Path(body.path), settings)
-            return await _in_thread(pipeline.ingest, store, settings, path)
+            path = scenes_uc.check_allowed(Path(body.path), settings)
+            return await _in_thread(scenes_uc.ingest, store, settings, path)
         if ctype.startswith("multipart/form-data"):
             form = await request.form()
             upload = form.get("file")
@@ -93,7 +95,7 @@ def build_router(store: Store, settings: Settings) -> APIRouter:
                         f.write(chunk)
                 if size == 0:
                     raise InputError(f"uploaded file {name} is empty")
-                return await _in_thread(pipeline.ingest, store, settings, target)
+                return await _in_thread(scenes_uc.ingest, store, settings, target)
             finally:
                 shutil.rmtree(tmpdir, ignore_errors=True)
         raise InputError("send multipart/form-data with a 'file' or application/json with a 'path'")
@@ -115,8 +117,8 @@ def build_router(store: Store, settings: Settings) -> APIRouter:
     @router.post("/runs", response_model=RunOut, status_code=202, tags=["runs"])
     def post_run(body: RunIn, wait: bool = Query(False, description="Return when the run is published.")) -> RunOut:
         """Start a detection run on a stored scene; follow it at ``GET /api/runs/{id}``."""
-        scene = pipeline.get_scene(store, body.scene)
-        reference = pipeline.get_scene(store, body.reference) if body.reference is not None else None
+        scene = scenes_uc.get_scene(store, body.scene)
+        reference = scenes_uc.get_scene(store, body.reference) if body.reference is not None else None
         run = pipeline.create_run(store, settings, scene, body.model, reference=reference,
                                   pixel_threshold=body.pixel_threshold, min_confidence=body.min_confidence)
         if wait:
