@@ -12,10 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from amberwatch import pipeline
 from amberwatch.demo import demo_scene_path
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
+from amberwatch.usecases import runs as pipeline
+from amberwatch.usecases import scenes as scenes_uc
 
 
 def peak_rss_mb() -> float:
@@ -32,7 +33,7 @@ def main() -> None:
         t_db = time.perf_counter() - t0
         try:
             t0 = time.perf_counter()
-            scene = pipeline.ingest(store, settings, scene_path)
+            scene = scenes_uc.ingest(store, settings, scene_path)
             t_ingest = time.perf_counter() - t0
             rss_ingest = peak_rss_mb()
             import rasterio

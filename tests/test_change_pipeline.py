@@ -14,10 +14,11 @@ from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 from sqlalchemy import text
 
-from amberwatch import pipeline
 from amberwatch.errors import InputError
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
+from amberwatch.usecases import runs as pipeline
+from amberwatch.usecases import scenes as scenes_uc
 
 DEMO = sorted((REPO / "demo").glob("S2_*amber_demo*.tif"))
 CHANGE_MODEL = sorted((REPO / "models" / "registry" / "change-rf").glob("*/model.onnx"))
@@ -56,8 +57,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, make_database) -> dict:
 
 def test_detect_with_reference_confirms_mining(env: dict) -> None:
     store, settings = env["store"], env["settings"]
-    target = pipeline.ingest(store, settings, DEMO[0])
-    ref = pipeline.ingest(store, settings, env["reference"])
+    target = scenes_uc.ingest(store, settings, DEMO[0])
+    ref = scenes_uc.ingest(store, settings, env["reference"])
     run = pipeline.detect(store, settings, target, reference=ref)
     assert run.state == "published"
     assert run.parameters["reference_scene_key"] == ref.scene_key
@@ -79,8 +80,8 @@ def test_detect_with_reference_confirms_mining(env: dict) -> None:
 
 def test_reference_must_be_older(env: dict) -> None:
     store, settings = env["store"], env["settings"]
-    target = pipeline.ingest(store, settings, DEMO[0])
-    ref = pipeline.ingest(store, settings, env["reference"])
+    target = scenes_uc.ingest(store, settings, DEMO[0])
+    ref = scenes_uc.ingest(store, settings, env["reference"])
     with pytest.raises(InputError, match="must be older"):
         pipeline.create_run(store, settings, ref, reference=target)
     with pytest.raises(InputError, match="must differ"):

@@ -65,7 +65,7 @@ def first_run(env: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def server(env: dict, first_run: dict):
-    from amberwatch.api.app import create_app
+    from amberwatch.web.app import create_app
 
     settings = Settings(data_dir=env["data_dir"], database_url=env["url"], port=env["port"],
                         allowed_roots=[REPO / "demo", env["bad"]])

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from amberwatch import pipeline
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
+from amberwatch.usecases import scenes as scenes_uc
 
 DEMO = sorted((REPO / "demo").glob("S2_*amber_demo*.tif"))
 pytestmark = pytest.mark.skipif(not DEMO, reason="demo scene missing")
@@ -19,13 +19,13 @@ def test_reuse_and_restore(tmp_path: Path, make_database) -> None:
     settings = Settings(data_dir=tmp_path, database_url=make_database("aw_ingest"))
     store = Store(settings).start()
     try:
-        first = pipeline.ingest(store, settings, DEMO[0])
+        first = scenes_uc.ingest(store, settings, DEMO[0])
         refl = Path(first.reflectance_path)
         mtime = refl.stat().st_mtime_ns
-        again = pipeline.ingest(store, settings, DEMO[0])
+        again = scenes_uc.ingest(store, settings, DEMO[0])
         assert again.id == first.id and refl.stat().st_mtime_ns == mtime  # not re-read
         refl.unlink()
-        restored = pipeline.ingest(store, settings, DEMO[0])
+        restored = scenes_uc.ingest(store, settings, DEMO[0])
         assert restored.id == first.id
         assert Path(restored.reflectance_path).exists()
         assert not list((tmp_path / "scenes").glob(".staging-*"))

@@ -28,7 +28,6 @@ from pyproj import Transformer
 from shapely.geometry import Point, box, mapping
 from sqlalchemy import text
 
-from amberwatch import pipeline
 from amberwatch.publish.catalog import REGION_EXTENT
 from amberwatch.publish.layers import LICENSE
 from amberwatch.publish.render import find_label_font
@@ -38,6 +37,7 @@ from amberwatch.store.models import Run, Scene
 from amberwatch.track.geo import to_metric, to_wgs84
 from amberwatch.track.layers import load_layer
 from amberwatch.types import DetectedPolygon, DetectionResult
+from amberwatch.usecases import runs as pipeline
 
 ORIGIN = (26.30, 51.45)  # Rivne oblast, in the amber belt
 T1 = datetime(2021, 5, 10, 9, 20, tzinfo=UTC)

@@ -413,7 +413,7 @@ def client(clean: Store):
     app = FastAPI()
     app.state.store, app.state.settings = clean, Settings(database_url=clean.url)
 
-    @app.exception_handler(AmberWatchError)  # as in amberwatch.api.app
+    @app.exception_handler(AmberWatchError)  # as in amberwatch.web.app
     async def handler(_: Request, err: AmberWatchError) -> JSONResponse:
         return JSONResponse(status_code=err.status_code, content={"detail": str(err)})
 
@@ -540,8 +540,8 @@ def test_write_sites_gpkg(clean: Store, tmp_path: Path) -> None:
 
 def test_pipeline_publish_result_updates_sites(clean: Store, tmp_path: Path) -> None:
     """The real caller: pipeline.publish_result inserts the polygons, calls update_sites and publishes."""
-    from amberwatch import pipeline
     from amberwatch.types import DetectedPolygon, DetectionResult
+    from amberwatch.usecases import runs as pipeline
 
     settings = Settings(database_url=clean.url, data_dir=tmp_path)
     run_ids = []

@@ -63,7 +63,7 @@ trap cleanup EXIT INT TERM
 
 # 1. the app: starts (or connects to) PostGIS, runs publish.refresh (writes $AW_OGC_DIR), serves /api and /ogcapi
 echo "starting uvicorn on 127.0.0.1:$AW_APP_PORT ($AW_APP_WORKERS worker(s))"
-"$PYTHON" -m uvicorn --factory amberwatch.api.app:create_app --host 127.0.0.1 --port "$AW_APP_PORT" \
+"$PYTHON" -m uvicorn --factory amberwatch.web.app:create_app --host 127.0.0.1 --port "$AW_APP_PORT" \
     --workers "$AW_APP_WORKERS" --proxy-headers --forwarded-allow-ips 127.0.0.1 \
     >>"$AW_RUN_DIR/log/uvicorn.log" 2>&1 &
 pids+=($!)
