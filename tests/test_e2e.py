@@ -70,6 +70,9 @@ def server(env: dict, first_run: dict):
     settings = Settings(data_dir=env["data_dir"], database_url=env["url"], port=env["port"],
                         allowed_roots=[REPO / "demo", env["bad"]])
     store = Store(settings).start()
+    from amberwatch.usecases.keys import create_key
+
+    _, key = create_key(store, "e2e-analyst", "analyst")
     app = create_app(settings, store)
     config = uvicorn.Config(app, host="127.0.0.1", port=env["port"], log_level="warning")
     srv = uvicorn.Server(config)
@@ -82,7 +85,7 @@ def server(env: dict, first_run: dict):
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    yield {"base": base, "store": store, "settings": settings}
+    yield {"base": base, "store": store, "settings": settings, "auth": {"Authorization": f"Bearer {key}"}}
     srv.should_exit = True
     thread.join(10)
     store.stop()
@@ -146,7 +149,7 @@ def test_wms_getmap_draws_sites(server: dict) -> None:
 def test_second_run_versions_and_latest_state(server: dict) -> None:
     base = server["base"]
     before_sites = httpx.get(f"{base}/ogcapi/collections/mining_sites/items?f=json&limit=1000").json()
-    r = httpx.post(f"{base}/api/runs?wait=true", json={"scene": 1}, timeout=900)
+    r = httpx.post(f"{base}/api/runs?wait=true", headers=server["auth"], json={"scene": 1}, timeout=900)
     assert r.status_code == 202, r.text
     run2 = r.json()
     assert run2["state"] == "published" and run2["model_version"]
@@ -169,17 +172,17 @@ def test_bad_inputs_are_refused_and_nothing_is_stored(server: dict, env: dict) -
     base = server["base"]
     n_scenes = len(httpx.get(f"{base}/api/scenes").json())
     # not a raster
-    r = httpx.post(f"{base}/api/scenes", files={"file": ("scene.tif", b"this is not a GeoTIFF", "image/tiff")})
+    r = httpx.post(f"{base}/api/scenes", headers=server["auth"], files={"file": ("scene.tif", b"this is not a GeoTIFF", "image/tiff")})
     assert r.status_code == 400 and r.json()["detail"]
     # a path outside the allowed roots
-    r = httpx.post(f"{base}/api/scenes", json={"path": "/etc/passwd"})
-    assert r.status_code == 403 and "allowed roots" in r.json()["detail"]
+    r = httpx.post(f"{base}/api/scenes", headers=server["auth"], json={"path": "/etc/passwd"})
+    assert r.status_code == 403 and "allowed root" in r.json()["detail"] and "/etc" not in r.json()["detail"]
     # a missing path inside the allowed roots
-    r = httpx.post(f"{base}/api/scenes", json={"path": str(env["bad"] / "nope.tif")})
+    r = httpx.post(f"{base}/api/scenes", headers=server["auth"], json={"path": str(env["bad"] / "nope.tif")})
     assert r.status_code == 400 and "nope.tif" in r.json()["detail"]
     # unknown scene / model
-    assert httpx.post(f"{base}/api/runs", json={"scene": 999999}).status_code == 404
-    r = httpx.post(f"{base}/api/runs", json={"scene": 1, "model": "no-such-model"})
+    assert httpx.post(f"{base}/api/runs", headers=server["auth"], json={"scene": 999999}).status_code == 404
+    r = httpx.post(f"{base}/api/runs", headers=server["auth"], json={"scene": 1, "model": "no-such-model"})
     assert r.status_code == 400 and "no-such-model" in r.json()["detail"]
     # CLI: a corrupt file -> message and non-zero exit
     corrupt = env["bad"] / "corrupt_B02.tif"
@@ -206,14 +209,14 @@ def test_run_with_a_looser_decision_rule(server: dict, env: dict) -> None:
     """An inspector can trade precision for recall per run; bad values are refused before anything is stored."""
     base = server["base"]
     runs = httpx.get(f"{base}/api/runs").json()
-    r = httpx.post(f"{base}/api/runs", json={"scene": 1, "min_confidence": 1.5})
+    r = httpx.post(f"{base}/api/runs", headers=server["auth"], json={"scene": 1, "min_confidence": 1.5})
     assert r.status_code == 422 and "min_confidence" in r.text
     res = cli(env, "detect", "1", "--min-confidence", "2")
     assert res.returncode == 2 and "minimum object confidence must be in [0, 1]" in res.stderr
     assert len(httpx.get(f"{base}/api/runs").json()) == len(runs)
     default = max((x for x in runs if x["state"] == "published"), key=lambda x: x["id"])
     assert default["parameters"]["min_object_confidence"] > 0.0  # the model card's rule
-    r = httpx.post(f"{base}/api/runs?wait=true", json={"scene": 1, "pixel_threshold": 0.5, "min_confidence": 0.0},
+    r = httpx.post(f"{base}/api/runs?wait=true", headers=server["auth"], json={"scene": 1, "pixel_threshold": 0.5, "min_confidence": 0.0},
                    timeout=900)
     assert r.status_code == 202, r.text
     loose = r.json()

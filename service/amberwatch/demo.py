@@ -27,7 +27,7 @@ def demo_scene_path() -> Path:
 
 def prepare(settings: Settings, scene_path: Path | None = None) -> int:
     """Make sure the demo scene is ingested and has a published run; returns that run's id."""
-    from amberwatch.cli import ProgressBar
+    from amberwatch.cli.common import ProgressBar
 
     store = Store(settings).start()
     scene = scenes_uc.ingest(store, settings, scene_path or demo_scene_path())

@@ -21,3 +21,27 @@ class NotFoundError(AmberWatchError):
 
 class ForbiddenPathError(InputError):
     status_code = 403
+
+
+class UnauthorizedError(AmberWatchError):
+    """No key, or a key that is unknown or revoked (HTTP 401)."""
+
+    status_code = 401
+
+
+class PermissionDeniedError(AmberWatchError):
+    """A valid key whose role may not do this (HTTP 403)."""
+
+    status_code = 403
+
+
+class PayloadTooLargeError(InputError):
+    status_code = 413
+
+
+class RateLimitedError(AmberWatchError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     window_size: int = Field(512, description="Inference window (pixels).")
     min_mapping_unit_ha: float = Field(0.05, description="Smallest polygon kept after vectorizing.")
     mapserv_bin: Path = Path("/usr/lib/cgi-bin/mapserv")
+    # jobs (procrastinate queue in the same database)
+    worker_concurrency: int = Field(1, ge=1, le=64, description="Jobs one worker runs at once (1 on 2 cores).")
+    inprocess_worker: bool = Field(True, description="`serve`/`demo` run a worker in the same process.")
+    job_max_attempts: int = Field(3, ge=1, le=20, description="Starts of a job before it is failed for good.")
+    job_stalled_after_s: float = Field(
+        20.0, ge=5.0, description="A job whose worker sent no heartbeat for this long is retried.")
+    # security
+    rate_limit_writes: str = Field("30/minute", description="Writes per API key and per client address.")
+    rate_limit_expensive_reads: str = Field(
+        "600/minute", description="Expensive reads (stats, feeds, maps, feature pages) per key and per address.")
 
     @property
     def base_url(self) -> str:

@@ -25,15 +25,18 @@ class Store:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.embedded: EmbeddedPostgres | None = None
-        if settings.database_url:
-            self.url = settings.database_url
-        else:
+        self._url = settings.database_url
+        if not settings.database_url:
             self.embedded = EmbeddedPostgres(
                 settings.data_dir.resolve() / "postgres", settings.embedded_pg_port, settings.pg_bin_dir
             )
-            self.url = self.embedded.url
         self._engine: Engine | None = None
         self._sessionmaker: sessionmaker[Session] | None = None
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL (the embedded cluster's port is known only once it runs)."""
+        return self.embedded.url if self.embedded else str(self._url)
 
     def start(self, migrate: bool = True) -> Store:
         if self.embedded:

@@ -85,6 +85,14 @@ class EmbeddedPostgres:
         res = subprocess.run(self._cmd(self._exe("pg_ctl"), "status", "-D", str(self.pgdata)), capture_output=True)
         return res.returncode == 0
 
+    def running_port(self) -> int | None:
+        """The port of the running postmaster (line 4 of postmaster.pid), if any."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+            return int(lines[3])
+        except (OSError, IndexError, ValueError):
+            return None
+
     # -- lifecycle -------------------------------------------------------------------------------
     def init(self) -> bool:
         """Create the cluster if missing. Returns True when it was created now."""
@@ -121,6 +129,11 @@ class EmbeddedPostgres:
     def start(self, timeout: float = 30.0) -> None:
         created = self.init()
         if self.is_running():
+            running_port = self.running_port()
+            if running_port is not None and running_port != self.port:
+                log.info("embedded PostgreSQL of %s already runs on port %d (not %d): using it", self.root,
+                         running_port, self.port)
+                self.port = running_port
             log.info("embedded PostgreSQL already running on port %d", self.port)
         else:
             log.info("starting embedded PostgreSQL on 127.0.0.1:%d", self.port)
@@ -128,8 +141,9 @@ class EmbeddedPostgres:
             logfile.touch(exist_ok=True)
             self._chown(logfile)
             res = subprocess.run(
+                # -p: the configured port wins over the one written into postgresql.conf at initdb time
                 self._cmd(self._exe("pg_ctl"), "start", "-w", "-t", str(int(timeout)), "-D", str(self.pgdata),
-                          "-l", str(logfile)),
+                          "-l", str(logfile), "-o", f"-p {int(self.port)}"),
                 capture_output=True, text=True,
             )
             if res.returncode != 0:

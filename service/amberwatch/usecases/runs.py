@@ -6,13 +6,16 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import procrastinate
 from geoalchemy2.shape import from_shape
 from sqlalchemy import select
 
-from amberwatch.errors import InputError, NotFoundError
+from amberwatch.errors import AmberWatchError, InputError, NotFoundError
+from amberwatch.jobs.queue import RUN_TASK, defer
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Detection, ModelVersion, Run, Scene
+from amberwatch.store.queries import runs as run_queries
 from amberwatch.types import DetectionResult, IngestedScene, Progress, noop_progress
 from amberwatch.usecases.scenes import as_multipolygon, get_scene, scene_from_row
 
@@ -43,7 +46,7 @@ def register_model(store: Store, info) -> ModelVersion:  # noqa: ANN001 - ModelI
 def create_run(store: Store, settings: Settings, scene: Scene, model_name: str | None = None,
                parameters: dict | None = None, reference: Scene | None = None,
                change_model: str | None = None, pixel_threshold: float | None = None,
-               min_confidence: float | None = None) -> Run:
+               min_confidence: float | None = None, created_by: str | None = None) -> Run:
     """Resolve the model(s) and create a pending run for ``scene`` (with the change model when ``reference``).
 
     ``pixel_threshold`` / ``min_confidence`` override the model's decision rule for this run (segmentation models).
@@ -76,7 +79,7 @@ def create_run(store: Store, settings: Settings, scene: Scene, model_name: str |
                           change_model=f"{change.name}@{change.version}")
     mv = register_model(store, info)
     with store.session() as session:
-        run = Run(model_version_id=mv.id, state="pending", parameters=parameters, progress=0.0,
+        run = Run(model_version_id=mv.id, state="pending", parameters=parameters, progress=0.0, created_by=created_by,
                   message="queued")
         run.scenes = [session.get(Scene, scene.id)]
         session.add(run)
@@ -84,25 +87,34 @@ def create_run(store: Store, settings: Settings, scene: Scene, model_name: str |
         return run
 
 
-def _set_progress(store: Store, run_id: int, fraction: float, message: str) -> None:
-    with store.session() as session:
-        run = session.get(Run, run_id)
-        run.progress = max(0.0, min(1.0, fraction))
-        run.message = message
+def public_error(err: BaseException) -> str:
+    """What a run or job shows of an error: our own messages as they are, nothing of an internal one."""
+    if isinstance(err, AmberWatchError):
+        return str(err)
+    return f"internal error ({type(err).__name__}); the server log has the details"
 
 
 def execute_run(store: Store, settings: Settings, run_id: int, progress: Progress = noop_progress) -> Run:
-    """Detect, store the polygons, update the sites and publish the run: all or nothing."""
+    """Detect, store the polygons, update the sites and publish the run: all or nothing.
+
+    Idempotent: a run that is already published or failed is returned as it is; each start counts as an attempt
+    and a run started more than ``settings.job_max_attempts`` times (its worker died each time) is failed.
+    """
     from amberwatch.detect import DecisionRule, detect_scene
     from amberwatch.detect.registry import get_model
+    from amberwatch.vhr import detect_vhr
 
     with store.session() as session:
-        run = session.get(Run, run_id)
+        outcome, run = run_queries.start_attempt(session, run_id, settings.job_max_attempts)
         if run is None:
             raise NotFoundError(f"run {run_id} not found")
+        if outcome != "start":
+            log.info("run %d is %s: nothing to do", run_id, run.state)
+            return run
         scene_row = run.scenes[0]
         mv = run.model_version
-        run.state, run.started_at, run.message = "running", datetime.now(UTC), "detecting"
+        if mv is None:
+            raise InputError(f"run {run_id} has no model")
     scene = scene_from_row(scene_row)
     info = get_model(settings.models_dir, f"{mv.name}@{mv.version}", scene.family, settings.default_models)
 
@@ -114,7 +126,8 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         progress(fraction * 0.9, message)
         if int(fraction * 20) != stored_step:
             stored_step = int(fraction * 20)
-            _set_progress(store, run_id, fraction * 0.9, message)
+            with store.session() as session:
+                run_queries.set_progress(session, run_id, fraction * 0.9, message)
 
     try:
         work = settings.path("runs", str(run_id))
@@ -122,7 +135,10 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         params = run_parameters(store, run_id)
         override = params.get("decision_rule")
         rule = DecisionRule(**override) if override else None
-        result = detect_scene(scene, info, work, settings, progress=report, rule=rule)
+        if info.family == "vhr_rgb":  # superpixel classifier; segmentation models go through detect_scene
+            result = detect_vhr(scene, info.path, settings, work_dir=work, progress=report)
+        else:
+            result = detect_scene(scene, info, work, settings, progress=report, rule=rule)
         if params.get("reference_scene_id"):
             progress(0.9, "change model against the reference scene")
             apply_change_model(store, settings, scene, int(params["reference_scene_id"]), params["change_model"],
@@ -130,14 +146,43 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         progress(0.92, "storing and publishing")
         publish_result(store, settings, run_id, scene_row.id, result)
     except Exception as err:
+        log.exception("run %d failed", run_id)
         with store.session() as session:
-            run = session.get(Run, run_id)
-            run.state, run.error, run.finished_at = "failed", str(err), datetime.now(UTC)
-            run.message = "failed"
+            run_queries.mark_failed(session, run_id, public_error(err))
         raise
     progress(1.0, "published")
     with store.session() as session:
-        return session.get(Run, run_id)
+        done = run_queries.get(session, run_id)
+        assert done is not None
+        return done
+
+
+async def queue_run(queue: procrastinate.App, store: Store, run_id: int) -> None:
+    """Put a pending run on the job queue; a worker executes it (``execute_run``)."""
+    job_id = await defer(queue, RUN_TASK, lock=f"run-{run_id}", run_id=run_id)
+    mark_queued(store, run_id, job_id)
+
+
+def mark_queued(store: Store, run_id: int, queue_job_id: int) -> None:
+    with store.session() as session:
+        run_queries.mark_queued(session, run_id, queue_job_id)
+
+
+def get_run(store: Store, run_id: int) -> Run:
+    with store.session() as session:
+        run = run_queries.get(session, run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id} not found")
+        _ = run.model_version, run.scenes  # loaded for the caller
+        return run
+
+
+def list_runs(store: Store, state: str | None, limit: int, offset: int) -> list[Run]:
+    with store.session() as session:
+        rows = run_queries.page(session, state, limit, offset)
+        for run in rows:
+            _ = run.model_version, run.scenes
+        return rows
 
 
 def run_parameters(store: Store, run_id: int) -> dict:
@@ -187,7 +232,7 @@ def publish_result(store: Store, settings: Settings, run_id: int, scene_id: int,
                 geom=from_shape(as_multipolygon(poly.geometry), srid=4326),
             ))
         session.flush()
-        update_sites(session, run_id)
+        update_sites(session, run_id, result.clear_sky)
         run.n_detections = len(result.polygons)
         run.provider = result.provider
         run.probability_path = str(result.probability_path) if result.probability_path else None

@@ -27,8 +27,8 @@ def check_allowed(path: Path, settings: Settings) -> Path:
     roots = [r.expanduser().resolve() for r in settings.allowed_roots]
     if not any(resolved == r or r in resolved.parents for r in roots):
         raise ForbiddenPathError(
-            f"path {path} is outside the allowed roots ({', '.join(str(r) for r in roots)}); "
-            "upload the file instead or set AMBERWATCH_ALLOWED_ROOTS"
+            f"{path.name or 'that path'}: not under an allowed root; upload the file instead "
+            "(the operator sets AMBERWATCH_ALLOWED_ROOTS)"
         )
     return resolved
 
@@ -60,7 +60,7 @@ def ingest(store: Store, settings: Settings, path: Path, progress: Progress = no
     from amberwatch.ingest import ingest_path, plan_input
 
     if not path.exists():
-        raise InputError(f"{path}: no such file or directory")
+        raise InputError(f"{path.name or path}: no such file or directory")
     key = plan_input(path).scene_key  # recognition only: cheap, and it validates the input
     with store.session() as session:
         existing = session.scalar(select(Scene).where(Scene.scene_key == key))
@@ -135,3 +135,21 @@ def as_multipolygon(geom) -> MultiPolygon:  # noqa: ANN001
         return geom
     polys = [g for g in getattr(geom, "geoms", []) if isinstance(g, Polygon)]
     return MultiPolygon(polys)
+
+
+def list_scenes(store: Store, limit: int, offset: int) -> list[Scene]:
+    with store.session() as session:
+        return list(session.scalars(select(Scene).order_by(Scene.id).limit(limit).offset(offset)))
+
+
+def public_stac(row: Scene) -> dict:
+    """The scene's STAC item for the public: asset hrefs by file name (no server paths)."""
+    item = dict(row.stac_item or {})
+    assets = {}
+    for key, asset in (item.get("assets") or {}).items():
+        asset = dict(asset)
+        if asset.get("href"):
+            asset["href"] = Path(str(asset["href"])).name
+        assets[key] = asset
+    item["assets"] = assets
+    return item

@@ -1,0 +1,64 @@
+"""Runs: their state machine (pending -> queued -> running -> published | failed), attempts and listings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from amberwatch.store.models import Run
+
+TERMINAL = ("published", "failed")
+
+
+def get(session: Session, run_id: int, *, for_update: bool = False) -> Run | None:
+    q = select(Run).where(Run.id == run_id)
+    return session.scalar(q.with_for_update() if for_update else q)
+
+
+def page(session: Session, state: str | None, limit: int, offset: int) -> list[Run]:
+    q = select(Run).order_by(Run.id.desc()).limit(limit).offset(offset)
+    if state:
+        q = q.where(Run.state == state)
+    return list(session.scalars(q))
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    return {state: n for state, n in session.execute(select(Run.state, func.count()).group_by(Run.state)).all()}
+
+
+def mark_queued(session: Session, run_id: int, queue_job_id: int) -> None:
+    run = session.get(Run, run_id)
+    if run is not None and run.state == "pending":
+        run.state, run.queue_job_id, run.message = "queued", queue_job_id, "queued"
+
+
+def start_attempt(session: Session, run_id: int, max_attempts: int) -> tuple[str, Run | None]:
+    """Claim the run for one more attempt: 'start', 'done' (already finished) or 'exhausted' (failed now)."""
+    run = get(session, run_id, for_update=True)
+    if run is None or run.state in TERMINAL:
+        return "done", run
+    run.attempts = (run.attempts or 0) + 1
+    now = datetime.now(UTC)
+    if run.attempts > max_attempts:
+        run.state, run.finished_at, run.message = "failed", now, "failed"
+        run.error = (f"the worker stopped during each of {max_attempts} attempts (killed, or out of memory); "
+                     "not retried again")
+        return "exhausted", run
+    run.state, run.started_at, run.progress = "running", now, 0.0
+    run.message = "detecting" if run.attempts == 1 else f"detecting (attempt {run.attempts} of {max_attempts})"
+    return "start", run
+
+
+def set_progress(session: Session, run_id: int, fraction: float, message: str) -> None:
+    run = session.get(Run, run_id)
+    if run is not None:
+        run.progress = max(0.0, min(1.0, fraction))
+        run.message = message
+
+
+def mark_failed(session: Session, run_id: int, error: str) -> None:
+    run = session.get(Run, run_id)
+    if run is not None and run.state not in TERMINAL:
+        run.state, run.error, run.finished_at, run.message = "failed", error, datetime.now(UTC), "failed"

@@ -1,0 +1,280 @@
+"""Safe to put on the internet: keys and roles, audited writes, queued bounded runs, recovery after kill -9,
+bodies capped before they are stored, rate limits, no leaks. A real `amberwatch serve` process, a real PostGIS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import REPO, free_port
+from sqlalchemy import create_engine, text
+
+DEMO = sorted((REPO / "demo").glob("S2_*amber_demo*.tif"))
+pytestmark = pytest.mark.skipif(not DEMO, reason="demo scene not built yet (demo/S2_*amber_demo*.tif)")
+AMBERWATCH = str(Path(sys.executable).parent / "amberwatch")
+TERMINAL = {"published", "failed"}
+
+
+class Service:
+    """``amberwatch serve`` as a child process (so that it can be killed with SIGKILL)."""
+
+    def __init__(self, environ: dict[str, str], port: int, log: Path):
+        self.environ, self.port, self.log = environ, port, log
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([AMBERWATCH, "serve"], env=self.environ, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if httpx.get(self.base + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("service did not start: " + self.log.read_text()[-3000:])
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+def cli(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([AMBERWATCH, *args], env=environ, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, make_database) -> dict:
+    data_dir = tmp_path_factory.mktemp("core")
+    url = make_database("amberwatch_core")
+    port = free_port()
+    environ = {**os.environ, "AMBERWATCH_DATA_DIR": str(data_dir), "AMBERWATCH_DATABASE_URL": url,
+               "AMBERWATCH_PORT": str(port), "AMBERWATCH_ALLOWED_ROOTS": json.dumps([str(REPO / "demo")]),
+               "AMBERWATCH_WORKER_CONCURRENCY": "1", "AMBERWATCH_JOB_STALLED_AFTER_S": "6",
+               "AMBERWATCH_MAX_UPLOAD_MB": "1", "AMBERWATCH_RATE_LIMIT_WRITES": "1000/minute"}
+    keys = {}
+    for name, role in (("analyst-1", "analyst"), ("validator-1", "validator"), ("revoked-1", "analyst")):
+        res = cli(environ, "keys", "create", name, "--role", role)
+        assert res.returncode == 0, res.stderr
+        keys[name] = res.stdout.strip().splitlines()[-1]  # the contract: the key is the last line
+        assert keys[name].startswith("aw_")
+    assert cli(environ, "keys", "revoke", "revoked-1").returncode == 0
+    service = Service(environ, port, data_dir / "serve.log").start()
+    yield {"environ": environ, "url": url, "data_dir": data_dir, "service": service, "keys": keys,
+           "auth": {"Authorization": f"Bearer {keys['analyst-1']}"}}
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def scene_id(env: dict) -> int:
+    r = httpx.post(f"{env['service'].base}/api/scenes", headers=env["auth"], json={"path": str(DEMO[0])},
+                   timeout=300)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def wait_terminal(base: str, run_id: int, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            run = httpx.get(f"{base}/api/runs/{run_id}", timeout=5).json()
+            if run["state"] in TERMINAL:
+                return run
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} not finished within {timeout} s")
+
+
+def test_keys_roles_and_audit(env: dict, scene_id: int) -> None:
+    base, keys = env["service"].base, env["keys"]
+    body = {"scene": scene_id}
+    r = httpx.post(f"{base}/api/runs", json=body)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    r = httpx.post(f"{base}/api/runs", json=body, headers={"Authorization": f"Bearer {keys['validator-1']}"})
+    assert r.status_code == 403 and "validator" in r.json()["detail"]
+    for bad in ("aw_not-a-key", keys["revoked-1"]):
+        r = httpx.post(f"{base}/api/runs", json=body, headers={"Authorization": f"Bearer {bad}"})
+        assert r.status_code == 401
+    r = httpx.post(f"{base}/api/track", json={"paths": [str(DEMO[0])]})
+    assert r.status_code == 401
+    r = httpx.post(f"{base}/api/scenes", json={"path": str(DEMO[0])})
+    assert r.status_code == 401
+    # reads stay public
+    assert httpx.get(f"{base}/api/runs").status_code == 200
+    assert httpx.get(f"{base}/ows?SERVICE=WMS&REQUEST=GetCapabilities").status_code == 200
+    assert httpx.get(f"{base}/api/events.atom").status_code == 200
+    spec = httpx.get(f"{base}/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "aw_…",
+        "description": spec["components"]["securitySchemes"]["ApiKey"]["description"]}
+    assert spec["paths"]["/api/runs"]["post"]["security"] == [{"ApiKey": []}]
+    # who, what, when: the refused writes and the accepted ingest are in the audit log
+    engine = create_engine(env["url"])
+    with engine.connect() as conn:
+        rows = conn.execute(text("select actor, role, action, status, at from audit_log order by id")).all()
+    engine.dispose()
+    assert ("anonymous", None, "POST /api/runs", 401) in [r[:4] for r in rows]
+    assert ("validator-1", "validator", "POST /api/runs", 403) in [r[:4] for r in rows]
+    assert ("analyst-1", "analyst", "POST /api/scenes", 201) in [r[:4] for r in rows]
+    assert all(r.at is not None for r in rows)
+    with engine.connect() as conn:  # only hashes are stored
+        stored = conn.execute(text("select key_hash, prefix from api_keys")).all()
+    assert not any(k in (h, p) for k in keys.values() for h, p in stored)
+
+
+def test_ten_runs_are_queued_and_bounded(env: dict, scene_id: int) -> None:
+    base = env["service"].base
+
+    def post(_: int) -> dict:
+        r = httpx.post(f"{base}/api/runs", headers=env["auth"], json={"scene": scene_id}, timeout=60)
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    with ThreadPoolExecutor(10) as pool:
+        posted = list(pool.map(post, range(10)))
+    ids = {r["id"] for r in posted}
+    assert all(r["state"] in {"queued", "running", "published"} for r in posted)
+    max_running, deadline = 0, time.monotonic() + 600
+    states: dict[int, str] = {}
+    while time.monotonic() < deadline:
+        runs = httpx.get(f"{base}/api/runs", params={"limit": 50}, timeout=10).json()
+        states = {r["id"]: r["state"] for r in runs if r["id"] in ids}
+        max_running = max(max_running, sum(s == "running" for s in states.values()))
+        if all(s in TERMINAL for s in states.values()) and len(states) == 10:
+            break
+        time.sleep(0.2)
+    assert max_running <= 1, max_running  # AMBERWATCH_WORKER_CONCURRENCY=1
+    assert set(states.values()) == {"published"}, states
+
+
+def test_kill9_during_a_run_then_restart_recovers(env: dict, scene_id: int) -> None:
+    service, base = env["service"], env["service"].base
+    published = [r for r in httpx.get(f"{base}/api/runs").json() if r["state"] == "published"]
+    assert published, "an earlier published run is needed"
+    earlier = published[0]["id"]
+    n_earlier = len(httpx.get(f"{base}/ogcapi/collections/run_{earlier}/items?f=json&limit=5000").json()["features"])
+    run = httpx.post(f"{base}/api/runs", headers=env["auth"], json={"scene": scene_id}).json()
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{base}/api/runs/{run['id']}").json()["state"] != "running":
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
+    service.kill9()
+    restarted = time.monotonic()
+    service.start()
+    final = wait_terminal(base, run["id"], timeout=60 - (time.monotonic() - restarted) + 30)
+    assert final["state"] in TERMINAL
+    assert time.monotonic() - restarted < 90  # start-up (~10 s) + within a minute
+    items = httpx.get(f"{base}/ogcapi/collections/run_{earlier}/items?f=json&limit=5000").json()["features"]
+    assert len(items) == n_earlier  # earlier layers intact
+    if final["state"] == "published":
+        assert final["message"].startswith("published")
+
+
+def test_oversize_upload_is_refused_before_it_is_stored(env: dict) -> None:
+    base, uploads = env["service"].base, env["data_dir"] / "uploads"
+    big = b"\0" * (3 << 20)  # AMBERWATCH_MAX_UPLOAD_MB=1
+    r = httpx.post(f"{base}/api/scenes", headers=env["auth"], files={"file": ("big.tif", big, "image/tiff")})
+    assert r.status_code == 413 and "AMBERWATCH_MAX_UPLOAD_MB" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the streaming cap applies
+        yield b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.tif\"\r\n\r\n"
+        for _ in range(24):
+            yield b"\0" * (128 << 10)
+        yield b"\r\n--x--\r\n"
+
+    r = httpx.post(f"{base}/api/scenes", content=chunks(),
+                   headers={**env["auth"], "Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413, r.text
+    assert not uploads.exists() or not any(p.is_file() for p in uploads.rglob("*"))
+    assert httpx.get(f"{base}/health").status_code == 200
+
+
+def test_hostile_urls_and_no_leaks(env: dict) -> None:
+    base = env["service"].base
+    for url in ("/api/scenes/%00", "/api/runs?state=%00", "/ogcapi/collections/mining_sites/items?f=json&x=%00",
+                "/api/scenes?offset=99999999999999999999", "/api/runs/99999999999"):
+        r = httpx.get(base + url)
+        assert 400 <= r.status_code < 500, (url, r.status_code, r.text)
+        assert "Traceback" not in r.text and str(env["data_dir"]) not in r.text
+    r = httpx.post(f"{base}/api/scenes", headers=env["auth"], json={"path": "/etc/passwd"})
+    assert r.status_code == 403 and "/etc" not in r.text
+    scenes = httpx.get(f"{base}/api/scenes").json()
+    assert all("/" not in s["source"] for s in scenes)
+
+
+def test_rate_limit_on_writes(tmp_path: Path, store) -> None:
+    from fastapi.testclient import TestClient
+
+    from amberwatch.settings import Settings
+    from amberwatch.web.app import create_app
+
+    settings = Settings(data_dir=tmp_path, database_url=store.url, rate_limit_writes="3/minute", port=free_port())
+    client = TestClient(create_app(settings, store, worker=False))
+    codes = [client.post("/api/runs", json={"scene": 1}).status_code for _ in range(5)]
+    assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429], codes
+    assert client.get("/api/runs").status_code == 200  # plain reads are not limited
+
+
+def test_health_does_not_leak_database_details(tmp_path: Path, store) -> None:
+    from fastapi.testclient import TestClient
+
+    from amberwatch.settings import Settings
+    from amberwatch.web.app import create_app
+
+    settings = Settings(data_dir=tmp_path, database_url=store.url, port=free_port())
+    app = create_app(settings, store, worker=False)
+    client = TestClient(app)
+    assert client.get("/health").status_code == 200
+    dead = free_port()
+    original = store._engine
+    store._engine = create_engine(f"postgresql+psycopg2://nobody@127.0.0.1:{dead}/nothing")  # the database is gone
+    try:
+        r = client.get("/health")
+    finally:
+        store._engine.dispose()
+        store._engine = original
+    assert r.status_code == 503
+    assert str(dead) not in r.text and "127.0.0.1" not in r.text and "psycopg" not in r.text.lower()
+
+
+def test_embedded_cluster_honours_its_port(tmp_path: Path) -> None:
+    from amberwatch.store.embedded import EmbeddedPostgres
+
+    root = tmp_path / "pg"
+    os.chmod(tmp_path, 0o755)
+    first, second = free_port(), free_port()
+    db = EmbeddedPostgres(root, first)
+    db.start()
+    db.stop()
+    again = EmbeddedPostgres(root, second)
+    again.start()
+    try:
+        assert again.running_port() == second
+        engine = create_engine(again.url)
+        with engine.connect() as conn:
+            assert conn.execute(text("select current_setting('port')")).scalar() == str(second)
+        engine.dispose()
+    finally:
+        again.stop()
