@@ -83,6 +83,7 @@ class Layer:
     geometry: str = "polygon"  # "polygon" or "point"
     label_item: str | None = None  # WMS labels
     gml_types: dict[str, str] = field(default_factory=dict)  # column -> MapServer gml_<column>_type
+    id_type: str = ""  # PostgreSQL type of id_column (the /ogcapi guard answers 404 to ids it cannot hold)
 
 
 # MapServer's automatic types declare timestamps gml:TimeInstantType in WFS 2.0 (its "DateTime" type too): GDAL
@@ -347,4 +348,7 @@ def build_layers(catalog: Catalog) -> list[Layer]:
         source = "published_detections" if layer.group == "/runs" else layer.table  # run_<id> = its rows
         return catalog.column_types.get(source, {})
 
-    return [replace(layer, gml_types=gml_types(columns(layer))) for layer in layers]
+    return [
+        replace(layer, gml_types=gml_types(columns(layer)), id_type=columns(layer).get(layer.id_column, ""))
+        for layer in layers
+    ]

@@ -5,6 +5,12 @@ keeps one global ``API`` object, so it cannot pick up new collections. Here each
 ``API`` + Starlette app, and :class:`OgcApiApp` serves the current one: it reloads when the config file on
 disk was replaced (``refresh`` replaces it atomically), so a request sees the old or the new config, and
 other worker processes pick the change up on their next request.
+
+A request guard runs before pygeoapi (:func:`check_request`): NUL bytes, ``offset``/``limit`` that are not
+bounded integers and item ids that the collection's integer id column cannot hold get a 400/404 OGC API
+exception instead of a database error; a value the database refuses for its column (``?site_id=abc``) is a 400,
+and any other failure an OGC API exception 500 without internals, answered completely (the keep-alive
+connection stays usable).
 """
 
 from __future__ import annotations
@@ -13,21 +19,24 @@ import asyncio
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from copy import deepcopy
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import yaml
 from pygeoapi import api as core_api
 from pygeoapi.api import API, APIRequest, apply_gzip
 from pygeoapi.api import itemtypes as itemtypes_api
+from sqlalchemy.exc import DataError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,60 @@ def make_api(config: dict, openapi: dict) -> API:
     finally:
         if guard is not None:
             root.removeHandler(guard)
+
+
+# -- the request guard ------------------------------------------------------------------------------------------
+
+MAX_OFFSET = 2**31 - 1  # far beyond any collection; PostgreSQL's bigint would overflow at 2**63
+MAX_LIMIT = 2**31 - 1  # pygeoapi then throttles to server.limits.max_items
+_INTEGER_TYPES = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_SIGNED_DIGITS = re.compile(r"[+-]?[0-9]{1,19}")
+_ITEM_PATH = re.compile(r"/collections/([^/]+)/items/(.+?)/?")
+
+
+def problem(status: int, code: str, description: str) -> JSONResponse:
+    """An OGC API exception (pygeoapi's JSON shape)."""
+    return JSONResponse({"code": code, "type": code, "description": description}, status_code=status)
+
+
+def _bounded_integer(name: str, value: str, low: int, high: int) -> str | None:
+    if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
+        return f"{name} must be an integer from {low} to {high}"
+    return None
+
+
+def id_types_of(config: dict) -> dict[str, str]:
+    """Collection -> PostgreSQL type of its id column (from the ``amberwatch.id_types`` block of our config)."""
+    return dict((config.get("amberwatch") or {}).get("id_types") or {})
+
+
+def check_request(path: str, query: bytes, id_types: dict[str, str]) -> JSONResponse | None:
+    """The 4xx answer for a request pygeoapi must not see, or None. ``path`` is relative to the mount."""
+    if "\x00" in path or b"\x00" in query or b"%00" in query:
+        return problem(400, "InvalidParameterValue", "NUL characters are not allowed in the path or parameters")
+    params = parse_qsl(query.decode("utf-8", errors="replace"), keep_blank_values=True)
+    for name, value in params:
+        error = None
+        if name == "offset":
+            error = _bounded_integer("offset", value, 0, MAX_OFFSET)
+        elif name == "limit":
+            error = _bounded_integer("limit", value, 1, MAX_LIMIT)
+        if error:
+            return problem(400, "InvalidParameterValue", error)
+    match = _ITEM_PATH.fullmatch(path)
+    if match:
+        collection, item_id = match.groups()
+        high = _INTEGER_TYPES.get(id_types.get(collection, ""))
+        if high is not None and not (_SIGNED_DIGITS.fullmatch(item_id) and -high - 1 <= int(item_id) <= high):
+            return problem(404, "NotFound",
+                           f"no item {item_id[:100]!r} in {collection}: its item ids are integers of at most {high}")
+    return None
+
+
+def _route_path(scope: Scope) -> str:
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def _to_response(headers: dict, status: int, content) -> Response:
@@ -74,7 +137,15 @@ def _endpoint(api: API, function: Callable, params: tuple[str, ...] = (), skip_v
                 asyncio.set_event_loop(loop)  # some pygeoapi code looks for a loop in the worker thread
                 return function(api, api_request, *args)
 
-            headers, status, content = await loop.run_in_executor(None, call)
+            try:
+                headers, status, content = await loop.run_in_executor(None, call)
+            except DataError:  # a parameter value the column's type cannot hold (?site_id=abc): the client's
+                log.info("OGC API: value refused by the database: %s", request.url, exc_info=True)
+                return problem(400, "InvalidParameterValue",
+                               "a parameter value does not fit the type of its property")
+            except Exception:
+                log.exception("OGC API request failed: %s", request.url)
+                return problem(500, "NoApplicableCode", "the request failed (see the server log)")
             content = apply_gzip(headers, content)
         return _to_response(headers, status, content)
 
@@ -105,7 +176,9 @@ def build_app(config: dict, openapi: dict) -> Starlette:
         ),
         Route(f"/collections/{cid}", _endpoint(api, core_api.describe_collections, ("collection_id",))),
     ]
-    return Starlette(routes=[Mount("/static", StaticFiles(directory=STATIC_DIR)), *routes])
+    app = Starlette(routes=[Mount("/static", StaticFiles(directory=STATIC_DIR)), *routes])
+    app.state.id_types = id_types_of(config)
+    return app
 
 
 def load_files(config_path: Path, openapi_path: Path) -> tuple[dict, dict]:
@@ -160,4 +233,25 @@ class OgcApiApp:
                 )
                 await response(scope, receive, send)
             return
-        await app(scope, receive, send)
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        refused = check_request(_route_path(scope), scope.get("query_string", b""), app.state.id_types)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, receive, tracked_send)
+        except Exception:
+            # Starlette's error middleware has already answered 500 when started: re-raising would only make
+            # the server drop the keep-alive connection
+            log.exception("OGC API request failed: %s", scope.get("path"))
+            if not started:
+                await problem(500, "NoApplicableCode", "the request failed (see the server log)")(scope, receive, send)

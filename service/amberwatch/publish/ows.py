@@ -3,6 +3,15 @@
 The map alias is injected here: clients call ``/ows?SERVICE=WMS&REQUEST=GetCapabilities`` and never see or
 choose a mapfile (any ``map=`` they send is dropped; the config file also allows the alias only).
 For production speed run mapserv as FastCGI workers behind nginx instead (infra/).
+
+Hardening (server-side request forgery and information leaks):
+
+* parameters that make MapServer fetch a URL or open a file (``SLD=<url>``, ``CONTEXT=``) are refused with an OGC
+  exception (400), in the query string and in form-encoded POST bodies, whatever their case or %-encoding;
+  ``SLD_BODY`` keeps working unless it references anything external (``ExternalGraphic``, ``OnlineResource``,
+  ``RemoteOWS``, ``xlink:href``, a DTD or entity); XML POST bodies get the same check (defusedxml);
+* mapserv runs with a dead HTTP proxy in its environment, so a fetch that slipped through connects nowhere;
+* error answers are scrubbed: no absolute server paths, no database connection details or SQL.
 """
 
 from __future__ import annotations
@@ -10,9 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote_plus
+from xml.etree.ElementTree import ParseError
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as parse_xml_safely
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -20,6 +34,129 @@ log = logging.getLogger(__name__)
 
 _PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PROJ_DATA", "PROJ_LIB", "GDAL_DATA")
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection"}
+
+# libcurl (MapServer's HTTP client) reads these from the environment: a proxy on port 0 fails at once, connecting
+# to nothing, so no URL that reaches mapserv can be fetched (defence in depth behind the parameter checks).
+DEAD_PROXY = "http://0.0.0.0:0"
+_PROXY_ENV = {name: DEAD_PROXY for name in ("http_proxy", "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy")}
+
+# KVP parameters MapServer resolves by fetching a URL or reading a file (SLD=<url>, CONTEXT=<url or file>).
+REFUSED_PARAMS = frozenset({"sld", "context"})
+# SLD / XML content that references something outside the document.
+_EXTERNAL_SLD = re.compile(
+    r"<!DOCTYPE|<!ENTITY|ExternalGraphic|OnlineResource|RemoteOWS|href\s*=|XInclude|<\?xml-stylesheet", re.I
+)
+_EXTERNAL_TAGS = frozenset({"ExternalGraphic", "OnlineResource", "RemoteOWS", "include"})
+
+
+class RefusedRequest(ValueError):
+    """A request the proxy does not hand to mapserv (answered with an OGC exception, 400)."""
+
+
+def _local(name: str) -> str:
+    return name.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+
+
+def check_params(pairs: list[tuple[str, str]]) -> None:
+    """Refuse remote-reference parameters; ``pairs`` are decoded (name, value) pairs."""
+    for name, value in pairs:
+        key = name.strip().lower()
+        if key in REFUSED_PARAMS:
+            hint = " Send the style inline with SLD_BODY." if key == "sld" else ""
+            raise RefusedRequest(
+                f"Parameter {name.strip().upper()} is not supported here: this server does not fetch remote "
+                f"resources.{hint}"
+            )
+        if key == "sld_body" and _EXTERNAL_SLD.search(value):
+            raise RefusedRequest(
+                "SLD_BODY must be self-contained: ExternalGraphic, OnlineResource, RemoteOWS, xlink:href, "
+                "DTDs and entities are not supported."
+            )
+        if "\x00" in name or "\x00" in value:
+            raise RefusedRequest("NUL characters are not allowed in parameters.")
+
+
+def decode_query(raw: str) -> list[tuple[str, str]]:
+    """Decoded (name, value) pairs as MapServer sees them (``+`` is a space, %-escapes in names too)."""
+    pairs = []
+    for part in raw.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((unquote_plus(name, errors="replace"), unquote_plus(value, errors="replace")))
+    return pairs
+
+
+def check_xml_body(body: bytes) -> None:
+    """An XML POST (WFS GetFeature, ...) must be well formed, without DTD/entities and external references."""
+    try:
+        root = parse_xml_safely(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as err:
+        raise RefusedRequest("XML with a DTD, entities or external references is not supported.") from err
+    except ParseError as err:
+        raise RefusedRequest(f"The request body is not well-formed XML ({err}).") from err
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        if _local(element.tag) in _EXTERNAL_TAGS or any(_local(a) == "href" for a in element.attrib):
+            raise RefusedRequest(
+                f"<{_local(element.tag)}> references an external resource: this server does not fetch remote "
+                "resources."
+            )
+        for name, value in element.attrib.items():
+            check_params([(_local(name), value)])
+
+
+def check_request(query: str, method: str, body: bytes) -> None:
+    """Raise :class:`RefusedRequest` for a request mapserv must not see (remote references, NUL bytes)."""
+    check_params(decode_query(query))
+    if method == "POST" and body.strip():
+        if body.lstrip().startswith(b"<"):
+            check_xml_body(body)
+        else:
+            pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+            check_params(pairs)
+
+
+def ogc_exception(message: str, status: int = 400, code: str = "InvalidParameterValue") -> Response:
+    """An OWS 1.1 ExceptionReport (what WFS 2.0 uses; WMS clients read it as a service exception too)."""
+    text = message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<ows:ExceptionReport xmlns:ows="http://www.opengis.net/ows/1.1" version="2.0.0">\n'
+        f'  <ows:Exception exceptionCode="{code}">\n    <ows:ExceptionText>{text}</ows:ExceptionText>\n'
+        "  </ows:Exception>\n</ows:ExceptionReport>\n"
+    )
+    return Response(xml, status_code=status, media_type="text/xml; charset=UTF-8")
+
+
+# -- scrubbing error answers ------------------------------------------------------------------------------------
+
+_ERROR_MARKERS = (b"ServiceException", b"ExceptionReport", b"ExceptionText", b"MapServer Message", b"msLoadMap")
+# an absolute path: after a start, space, quote, bracket, '=' or ':' (never inside a URL: "http://h/x" has a
+# word character or "//" before its path)
+_ABS_PATH = re.compile(r"(?<![\w/.:@-])/(?:[\w.+~-]+/)+[\w.+~-]*|(?<=[\s(\"'=\[,])/[\w.+~-]+\.\w+")
+_POSTGIS_MESSAGE = re.compile(r"msPostGIS\w*\(\)[^<]*", re.S)
+_LIBPQ_KEYS = re.compile(r"\b(host|hostaddr|port|dbname|user|password|sslmode|options)\s*=\s*('[^']*'|\S+)", re.I)
+_VERSION_BANNER = re.compile(r"<!-- MapServer version [^>]*-->\n?")
+_PG_SERVER = re.compile(r"connection to server[^<]*", re.I | re.S)
+
+
+def scrub_error_text(text: str) -> str:
+    """Remove server paths and database details from a MapServer error message."""
+    text = _VERSION_BANNER.sub("", text)
+    text = _POSTGIS_MESSAGE.sub("database query failed (details are in the server log)", text)
+    text = _PG_SERVER.sub("database connection failed (details are in the server log)", text)
+    text = _LIBPQ_KEYS.sub(lambda m: f"{m.group(1)}=***", text)
+    return _ABS_PATH.sub("[path]", text)
+
+
+def scrub_error_body(status: int, content: bytes) -> bytes:
+    """``content`` with :func:`scrub_error_text` applied when it is an error answer (small, text)."""
+    if len(content) > 200_000 or not (status >= 400 or any(m in content for m in _ERROR_MARKERS)):
+        return content
+    if content[:8] == b"\x89PNG\r\n\x1a\n" or content[:3] == b"\xff\xd8\xff":
+        return content
+    return scrub_error_text(content.decode("utf-8", errors="replace")).encode("utf-8")
 
 
 def find_mapserv(configured: Path) -> str | None:
@@ -66,6 +203,7 @@ class MapServerCGI:
     def environment(self, request: Request, body: bytes) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _PASSTHROUGH_ENV or k.startswith("PG")}
         host = request.headers.get("host", "")
+        env.update(_PROXY_ENV)
         env.update(
             MAPSERVER_CONFIG_FILE=str(self.config_file),
             GATEWAY_INTERFACE="CGI/1.1",
@@ -85,6 +223,13 @@ class MapServerCGI:
         return env
 
     async def __call__(self, request: Request) -> Response:
+        try:
+            return await self._answer(request)
+        except Exception:  # an answer, never a torn connection (keep-alive clients go on)
+            log.exception("/ows failed: %s", request.url.query[:300])
+            return ogc_exception("MapServer request failed (see the server log)", 500, "NoApplicableCode")
+
+    async def _answer(self, request: Request) -> Response:
         if not self.config_file.exists():
             return PlainTextResponse("no layers published yet (publish.refresh not run)", status_code=503)
         if request.method == "GET" and not request.url.query:
@@ -94,6 +239,11 @@ class MapServerCGI:
                 status_code=400,
             )
         body = await request.body() if request.method == "POST" else b""
+        try:
+            check_request(request.url.query, request.method, body)
+        except RefusedRequest as refused:
+            log.info("/ows refused from %s: %s", request.client.host if request.client else "?", refused)
+            return ogc_exception(str(refused))
         env = self.environment(request, body)
         async with self._slots:
             proc = await asyncio.create_subprocess_exec(
@@ -116,4 +266,7 @@ class MapServerCGI:
             log.error("mapserv exited with %s: %s", proc.returncode, err.decode(errors="replace")[:2000])
             return PlainTextResponse("MapServer failed (see the server log)", status_code=502)
         status, headers, content = parse_cgi_output(out)
-        return Response(content, status_code=status, headers=headers)
+        scrubbed = scrub_error_body(status, content)
+        if scrubbed is not content:
+            log.info("mapserv error answer (%s): %s", status, content[:2000].decode(errors="replace"))
+        return Response(scrubbed, status_code=status, headers=headers)

@@ -1,0 +1,345 @@
+"""Hostile requests against /ows (MapServer) and /ogcapi (pygeoapi), served for real (uvicorn, mapserv, PostGIS).
+
+* WMS ``SLD=<url>`` (any case, %-encoded, in a POST form) and ``CONTEXT=`` are refused and nothing connects to
+  the URL: a real loopback listener counts connections. mapserv itself, called directly with the proxy's
+  environment, does not connect either (dead proxy, ``sld_external_graphic`` validation).
+* ``SLD_BODY`` still styles a GetMap; one that references something external is refused.
+* OGC API Features: out-of-range offsets/limits, non-integer item ids, NUL bytes, values the column type cannot
+  hold get 4xx with a JSON message and no internals; an exception inside pygeoapi is a clean 500.
+* Error answers on a keep-alive connection leave the connection usable (one socket for all requests).
+* MapServer error text reaches clients without server paths or database details.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import socket
+import subprocess
+import threading
+import urllib.parse
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import yaml
+from geoalchemy2.shape import from_shape
+from PIL import Image
+from publish_helpers import MAPSERV, Server, publish_settings, serve
+from shapely.geometry import MultiPolygon, box
+from sqlalchemy import delete
+
+from amberwatch.publish import refresh
+from amberwatch.publish.ogcapi import load_files
+from amberwatch.publish.ows import DEAD_PROXY, check_request, scrub_error_text
+from amberwatch.publish.service import _mounted
+from amberwatch.store.db import Store
+from amberwatch.store.models import ProtectedArea
+
+# A corner no other test uses (north of Rivne oblast).
+X0, Y0, SIZE = 26.905, 51.905, 0.01
+BBOX_130 = f"{Y0 - 0.005},{X0 - 0.005},{Y0 + SIZE + 0.005},{X0 + SIZE + 0.005}"  # WMS 1.3.0 EPSG:4326: lat,lon
+SOURCE = "test_ows_hardening"
+
+
+class Listener:
+    """A TCP listener on loopback that counts (and closes) every connection it accepts."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    lst = Listener()
+    yield lst
+    lst.close()
+
+
+@pytest.fixture(scope="module")
+def area(store: Store) -> Iterator[int]:
+    with store.session() as s:
+        pa = ProtectedArea(name="Hardening test reserve", category="test", code="T1", source=SOURCE,
+                           geom=from_shape(MultiPolygon([box(X0, Y0, X0 + SIZE, Y0 + SIZE)]), srid=4326))
+        s.add(pa)
+        s.flush()
+        pid = pa.id
+    yield pid
+    with store.session() as s:
+        s.execute(delete(ProtectedArea).where(ProtectedArea.source == SOURCE))
+
+
+@pytest.fixture(scope="module")
+def server(store: Store, area: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serve(store, publish_settings(store, tmp_path_factory.mktemp("hardening"))) as srv:
+        yield srv
+
+
+def request(server: Server, method: str, target: str, body: bytes | None = None,
+            headers: dict | None = None) -> tuple[int, dict, bytes]:
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def getmap_query(**extra: str) -> str:
+    params = {"SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": "protected_areas",
+              "STYLES": "", "CRS": "EPSG:4326", "BBOX": BBOX_130, "WIDTH": "64", "HEIGHT": "64",
+              "FORMAT": "image/png", **extra}
+    return urllib.parse.urlencode(params)
+
+
+# -- SLD= and other remote references ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["SLD", "sld", "Sld", "%53LD", "%73ld"])
+def test_wms_sld_url_refused_without_connection(server: Server, listener: Listener, name: str):
+    url = urllib.parse.quote(f"http://127.0.0.1:{listener.port}/x.sld", safe="")
+    status, headers, body = request(server, "GET", f"/ows?{getmap_query()}&{name}={url}")
+    assert status == 400, body[:300]
+    assert "xml" in headers["content-type"] and b"ExceptionReport" in body and b"SLD_BODY" in body
+    assert str(listener.port).encode() not in body
+    assert listener.connections == 0
+
+
+def test_sld_in_post_form_and_context_refused(server: Server, listener: Listener):
+    url = f"http://127.0.0.1:{listener.port}/x"
+    form = f"{getmap_query()}&sld={urllib.parse.quote(url, safe='')}".encode()
+    status, _, body = request(server, "POST", "/ows", form, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and b"SLD" in body
+    status, _, body = request(server, "GET", f"/ows?{getmap_query(CONTEXT=url)}")
+    assert status == 400 and b"CONTEXT" in body
+    assert listener.connections == 0
+
+
+def test_xml_post_with_external_references_refused(server: Server, listener: Listener):
+    url = f"http://127.0.0.1:{listener.port}/x"
+    bodies = [
+        f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e SYSTEM "{url}">]><r>&e;</r>',
+        f'<wfs:GetFeature xmlns:wfs="http://www.opengis.net/wfs/2.0" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'service="WFS" version="2.0.0"><wfs:Query typeNames="protected_areas" xlink:href="{url}"/>'
+        "</wfs:GetFeature>",
+        "<not-closed>",
+    ]
+    for xml in bodies:
+        status, _, body = request(server, "POST", "/ows", xml.encode(), {"Content-Type": "text/xml"})
+        assert status == 400, (xml, body[:300])
+        assert b"ExceptionReport" in body
+    assert listener.connections == 0
+
+
+def test_xml_post_getfeature_still_works(server: Server, area: int):
+    xml = ('<wfs:GetFeature xmlns:wfs="http://www.opengis.net/wfs/2.0" service="WFS" version="2.0.0" '
+           'outputFormat="geojson"><wfs:Query typeNames="protected_areas"/></wfs:GetFeature>')
+    status, _, body = request(server, "POST", "/ows", xml.encode(), {"Content-Type": "text/xml"})
+    assert status == 200, body[:300]
+    assert area in {f["properties"]["id"] for f in json.loads(body)["features"]}
+
+
+RED_SLD = """<StyledLayerDescriptor version="1.1.0" xmlns="http://www.opengis.net/sld"
+ xmlns:se="http://www.opengis.net/se"><NamedLayer><se:Name>protected_areas</se:Name><UserStyle><se:FeatureTypeStyle>
+ <se:Rule><se:PolygonSymbolizer><se:Fill><se:SvgParameter name="fill">#ff0000</se:SvgParameter></se:Fill>
+ </se:PolygonSymbolizer></se:Rule></se:FeatureTypeStyle></UserStyle></NamedLayer></StyledLayerDescriptor>"""
+
+
+def test_sld_body_still_renders(server: Server, area: int):
+    status, headers, body = request(server, "GET", f"/ows?{getmap_query(SLD_BODY=RED_SLD)}")
+    assert status == 200 and headers["content-type"] == "image/png", body[:300]
+    img = np.asarray(Image.open(io.BytesIO(body)).convert("RGBA"))
+    red = (img[..., 0] > 200) & (img[..., 1] < 60) & (img[..., 2] < 60) & (img[..., 3] > 200)
+    assert red[24:40, 24:40].all() and not red[:8, :8].any()  # the reserve (the middle quarter) in the SLD colour
+    status, _, body = request(server, "GET", f"/ows?{getmap_query()}")  # the mapfile's own style is not red
+    plain = np.asarray(Image.open(io.BytesIO(body)).convert("RGBA"))
+    assert not ((plain[..., 0] > 200) & (plain[..., 1] < 60) & (plain[..., 2] < 60))[24:40, 24:40].all()
+
+
+def test_sld_body_with_external_graphic_refused(server: Server, listener: Listener):
+    sld = RED_SLD.replace(
+        "<se:Fill>",
+        f'<se:Fill><se:GraphicFill><se:Graphic><se:ExternalGraphic><se:OnlineResource '
+        f'xmlns:xlink="http://www.w3.org/1999/xlink" xlink:href="http://127.0.0.1:{listener.port}/p.png"/>'
+        "<se:Format>image/png</se:Format></se:ExternalGraphic></se:Graphic></se:GraphicFill>",
+    )
+    status, _, body = request(server, "GET", f"/ows?{getmap_query(SLD_BODY=sld)}")
+    assert status == 400 and b"SLD_BODY" in body
+    assert listener.connections == 0
+
+
+def _mapserv_direct(server: Server, query: str) -> bytes:
+    """mapserv run as the proxy runs it (same config, dead proxy), but without the proxy's parameter checks."""
+    env = {"PATH": os.environ.get("PATH", ""), "MAPSERVER_CONFIG_FILE": str(server.state.paths.mapserver_config),
+           "REQUEST_METHOD": "GET", "QUERY_STRING": query,
+           **{k: DEAD_PROXY for k in ("http_proxy", "https_proxy", "ALL_PROXY")}}
+    assert MAPSERV is not None
+    return subprocess.run([MAPSERV], env=env, capture_output=True, timeout=60).stdout
+
+
+def test_mapserv_itself_fetches_nothing(server: Server, listener: Listener):
+    """Defence in depth: the mapfile and mapserv's environment stop remote fetches the proxy would let through."""
+    url = f"http://127.0.0.1:{listener.port}/x.sld"
+    out = _mapserv_direct(server, f"{getmap_query()}&SLD={urllib.parse.quote(url, safe='')}")
+    assert b"ServiceException" in out
+    sld = RED_SLD.replace(
+        "<se:Fill>",
+        f'<se:Fill><se:GraphicFill><se:Graphic><se:ExternalGraphic><se:OnlineResource '
+        f'xmlns:xlink="http://www.w3.org/1999/xlink" xlink:href="http://127.0.0.1:{listener.port}/p.png"/>'
+        "<se:Format>image/png</se:Format></se:ExternalGraphic></se:Graphic></se:GraphicFill>",
+    )
+    _mapserv_direct(server, getmap_query(SLD_BODY=sld))
+    assert listener.connections == 0
+
+
+def test_check_request_unit():
+    refused = ["SLD=x", "sld=x", "%53%4cD=x", "Context=x", "a=%00", "SLD_BODY=%3C!DOCTYPE",
+               "SLD_BODY=%3CRemoteOWS%3E"]
+    for query in refused:
+        with pytest.raises(ValueError):
+            check_request(query, "GET", b"")
+    check_request(getmap_query(SLD_BODY=RED_SLD), "GET", b"")
+    check_request("", "POST", b'<GetFeature xmlns="http://www.opengis.net/wfs/2.0"/>')
+
+
+# -- leaks ------------------------------------------------------------------------------------------------------
+
+def test_scrub_error_text():
+    text = scrub_error_text(
+        "msLoadMap(): Unable to access file. (/root/aw/data/ogc/amberwatch.map)\n"
+        'msPostGISLayerOpen(): Query error. connection to server at "10.0.0.5", port 5432 failed: '
+        "password authentication failed for user \"aw\"</ServiceException>\n"
+        'xsi:schemaLocation="http://www.opengis.net/ogc http://schemas.opengis.net/wms/1.3.0/exceptions.xsd"\n'
+        "host=db port=5432 dbname=aw user=aw password='s3cret'"
+    )
+    assert "/root" not in text and "amberwatch.map" not in text
+    assert "10.0.0.5" not in text and "s3cret" not in text and "5432" not in text
+    assert "http://schemas.opengis.net/wms/1.3.0/exceptions.xsd" in text  # URLs stay
+
+
+def test_mapserv_error_has_no_server_path(server: Server):
+    """A real MapServer error that names a file (the mapfile is gone) reaches the client without the path."""
+    mapfile = server.state.paths.mapfile
+    hidden = mapfile.with_name("moved-away.map")
+    mapfile.rename(hidden)
+    try:
+        status, _, body = request(server, "GET", "/ows?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetCapabilities")
+    finally:
+        hidden.rename(mapfile)
+    assert body, status
+    assert str(server.state.paths.root).encode() not in body and b"amberwatch.map" not in body
+    assert b"/tmp/" not in body and b"/root/" not in body
+    assert b"SUPPORTS=" not in body  # nor MapServer's build banner
+
+
+# -- OGC API Features -------------------------------------------------------------------------------------------
+
+HOSTILE_OAPIF = [
+    "/ogcapi/collections/protected_areas/items?offset=1e29",
+    "/ogcapi/collections/protected_areas/items?offset=99999999999999999999",
+    "/ogcapi/collections/protected_areas/items?offset=-1",
+    "/ogcapi/collections/protected_areas/items?limit=1e29",
+    "/ogcapi/collections/protected_areas/items?limit=99999999999999999999",
+    "/ogcapi/collections/protected_areas/items?limit=0",
+    "/ogcapi/collections/protected_areas/items?limit=%00",
+    "/ogcapi/collections/protected_areas/items?f=json%00",
+    "/ogcapi/collections/protected_areas/items?%00=1",
+    "/ogcapi/collections/protected_areas/items?id=abc",
+    "/ogcapi/collections/protected_areas/items?id=99999999999999999999",
+    "/ogcapi/collections/mining_sites/items?area_ha=abc",
+    "/ogcapi/collections/mining_sites/items?first_seen=not-a-date",
+    "/ogcapi/collections/mining_sites/items?datetime=2020-13-45",
+    "/ogcapi/collections/mining_sites/items?bbox=1,2,3",
+    "/ogcapi/collections/mining_sites/items?filter=xx((",
+    "/ogcapi/collections/mining_sites/items/abc",
+    "/ogcapi/collections/mining_sites/items/99999999999999999999",
+    "/ogcapi/collections/mining_sites/items/1.5",
+    "/ogcapi/collections/detections/items/abc",
+    "/ogcapi/collections/mining_sites/items/%00",
+    "/ogcapi/collections/no_such/items/abc",
+]
+
+
+@pytest.mark.parametrize("target", HOSTILE_OAPIF)
+def test_oapif_hostile_requests_are_4xx(server: Server, target: str):
+    status, _, body = request(server, "GET", target)
+    assert 400 <= status < 500, (status, body[:300])
+    text = body.decode(errors="replace")
+    for leak in ("Traceback", "psycopg", "sqlalchemy", "SELECT", str(server.settings.data_dir), "/tmp/"):
+        assert leak not in text, (leak, text[:300])
+    assert json.loads(body)["description"]
+
+
+def test_oapif_valid_requests_still_work(server: Server, area: int):
+    status, _, body = request(server, "GET", f"/ogcapi/collections/protected_areas/items/{area}?f=json")
+    assert status == 200 and json.loads(body)["id"] == area
+    status, _, body = request(server, "GET", "/ogcapi/collections/protected_areas/items?f=json&limit=5&offset=0")
+    assert status == 200 and json.loads(body)["type"] == "FeatureCollection"
+
+
+# -- keep-alive after error answers -----------------------------------------------------------------------------
+
+def test_error_answers_keep_the_connection_usable(server: Server, monkeypatch: pytest.MonkeyPatch):
+    """All on one keep-alive connection: 4xx answers and an exception inside pygeoapi (a clean JSON 500)."""
+    from pygeoapi import api as core_api
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("/secret/path broke")
+
+    monkeypatch.setattr(core_api, "conformance", broken)
+    app = next(a for a in _mounted if a.config_path == server.state.paths.pygeoapi_config)
+    config, openapi = load_files(app.config_path, app.openapi_path)
+    app.swap(config, openapi)  # rebuilt routes pick up the broken function
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        answers = []
+        sockets = set()
+        for target in ["/ogcapi/collections/mining_sites/items/abc",
+                       "/ogcapi/conformance?f=json",
+                       "/ogcapi/collections/mining_sites/items?area_ha=abc",
+                       f"/ows?{getmap_query(SLD='http://127.0.0.1:1/x')}",
+                       "/ows?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetMap&LAYERS=nope",
+                       "/ogcapi/collections?f=json"]:
+            conn.request("GET", target)
+            resp = conn.getresponse()
+            body = resp.read()
+            sockets.add(id(conn.sock))
+            answers.append((resp.status, body))
+            assert resp.getheader("connection", "").lower() != "close", target
+        conn.close()
+    finally:
+        monkeypatch.undo()
+        app.swap(config, openapi)
+    statuses = [status for status, _ in answers]
+    assert statuses[:4] == [404, 500, 400, 400] and statuses[4] < 500 and statuses[5] == 200, answers
+    assert answers[1][0] == 500 and b"/secret" not in answers[1][1] and b"RuntimeError" not in answers[1][1]
+    assert len(sockets) == 1  # never reconnected
+
+
+def test_refresh_keeps_id_types(server: Server, store: Store):
+    state = refresh(store, server.settings)
+    config = yaml.safe_load(state.paths.pygeoapi_config.read_text())
+    assert config["amberwatch"]["id_types"]["mining_sites"] in ("integer", "bigint")
+    assert config["amberwatch"]["id_types"]["detections"] in ("integer", "bigint")
