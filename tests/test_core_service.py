@@ -278,3 +278,22 @@ def test_embedded_cluster_honours_its_port(tmp_path: Path) -> None:
         engine.dispose()
     finally:
         again.stop()
+
+
+def test_a_run_whose_worker_died_too_often_is_failed_with_the_reason(env: dict, scene_id: int) -> None:
+    from amberwatch.settings import Settings
+    from amberwatch.store.db import Store
+    from amberwatch.usecases import runs as runs_uc
+    from amberwatch.usecases import scenes as scenes_uc
+
+    settings = Settings(data_dir=env["data_dir"], database_url=env["url"], job_max_attempts=2)
+    store = Store(settings).start(migrate=False)
+    try:
+        run = runs_uc.create_run(store, settings, scenes_uc.get_scene(store, scene_id))
+        with store.engine.begin() as conn:  # two starts whose worker died (kill -9, out of memory)
+            conn.execute(text("update runs set state = 'running', attempts = 2 where id = :id"), {"id": run.id})
+        done = runs_uc.execute_run(store, settings, run.id)
+        assert done.state == "failed" and "each of 2 attempts" in (done.error or "")
+        assert runs_uc.execute_run(store, settings, run.id).state == "failed"  # idempotent: left as it is
+    finally:
+        store.stop()

@@ -33,10 +33,13 @@ async def recover_stalled(queue: procrastinate.App, stalled_after_s: float) -> i
     return len(stalled)
 
 
-async def _recovery_loop(queue: procrastinate.App, stalled_after_s: float) -> None:
+async def _recovery_loop(queue: procrastinate.App, store: Store, stalled_after_s: float) -> None:
+    from amberwatch.usecases.runs import queue_orphans
+
     while True:
         try:
             await recover_stalled(queue, stalled_after_s)
+            await queue_orphans(queue, store, older_than_s=max(60.0, 3 * stalled_after_s))
         except Exception:  # keep the loop alive; the next round tries again
             log.exception("job recovery failed")
         await asyncio.sleep(max(2.0, stalled_after_s / 2))
@@ -50,7 +53,7 @@ async def run_worker(queue: procrastinate.App, store: Store, settings: Settings,
     log.info("worker: %d job(s) at once, jobs without a heartbeat for %.0f s are retried (at most %d starts)",
              concurrency, settings.job_stalled_after_s, settings.job_max_attempts)
     await recover_stalled(queue, settings.job_stalled_after_s)
-    recovery = asyncio.create_task(_recovery_loop(queue, settings.job_stalled_after_s))
+    recovery = asyncio.create_task(_recovery_loop(queue, store, settings.job_stalled_after_s))
     try:
         await queue.run_worker_async(
             queues=queues or [QUEUE], concurrency=concurrency, wait=wait, install_signal_handlers=False,

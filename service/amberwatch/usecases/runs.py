@@ -163,6 +163,16 @@ async def queue_run(queue: procrastinate.App, store: Store, run_id: int) -> None
     mark_queued(store, run_id, job_id)
 
 
+async def queue_orphans(queue: procrastinate.App, store: Store, older_than_s: float) -> int:
+    """Queue the runs that were created but never queued (a crash between the two steps)."""
+    with store.session() as session:
+        orphans = run_queries.orphaned_pending(session, older_than_s)
+    for run_id in orphans:
+        log.warning("run %d was never queued: queuing it now", run_id)
+        await queue_run(queue, store, run_id)
+    return len(orphans)
+
+
 def mark_queued(store: Store, run_id: int, queue_job_id: int) -> None:
     with store.session() as session:
         run_queries.mark_queued(session, run_id, queue_job_id)

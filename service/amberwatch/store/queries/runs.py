@@ -28,6 +28,13 @@ def count_by_state(session: Session) -> dict[str, int]:
     return {state: n for state, n in session.execute(select(Run.state, func.count()).group_by(Run.state)).all()}
 
 
+def orphaned_pending(session: Session, older_than_s: float) -> list[int]:
+    """Runs created but never queued (their creator died in between), oldest first."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+    q = select(Run.id).where(Run.state == "pending", Run.queue_job_id.is_(None), Run.created_at < cutoff)
+    return list(session.scalars(q.order_by(Run.id)))
+
+
 def mark_queued(session: Session, run_id: int, queue_job_id: int) -> None:
     run = session.get(Run, run_id)
     if run is not None and run.state == "pending":
