@@ -172,7 +172,8 @@ def test_bad_inputs_are_refused_and_nothing_is_stored(server: dict, env: dict) -
     base = server["base"]
     n_scenes = len(httpx.get(f"{base}/api/scenes").json())
     # not a raster
-    r = httpx.post(f"{base}/api/scenes", headers=server["auth"], files={"file": ("scene.tif", b"this is not a GeoTIFF", "image/tiff")})
+    r = httpx.post(f"{base}/api/scenes", headers=server["auth"],
+                   files={"file": ("scene.tif", b"this is not a GeoTIFF", "image/tiff")})
     assert r.status_code == 400 and r.json()["detail"]
     # a path outside the allowed roots
     r = httpx.post(f"{base}/api/scenes", headers=server["auth"], json={"path": "/etc/passwd"})
@@ -216,7 +217,8 @@ def test_run_with_a_looser_decision_rule(server: dict, env: dict) -> None:
     assert len(httpx.get(f"{base}/api/runs").json()) == len(runs)
     default = max((x for x in runs if x["state"] == "published"), key=lambda x: x["id"])
     assert default["parameters"]["min_object_confidence"] > 0.0  # the model card's rule
-    r = httpx.post(f"{base}/api/runs?wait=true", headers=server["auth"], json={"scene": 1, "pixel_threshold": 0.5, "min_confidence": 0.0},
+    r = httpx.post(f"{base}/api/runs?wait=true", headers=server["auth"],
+                   json={"scene": 1, "pixel_threshold": 0.5, "min_confidence": 0.0},
                    timeout=900)
     assert r.status_code == 202, r.text
     loose = r.json()
