@@ -29,7 +29,7 @@ from amberwatch.store.db import Store
 from amberwatch.store.models import Detection, Run, Scene
 from amberwatch.track import rebuild_sites, update_sites
 from amberwatch.track.geo import to_metric, to_wgs84
-from amberwatch.track.layers import load_layer
+from amberwatch.usecases.monitoring import load_layer
 
 SHARED = Path(os.environ.get("AMBERWATCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 ORIGIN = (26.3, 51.45)

@@ -2,7 +2,7 @@
 
 Four sites are made the way production makes them: hand-made ``DetectionResult`` objects go through
 ``pipeline.publish_result``, so the real ``track.update_sites`` creates sites, observations and events. A tiny
-oblast/raion layer and a protected area are loaded with ``track.layers.load_layer`` from GeoJSON files. The
+oblast/raion layer and a protected area are loaded with ``usecases.monitoring.load_layer`` from GeoJSON files. The
 hromada layer stays empty on purpose (an empty layer must not break anything); a second, empty database checks
 that every layer is served before anything was published.
 
@@ -25,7 +25,7 @@ import pytest
 from geoalchemy2.shape import from_shape
 from publish_helpers import Server, get, getmap, ogrinfo_counts, ogrinfo_fields, publish_settings, serve
 from pyproj import Transformer
-from shapely.geometry import Point, box, mapping
+from shapely.geometry import MultiPolygon, Point, box, mapping
 from sqlalchemy import text
 
 from amberwatch.publish.catalog import REGION_EXTENT
@@ -35,9 +35,9 @@ from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Run, Scene
 from amberwatch.track.geo import to_metric, to_wgs84
-from amberwatch.track.layers import load_layer
 from amberwatch.types import DetectedPolygon, DetectionResult
 from amberwatch.usecases import runs as pipeline
+from amberwatch.usecases.monitoring import load_layer
 
 ORIGIN = (26.30, 51.45)  # Rivne oblast, in the amber belt
 T1 = datetime(2021, 5, 10, 9, 20, tzinfo=UTC)
@@ -83,8 +83,8 @@ def _publish_scene(db: Store, settings: Settings, when: datetime) -> int:
     with db.session() as s:
         scene = Scene(scene_key=f"TEST_PUBMON_{when:%Y%m%d}", sensor="sentinel2a", family="sentinel2", level="L2A",
                       acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"], cloud_fraction=0.0,
-                      footprint=from_shape(footprint, srid=4326), source="test", reflectance_path="/nonexistent.tif",
-                      stac_item={})
+                      footprint=from_shape(MultiPolygon([footprint]), srid=4326), source="test",
+                      reflectance_path="/nonexistent.tif", stac_item={})
         run = Run(state="running", parameters={}, progress=0.0, n_detections=0)
         run.scenes = [scene]
         s.add(run)

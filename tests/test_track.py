@@ -60,7 +60,7 @@ def publish(db: Store, when: datetime, polys: list[tuple[str, object]], footprin
     with db.session() as s:
         scene = Scene(scene_key=f"TEST_{when:%Y%m%d}_{next(_keys)}", sensor="sentinel2a", family="sentinel2",
                       level="L2A", acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"],
-                      cloud_fraction=0.0, footprint=from_shape(footprint, srid=4326), source="test",
+                      cloud_fraction=0.0, footprint=from_shape(MultiPolygon([footprint]), srid=4326), source="test",
                       reflectance_path="/nonexistent.tif", cloud_mask_path=str(cloud_mask) if cloud_mask else None,
                       stac_item={})
         run = Run(state="running", parameters={}, progress=0.0, n_detections=len(polys))
@@ -245,7 +245,7 @@ def test_admin_position_and_protected_areas_with_real_layers(clean: Store, layer
     import shapely
 
     from amberwatch.track.geo import to_metric as metric
-    from amberwatch.track.layers import load_layer
+    from amberwatch.usecases.monitoring import load_layer
 
     db = clean
     publish(db, T2018, [("pit", square(0, 0, 100))])  # before the layers: filled in when they are loaded
@@ -366,8 +366,8 @@ def _assert_adds_up(stats: dict) -> None:
 
 
 def test_stats_totals_add_up(clean: Store, tmp_path: Path) -> None:
-    from amberwatch.track.layers import load_layer
-    from amberwatch.track.stats import compute_stats, stats_csv
+    from amberwatch.track.stats import stats_csv
+    from amberwatch.usecases.monitoring import compute_stats, load_layer
 
     db = clean
     publish_series(db, [T2018, T2019, T2020], tmp_path)
@@ -408,7 +408,7 @@ def client(clean: Store):
     from fastapi.testclient import TestClient
 
     from amberwatch.errors import AmberWatchError
-    from amberwatch.track.api import router
+    from amberwatch.web.monitoring import router
 
     app = FastAPI()
     app.state.store, app.state.settings = clean, Settings(database_url=clean.url)
@@ -521,7 +521,7 @@ def test_stats_and_track_cli(cli_env, clean: Store, tmp_path: Path) -> None:
 def test_write_sites_gpkg(clean: Store, tmp_path: Path) -> None:
     import pyogrio
 
-    from amberwatch.track.export import write_sites
+    from amberwatch.usecases.monitoring import write_sites
 
     publish_series(clean, [T2018, T2019, T2020], tmp_path)
     out = tmp_path / "sites.gpkg"
@@ -549,7 +549,7 @@ def test_pipeline_publish_result_updates_sites(clean: Store, tmp_path: Path) -> 
         with clean.session() as s:
             scene = Scene(scene_key=f"PIPE_{when:%Y}", sensor="sentinel2a", family="sentinel2", level="L2A",
                           acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"], cloud_fraction=0.0,
-                          footprint=from_shape(FOOTPRINT, srid=4326), source="test",
+                          footprint=from_shape(MultiPolygon([FOOTPRINT]), srid=4326), source="test",
                           reflectance_path="/nonexistent.tif", stac_item={})
             run = Run(state="running", parameters={}, progress=0.0, n_detections=0)
             run.scenes = [scene]
@@ -572,11 +572,16 @@ def test_pipeline_publish_result_updates_sites(clean: Store, tmp_path: Path) -> 
         assert {r.state for r in s.scalars(select(Run))} == {"published"}
 
 
-def test_post_track_rejects_bad_paths(client, tmp_path: Path) -> None:
-    res = client.post("/api/track", json={"paths": []})
-    assert res.status_code == 400 and "paths: give at least one scene path" in res.json()["detail"]
-    res = client.post("/api/track", json={"paths": ["/etc"]})
-    assert res.status_code == 403 and "outside the allowed roots" in res.json()["detail"]
+def test_track_rejects_bad_paths(tmp_path: Path) -> None:
+    """What POST /api/track checks before queueing anything (usecases.tracking.plan_track)."""
+    from amberwatch.errors import ForbiddenPathError, InputError
+    from amberwatch.usecases.tracking import plan_track
+
+    settings = Settings(data_dir=tmp_path, allowed_roots=[tmp_path])
+    with pytest.raises(InputError, match="paths: give at least one scene path"):
+        plan_track(settings, [])
+    with pytest.raises(ForbiddenPathError, match="allowed root"):
+        plan_track(settings, ["/etc"])
 
 
 def test_track_command_on_demo_scenes(cli_env, clean: Store, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -46,12 +45,10 @@ def load(
 
     Admin kinds replace the whole kind; protected areas replace the rows of the same --source.
     """
-    from amberwatch.track.layers import load_layer
+    from amberwatch.usecases.monitoring import load_layer_files
 
     try:
-        store = _store()
-        with store.session() as session:
-            n = load_layer(session, kind, files, name_field, code_field, category_field, source, layer)
+        n = load_layer_files(_store(), kind, files, name_field, code_field, category_field, source, layer)
     except AmberWatchError as err:
         _fail(err)
     typer.echo(f"loaded {n} {kind} features")
@@ -62,18 +59,16 @@ def stats_command(
     format: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",  # noqa: A002
 ) -> None:
     """Statistics: disturbed area, new/abandoned sites, area inside protected areas (groups + total)."""
-    from amberwatch.track.stats import check_format, compute_stats, stats_csv
+    from amberwatch.track.stats import check_by, check_format
+    from amberwatch.usecases.monitoring import stats_text
 
     try:
         check_format(format)
-        store = _store()
-        with store.session() as session:
-            stats = compute_stats(session, by)
+        check_by(by)
+        output = stats_text(_store(), by, format)
     except AmberWatchError as err:
         _fail(err)
-    typer.echo(stats_csv(stats) if format == "csv" else json.dumps(stats, indent=2, ensure_ascii=False), nl=False)
-    if format == "json":
-        typer.echo()
+    typer.echo(output, nl=False)
 
 
 def _looks_like_scene_dir(path: Path) -> bool:
@@ -107,9 +102,9 @@ def track_command(
     model: Annotated[str | None, typer.Option(help="Model name or name@version (default: per sensor).")] = None,
 ) -> None:
     """Follow mining sites through time: ingest every scene, detect in date order, update sites and events."""
-    from amberwatch.track.export import write_sites
     from amberwatch.usecases import runs as pipeline
     from amberwatch.usecases import scenes as scenes_uc
+    from amberwatch.usecases.monitoring import export_sites, track_summary
     from amberwatch.vector_out import vector_driver
 
     settings = get_settings()
@@ -125,19 +120,9 @@ def track_command(
             typer.echo(f"{row.acquired:%Y-%m-%d} {row.scene_key}: run {run.id}, {run.n_detections} detections")
         summary = track_summary(store)
         if out is not None:
-            with store.session() as session:
-                n = write_sites(session, out)
+            n = export_sites(store, out)
             typer.echo(f"wrote {n} sites to {out}")
     except AmberWatchError as err:
         _fail(err)
     typer.echo("sites: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 
-
-def track_summary(store) -> dict[str, int]:  # noqa: ANN001
-    """Number of live sites per status."""
-    from sqlalchemy import text
-
-    with store.session() as session:
-        rows = session.execute(text(
-            "select status, count(*) from sites where merged_into_id is null group by status order by status")).all()
-    return {status: n for status, n in rows}

@@ -1,4 +1,7 @@
-"""Load reference layers (oblasts, raions, hromadas, protected areas) from GeoPackage/GeoJSON/Shapefile."""
+"""Read reference layers (oblasts, raions, hromadas, protected areas) from GeoPackage/GeoJSON/Shapefile.
+
+Reading only: storing them is ``amberwatch.store.queries.layers``, the use case ``usecases.monitoring.load_layer``.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from geoalchemy2.shape import from_shape
 from pyogrio.errors import DataSourceError
 from pyproj import CRS, Transformer
-from sqlalchemy import delete
-from sqlalchemy.orm import Session
 
 from amberwatch.errors import InputError
-from amberwatch.store.models import AdminUnit, ProtectedArea
-from amberwatch.track.admin import ADMIN_KINDS, assign_admin
 from amberwatch.track.geo import multi
 
 log = logging.getLogger(__name__)
 
+ADMIN_KINDS = ("oblast", "raion", "hromada")
 KINDS = (*ADMIN_KINDS, "protected_area")
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
 
@@ -92,8 +91,7 @@ def read_features(path: Path, kind: str, name_field: str | None = None, code_fie
     """Read polygons from one vector file, reprojected to EPSG:4326, with name/code/parent/category."""
     import pyogrio.raw
 
-    if kind not in KINDS:
-        raise InputError(f"unknown layer kind {kind!r}: use one of {', '.join(KINDS)}")
+    check_kind(kind)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     try:
@@ -144,31 +142,30 @@ def read_features(path: Path, kind: str, name_field: str | None = None, code_fie
     return out
 
 
-def load_layer(session: Session, kind: str, paths: list[Path], name_field: str | None = None,
-               code_field: str | None = None, category_field: str | None = None, source: str | None = None,
-               layer: str | None = None) -> int:
-    """Replace a layer in the caller's transaction; returns the number of features stored.
-
-    Admin kinds replace the whole kind; protected areas replace the rows of the same ``source`` (default: the
-    directory or file name), so several protected-area datasets can live side by side. Every site's admin
-    position and protected areas are then recomputed.
-    """
+def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise InputError(f"unknown layer kind {kind!r}: use one of {', '.join(KINDS)}")
+    return kind
+
+
+@dataclass
+class Layer:
+    """Features read from one or more files, ready to replace a layer."""
+
+    kind: str
+    source: str  # dataset name: protected areas of the same source replace each other
+    files: list[Path]
+    features: list[Feature]
+
+
+def read_layer(kind: str, paths: list[Path], name_field: str | None = None, code_field: str | None = None,
+               category_field: str | None = None, source: str | None = None, layer: str | None = None) -> Layer:
+    """Read every vector file of ``paths`` (files or directories); ``source`` defaults to the first path's
+    directory or file name."""
+    check_kind(kind)
     if not paths:
         raise InputError("give at least one vector file or directory")
     files = [f for p in paths for f in vector_files(p)]
     features = [f for path in files for f in read_features(path, kind, name_field, code_field, category_field, layer)]
     src = source or (paths[0].name if paths[0].is_dir() else paths[0].stem)
-    if kind == "protected_area":
-        session.execute(delete(ProtectedArea).where(ProtectedArea.source == src))
-        session.add_all(ProtectedArea(name=f.name, category=f.category, code=f.code, source=src,
-                                      geom=from_shape(f.geom, srid=4326)) for f in features)
-    else:
-        session.execute(delete(AdminUnit).where(AdminUnit.kind == kind))
-        session.add_all(AdminUnit(kind=kind, name=f.name, code=f.code, parent=f.parent, source=src,
-                                  geom=from_shape(f.geom, srid=4326)) for f in features)
-    session.flush()
-    assign_admin(session)
-    log.info("loaded %d %s features from %s (source %s)", len(features), kind, ", ".join(map(str, files)), src)
-    return len(features)
+    return Layer(kind, src, files, features)

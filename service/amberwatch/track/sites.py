@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from amberwatch.errors import NotFoundError
 from amberwatch.store.models import Detection, Event, Run, Site, SiteObservation
+from amberwatch.store.queries.layers import assign_admin
 from amberwatch.track import rules
-from amberwatch.track.admin import assign_admin
 from amberwatch.track.geo import METRIC_SRID, area_ha, multi, to_metric, to_wgs84
 
 log = logging.getLogger(__name__)
