@@ -25,13 +25,14 @@ from amberwatch.store.queries.sites import BBox, SiteFilter
 from amberwatch.track.export import write_site_rows
 from amberwatch.track.feed import atom_feed
 from amberwatch.track.layers import read_layer
+from amberwatch.track.rules import STATUSES
 from amberwatch.track.stats import check_by, check_format, stats_csv
 from amberwatch.vector_out import vector_driver
 
-__all__ = [
-    "BBox", "EventFilter", "Page", "SiteFilter", "SiteHistory", "compute_stats", "events_atom", "export_sites",
-    "get_site", "list_events", "list_sites", "load_layer", "load_layer_files", "stats", "stats_text", "track_summary",
-    "write_sites",
+__all__ = [  # the filter types, statuses and report checks are re-exported for the web and CLI layers
+    "STATUSES", "BBox", "EventFilter", "Page", "SiteFilter", "SiteHistory", "check_by", "check_format",
+    "compute_stats", "events_atom", "export_sites", "get_site", "list_events", "list_sites", "load_layer",
+    "load_layer_files", "stats", "stats_csv", "stats_text", "track_summary", "write_sites",
 ]
 
 log = logging.getLogger(__name__)

@@ -19,16 +19,12 @@ from pydantic import BaseModel
 
 from amberwatch.errors import InputError, NotFoundError
 from amberwatch.settings import Settings
-from amberwatch.store.db import Store
-from amberwatch.track.rules import STATUSES
-from amberwatch.track.stats import check_by, check_format, stats_csv
 from amberwatch.usecases import monitoring
-from amberwatch.usecases.monitoring import BBox, EventFilter, SiteFilter
+from amberwatch.usecases.monitoring import STATUSES, BBox, EventFilter, SiteFilter, check_by, check_format, stats_csv
+from amberwatch.web.deps import MAX_ID, MAX_OFFSET, StoreDep
 
 MAX_LIMIT = 1000
-MAX_OFFSET = 10_000_000
 MAX_TEXT = 200  # longest oblast/raion name accepted
-INT32_MAX = 2**31 - 1
 
 
 class ErrorOut(BaseModel):
@@ -40,10 +36,6 @@ router = APIRouter(tags=["monitoring"], responses=ERRORS)
 
 
 # -- plumbing ------------------------------------------------------------------------------------
-def get_store(request: Request) -> Store:
-    return request.app.state.store
-
-
 def base_url(request: Request) -> str:
     """The configured public URL, else the URL the client called."""
     settings: Settings | None = getattr(request.app.state, "settings", None)
@@ -209,7 +201,7 @@ def site_id_path(site_id: Annotated[str, Path(description="Site id (a whole numb
         value = int(site_id)
     except ValueError as err:
         raise InputError(f"site id {_show(site_id)}: expected a whole number") from err
-    if not 1 <= value <= INT32_MAX:
+    if not 1 <= value <= MAX_ID:
         raise NotFoundError(f"site {value} not found")
     return value
 
@@ -226,8 +218,6 @@ def stats_query(
 ) -> StatsQuery:
     return StatsQuery(check_by(by), check_format(format))
 
-
-StoreDep = Annotated[Store, Depends(get_store)]
 
 
 # -- routes --------------------------------------------------------------------------------------
