@@ -31,3 +31,31 @@ def test_reuse_and_restore(tmp_path: Path, make_database) -> None:
         assert not list((tmp_path / "scenes").glob(".staging-*"))
     finally:
         store.stop()
+
+
+def test_a_scene_row_round_trips_to_the_stage_object(tmp_path: Path, make_database) -> None:
+    """What ingest hands to detection is what a stored scene gives back: same grid, footprint, paths, metadata."""
+    import dataclasses
+
+    from amberwatch.ingest import ingest_path
+
+    settings = Settings(data_dir=tmp_path, database_url=make_database("aw_roundtrip"))
+    store = Store(settings).start()
+    try:
+        direct = ingest_path(DEMO[0], tmp_path / "direct")
+        row = scenes_uc.ingest(store, settings, DEMO[0])
+        back = scenes_uc.scene_from_row(scenes_uc.get_scene(store, row.id))
+        for f in dataclasses.fields(direct):
+            a, b = getattr(direct, f.name), getattr(back, f.name)
+            if f.name in ("reflectance_path", "cloud_mask_path"):
+                assert (a is None) == (b is None) and (a is None or a.name == b.name)
+            elif f.name == "footprint_wgs84":
+                assert a.symmetric_difference(b).area < 1e-12 * max(a.area, 1e-9) + 1e-15, f.name
+            elif f.name == "stac_item":
+                assert a["id"] == b["id"] and a["properties"]["datetime"] == b["properties"]["datetime"]
+            elif f.name == "bounds":
+                assert tuple(a) == tuple(b) and a != (0, 0, 0, 0)
+            elif f.name != "source":
+                assert a == b, f.name
+    finally:
+        store.stop()
