@@ -56,7 +56,8 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         client = (scope.get("client") or ("", 0))[0]
-        write = method not in READ_METHODS
+        # WFS/WMS requests may come as POST (XML): reads all the same (no transactions are enabled)
+        write = method not in READ_METHODS and not path.startswith(("/ows", "/ogcapi"))
 
         limit = self.write_limit if write else self.read_limit if _expensive_read(path) else None
         if limit is not None:
