@@ -63,7 +63,8 @@ trap cleanup EXIT INT TERM
 
 # 1. the app: starts (or connects to) PostGIS, runs publish.refresh (writes $AW_OGC_DIR), serves /api and /ogcapi
 echo "starting uvicorn on 127.0.0.1:$AW_APP_PORT ($AW_APP_WORKERS worker(s))"
-"$PYTHON" -m uvicorn --factory amberwatch.web.app:create_app --host 127.0.0.1 --port "$AW_APP_PORT" \
+# the web processes run no jobs: one `amberwatch worker` below runs them (bounded, with recovery)
+AMBERWATCH_INPROCESS_WORKER=false "$PYTHON" -m uvicorn --factory amberwatch.web.app:app_from_environment --host 127.0.0.1 --port "$AW_APP_PORT" \
     --workers "$AW_APP_WORKERS" --proxy-headers --forwarded-allow-ips 127.0.0.1 \
     >>"$AW_RUN_DIR/log/uvicorn.log" 2>&1 &
 pids+=($!)
@@ -73,6 +74,10 @@ for _ in $(seq 1 600); do
     sleep 0.5
 done
 curl -fsS "http://127.0.0.1:$AW_APP_PORT/health" >/dev/null || { echo "uvicorn did not become healthy" >&2; exit 1; }
+
+# 1b. the job worker (detection runs, tracking)
+"$PYTHON" -m amberwatch worker >>"$AW_RUN_DIR/log/worker.log" 2>&1 &
+pids+=($!)
 
 # 2. mapserv FastCGI workers reading the config that publish.refresh wrote
 "$INFRA/mapserver/spawn-mapserv.sh" "$AW_OGC_DIR" "$AW_RUN_DIR/mapserv.sock" "$AW_MAPSERV_WORKERS"

@@ -81,3 +81,10 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
     publish.mount(app, active, settings)
     app.add_middleware(Guard, store=active, settings=settings)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app with the settings of the environment (``uvicorn --factory amberwatch.web.app:app_from_environment``)."""
+    from amberwatch.settings import get_settings
+
+    return create_app(get_settings())

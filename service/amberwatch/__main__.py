@@ -1,0 +1,5 @@
+"""``python -m amberwatch``: the command line."""
+
+from amberwatch.cli import main
+
+main()
