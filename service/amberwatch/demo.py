@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import select
-
 from amberwatch.errors import InputError
 from amberwatch.settings import PROJECT_ROOT, Settings
 from amberwatch.store.db import Store
-from amberwatch.store.models import Run, run_scenes
+from amberwatch.store.queries import runs as run_queries
 from amberwatch.usecases import runs as pipeline
 from amberwatch.usecases import scenes as scenes_uc
 
@@ -32,10 +30,7 @@ def prepare(settings: Settings, scene_path: Path | None = None) -> int:
     store = Store(settings).start()
     scene = scenes_uc.ingest(store, settings, scene_path or demo_scene_path())
     with store.session() as session:
-        run = session.scalar(
-            select(Run).join(run_scenes, run_scenes.c.run_id == Run.id)
-            .where(run_scenes.c.scene_id == scene.id, Run.state == "published").order_by(Run.id.desc())
-        )
+        run = run_queries.latest_published_for_scene(session, scene.id)
     if run is not None:
         log.info("demo: scene %s already has published run %d, reusing it", scene.scene_key, run.id)
         pipeline.refresh_layers(store, settings)

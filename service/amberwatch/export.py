@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import text
 
 from amberwatch.store.db import Store
+from amberwatch.store.queries import detections as detection_queries
 from amberwatch.vector_out import vector_driver, write_vector
 
 
@@ -15,12 +15,7 @@ def write_run(store: Store, run_id: int, out: Path) -> int:
     """Write every detection of ``run_id`` to ``out``; returns the number of features written."""
     vector_driver(out)
     with store.engine.connect() as conn:
-        rows = conn.execute(text(
-            "select d.id, d.class, d.area_ha, d.confidence, d.observed_at, d.run_id, d.site_id, "
-            "coalesce(m.name || '@' || m.version, '') as model_version, s.scene_key, ST_AsBinary(d.geom) as wkb "
-            "from detections d join runs r on r.id = d.run_id left join model_versions m on m.id = r.model_version_id "
-            "join scenes s on s.id = d.scene_id where d.run_id = :run order by d.id"
-        ), {"run": run_id}).all()
+        rows = detection_queries.of_run(conn, run_id)
     columns = {
         "detection_id": np.array([r.id for r in rows], dtype=np.int64),
         "class": np.array([r[1] for r in rows], dtype=object),

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import procrastinate
 from geoalchemy2.shape import from_shape
-from sqlalchemy import select
 
 from amberwatch.errors import AmberWatchError, InputError, NotFoundError
 from amberwatch.jobs.queue import RUN_TASK, defer
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Detection, ModelVersion, Run, Scene
+from amberwatch.store.queries import models as model_queries
 from amberwatch.store.queries import runs as run_queries
 from amberwatch.types import DetectionResult, IngestedScene, Progress, noop_progress
 from amberwatch.usecases.scenes import as_multipolygon, get_scene, scene_from_row
@@ -26,9 +26,7 @@ log = logging.getLogger(__name__)
 def register_model(store: Store, info) -> ModelVersion:  # noqa: ANN001 - ModelInfo from amberwatch.detect
     """Make sure a registry model version has its row (runs refer to it)."""
     with store.session() as session:
-        row = session.scalar(
-            select(ModelVersion).where(ModelVersion.name == info.name, ModelVersion.version == info.version)
-        )
+        row = model_queries.by_ref(session, info.name, info.version)
         if row is None:
             row = ModelVersion(name=info.name, version=info.version, family=info.family, sha256=info.sha256,
                                card=info.card, metrics=info.metrics)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from amberwatch.store.models import Run
+from amberwatch.store.models import Run, run_scenes
 
 TERMINAL = ("published", "failed")
 
@@ -69,3 +69,9 @@ def mark_failed(session: Session, run_id: int, error: str) -> None:
     run = session.get(Run, run_id)
     if run is not None and run.state not in TERMINAL:
         run.state, run.error, run.finished_at, run.message = "failed", error, datetime.now(UTC), "failed"
+
+
+def latest_published_for_scene(session: Session, scene_id: int) -> Run | None:
+    q = (select(Run).join(run_scenes, run_scenes.c.run_id == Run.id)
+         .where(run_scenes.c.scene_id == scene_id, Run.state == "published").order_by(Run.id.desc()).limit(1))
+    return session.scalar(q)

@@ -1,0 +1,12 @@
+"""Registered model versions (rows that runs refer to)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from amberwatch.store.models import ModelVersion
+
+
+def by_ref(session: Session, name: str, version: str) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version))
