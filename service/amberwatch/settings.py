@@ -30,6 +30,13 @@ class Settings(BaseSettings):
         description="Server-side paths that POST /api/scenes may read from.",
     )
     max_upload_mb: int = 2048
+    # ingest limits (amberwatch.ingest.safety.IngestLimits), checked before any pixel is read
+    max_pixels: int = Field(
+        400_000_000, ge=1, description="Largest raster ingest accepts, width x height of one band (from the header).")
+    max_archive_mb: int = Field(8192, ge=1, description="Largest total uncompressed size of a zip ingest reads (MB).")
+    max_archive_ratio: int = Field(
+        100, ge=1, description="Largest compression ratio of a zip member of 1 MB or more (zip-bomb guard).")
+    max_metadata_mb: int = Field(4, ge=1, description="Largest metadata file ingest reads (MTD_*.xml, *_MTL.txt), MB.")
     models_dir: Path = Field(PROJECT_ROOT / "models" / "registry", description="Model registry root.")
     default_models: dict[str, str] = Field(
         default_factory=lambda: {"sentinel2": "s2-unet", "landsat": "landsat-unet", "vhr_rgb": "vhr-texty"},

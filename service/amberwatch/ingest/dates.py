@@ -25,7 +25,8 @@ def parse_iso(text: str) -> datetime | None:
         return _utc(datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}{frac}{tz}"))
     m = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2}) (\d{2}):(\d{2}):(\d{2})", text)
     if m:
-        return datetime(*map(int, m.groups()), tzinfo=UTC)
+        year, month, day, hour, minute, second = (int(g) for g in m.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     return date_from_name(text)
 
 

@@ -34,7 +34,8 @@ from amberwatch.ingest.bands import (
 from amberwatch.ingest.cloud import SPECTRAL_DESCRIPTION, SPECTRAL_DILATE_M
 from amberwatch.ingest.dates import date_from_name, date_from_tags
 from amberwatch.ingest.plan import BandSource, MaskSource, ScenePlan
-from amberwatch.ingest.rasters import READ_ERRORS, grid_of, open_raster
+from amberwatch.ingest.rasters import READ_ERRORS, grid_of, open_raster, read_error
+from amberwatch.ingest.safety import DEFAULT_LIMITS, IngestLimits
 from amberwatch.ingest.sentinel2 import BAND_FILE, SPACECRAFT, TILE
 from amberwatch.types import LANDSAT_OLI_BANDS, LANDSAT_TM_BANDS, SENTINEL2_BANDS, SensorFamily
 
@@ -69,14 +70,15 @@ def _is_vhr(ds_dtype: str, count: int, descs: list[str]) -> bool:
     return ds_dtype == "uint8" and count in (3, 4) and names <= {"red", "green", "blue", "alpha", "nir"}
 
 
-def plan_geotiff(path: Path) -> ScenePlan:
-    with open_raster(str(path)) as ds:
+def plan_geotiff(path: Path, limits: IngestLimits = DEFAULT_LIMITS) -> ScenePlan:
+    """A single GeoTIFF/JP2 (sniffed, opened with its one driver, size-checked by ``open_raster``)."""
+    with open_raster(str(path), limits) as ds:
         descs = [(d or "").strip() for d in ds.descriptions]
         tags = ds.tags()
         if _is_vhr(ds.dtypes[0], ds.count, descs):
             return _plan_vhr(path, ds, descs, tags)
         if ds.count == 1 and not any(descs) and BAND_FILE.search(path.name):
-            raise InputError(f"{path} is a single Sentinel-2 band file: give the folder that holds all band files")
+            raise InputError(f"{path.name} is a single Sentinel-2 band file: give the folder that holds all band files")
         return _plan_multiband(path, ds, descs, tags)
 
 
@@ -89,7 +91,7 @@ def _band_names(descs: list[str], family: SensorFamily | None, sensor: str | Non
             family = "sentinel2"
         elif any(SHORT_ID.match(i) or d.lower() in LANDSAT_OLI_BANDS for i, d in zip(ids, descs, strict=True)):
             raise InputError(
-                f"{path}: cannot tell the sensor from band names {descs}: set the tag SENSOR (e.g. LANDSAT_8)"
+                f"{path.name}: cannot tell the sensor from band names {descs[:20]}: set the tag SENSOR (e.g. LANDSAT_8)"
             )
         else:
             raise _unknown_layout(path, descs)
@@ -112,7 +114,7 @@ def _band_names(descs: list[str], family: SensorFamily | None, sensor: str | Non
             ignored.append(desc or f"band {index} (no description)")
             continue
         if name in found:
-            raise InputError(f"{path}: band {name} appears twice (bands {found[name][0]} and {index})")
+            raise InputError(f"{path.name}: band {name} appears twice (bands {found[name][0]} and {index})")
         found[name] = (index, band_id)
     if not found:
         raise _unknown_layout(path, descs)
@@ -124,9 +126,9 @@ def _landsat_id(name: str, id_map: dict[str, str]) -> str:
 
 
 def _unknown_layout(path: Path, descs: list[str]) -> InputError:
-    shown = ", ".join(d or "(none)" for d in descs)
+    shown = ", ".join((d or "(none)")[:20] for d in descs[:20]) + (", ..." if len(descs) > 20 else "")
     return InputError(
-        f"{path}: unknown band layout ({len(descs)} bands, descriptions: {shown}). Set band descriptions to "
+        f"{path.name}: unknown band layout ({len(descs)} bands, descriptions: {shown}). Set band descriptions to "
         "Sentinel-2 band ids (B01..B12, B8A) or eo common names (blue, green, red, nir, ...)"
     )
 
@@ -138,7 +140,7 @@ def _plan_multiband(path: Path, ds, descs: list[str], tags: dict[str, str]) -> S
     if "nir" not in found and "nir08" not in found:
         need.append("nir" if family == "sentinel2" else "nir08")
     if need:
-        raise InputError(f"{path} is missing bands: {', '.join(need)} (found {', '.join(found)})")
+        raise InputError(f"{path.name} is missing bands: {', '.join(need)} (found {', '.join(found)})")
     if sensor is None:
         m = SPACECRAFT.search(path.name)
         sensor = f"sentinel2{m.group(1).lower()}" if family == "sentinel2" and m else family
@@ -147,7 +149,7 @@ def _plan_multiband(path: Path, ds, descs: list[str], tags: dict[str, str]) -> S
         acquired, datetime_source = date_from_name(path.name), "file name"
     if acquired is None:
         raise InputError(
-            f"{path}: no acquisition date: set the tag ACQUISITION_DATETIME or put YYYYMMDD in the file name"
+            f"{path.name}: no acquisition date: set the tag ACQUISITION_DATETIME or put YYYYMMDD in the file name"
         )
 
     order = SENTINEL2_BANDS if family == "sentinel2" else (
@@ -160,7 +162,7 @@ def _plan_multiband(path: Path, ds, descs: list[str], tags: dict[str, str]) -> S
             sample = ds.read(indexes, out_shape=(len(indexes), min(ds.height, 512), min(ds.width, 512)),
                              masked=True)
         except READ_ERRORS as err:
-            raise InputError(f"{path} cannot be read (corrupt or truncated file): {err}") from err
+            raise read_error(str(path), err) from err
         finite = sample.compressed()
         finite = finite[np.isfinite(finite)]
         if finite.size and float(finite.max()) <= REFLECTANCE_FLOAT_MAX:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,29 +16,47 @@ from rasterio.io import DatasetReader
 
 from amberwatch.errors import InputError
 from amberwatch.ingest.plan import Grid
+from amberwatch.ingest.safety import IngestLimits, base_name, check_pixels, gdal_guard, scrub, sniff
 
+log = logging.getLogger(__name__)
 READ_ERRORS = (RasterioError, CPLE_BaseError)
 
 
 def display_path(path: str) -> str:
-    """A GDAL path as the user knows it (without the /vsizip/ prefix)."""
-    return path.removeprefix("/vsizip/")
+    """A GDAL path as a message may show it: the file's base name only (never a server directory)."""
+    return base_name(path)
+
+
+def read_error(path: str, err: Exception) -> InputError:
+    """'cannot be read' with GDAL's reason, directories scrubbed (the full error goes to the log)."""
+    log.info("reading %s failed: %s", path, err)
+    return InputError(f"{display_path(path)} cannot be read (corrupt or truncated file): {scrub(str(err))}")
 
 
 @contextmanager
-def open_raster(path: str) -> Iterator[DatasetReader]:
-    """Open a raster, raising InputError if it is not a readable raster or has no CRS."""
-    try:
-        ds = rasterio.open(path)
-    except READ_ERRORS as err:
-        msg = f"{display_path(path)} is not a readable raster (corrupt, truncated or not an image): {err}"
-        raise InputError(msg) from err
-    try:
-        if ds.crs is None:
-            raise InputError(f"{display_path(path)} has no CRS (no georeferencing): cannot place it on a map")
-        yield ds
-    finally:
-        ds.close()
+def open_raster(path: str, limits: IngestLimits) -> Iterator[DatasetReader]:
+    """Open an input raster safely, raising InputError if it is not a GeoTIFF/JPEG 2000, is too large or has no CRS.
+
+    The file is sniffed by its first bytes and opened with that one driver (a VRT or any other format that can
+    point at other files or URLs is never handed to GDAL); its size is checked from the header against
+    ``limits`` before anything is read. The dataset is open, and read, inside ``safety.gdal_guard()``.
+    """
+    driver = sniff(path)
+    gdal_path = path if path.startswith("/vsizip/") else os.path.abspath(path)  # never parsed as a URL
+    with gdal_guard():
+        try:
+            ds = rasterio.open(gdal_path, driver=driver)
+        except READ_ERRORS as err:
+            log.info("opening %s failed: %s", path, err)
+            raise InputError(f"{display_path(path)} is not a readable raster (corrupt, truncated or not an image): "
+                             f"{scrub(str(err))}") from err
+        try:
+            check_pixels(ds.width, ds.height, display_path(path), limits, ds.block_shapes[0] if ds.count else None)
+            if ds.crs is None:
+                raise InputError(f"{display_path(path)} has no CRS (no georeferencing): cannot place it on a map")
+            yield ds
+        finally:
+            ds.close()
 
 
 def grid_of(ds: DatasetReader) -> Grid:
@@ -77,4 +97,4 @@ def verify_readable(ds: DatasetReader, path: str) -> None:
         col = max(0, ds.width - w)
         ds.read(1, window=((row, ds.height), (col, ds.width)))
     except READ_ERRORS as err:
-        raise InputError(f"{display_path(path)} cannot be read (corrupt or truncated file): {err}") from err
+        raise read_error(path, err) from err

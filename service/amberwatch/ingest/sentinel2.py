@@ -9,11 +9,11 @@ the STAC item says which was assumed (``amberwatch:radiometric_offset_source``).
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from amberwatch.errors import InputError
 from amberwatch.ingest.bands import S2_ID_TO_NAME, S2_L2A_BAND_IDS, S2_WAVELENGTHS
@@ -21,6 +21,17 @@ from amberwatch.ingest.cloud import SPECTRAL_DESCRIPTION, SPECTRAL_DILATE_M
 from amberwatch.ingest.dates import date_from_name, parse_iso
 from amberwatch.ingest.plan import BandSource, MaskSource, ScenePlan
 from amberwatch.ingest.rasters import grid_of, open_raster
+from amberwatch.ingest.safety import (
+    DEFAULT_LIMITS,
+    IngestLimits,
+    base_name,
+    check_inside,
+    check_zip,
+    parse_xml,
+    read_metadata_file,
+    read_zip_member,
+    vsizip_path,
+)
 from amberwatch.types import SENTINEL2_BAND_IDS
 
 BAND_FILE = re.compile(r"_(B(?:0[1-9]|1[0-2]|8A)|SCL)(?:_(\d+)m)?\.(?:jp2|tiff?)$", re.IGNORECASE)
@@ -29,6 +40,7 @@ SPACECRAFT = re.compile(r"(?<![A-Za-z0-9])S2([ABC])(?![A-Za-z0-9])")
 BASELINE4_START = datetime(2022, 1, 25, tzinfo=UTC)
 S2B_LAUNCH = datetime(2017, 3, 7, tzinfo=UTC)
 QUANTIFICATION = 10000.0
+_Num = TypeVar("_Num", int, float)
 
 
 @dataclass
@@ -47,19 +59,18 @@ def _local(tag: str) -> str:
 
 
 def parse_mtd(xml: bytes, source: str) -> S2Metadata:
-    """Parse MTD_MSIL1C.xml / MTD_MSIL2A.xml (namespace-agnostic)."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as err:
-        raise InputError(f"{source} is not readable Sentinel-2 metadata XML: {err}") from err
+    """Parse MTD_MSIL1C.xml / MTD_MSIL2A.xml (namespace-agnostic, defusedxml: no DTD/entities).
+
+    ``source`` is the name shown in messages (a base name, never a server path)."""
+    root = parse_xml(xml, source, "Sentinel-2 metadata")
     text: dict[str, str] = {}
     offsets: dict[str, float] = {}
     for el in root.iter():
         name = _local(el.tag)
         if name in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET") and el.get("band_id") is not None:
-            idx = int(el.get("band_id", "-1"))
+            idx = _number(el.get("band_id", "-1"), source, int)
             if 0 <= idx < len(SENTINEL2_BAND_IDS):
-                offsets[SENTINEL2_BAND_IDS[idx]] = float((el.text or "0").strip())
+                offsets[SENTINEL2_BAND_IDS[idx]] = _number((el.text or "0").strip(), source, float)
         elif el.text and el.text.strip() and name not in text:
             text[name] = el.text.strip()
     start = text.get("PRODUCT_START_TIME") or text.get("DATATAKE_SENSING_START")
@@ -73,9 +84,19 @@ def parse_mtd(xml: bytes, source: str) -> S2Metadata:
     q = text.get("BOA_QUANTIFICATION_VALUE") if level == "L2A" else text.get("QUANTIFICATION_VALUE")
     return S2Metadata(
         acquired=acquired, spacecraft=m.group(1) if m else None, level=level,
-        baseline=text.get("PROCESSING_BASELINE"), quantification=float(q) if q else QUANTIFICATION,
+        baseline=text.get("PROCESSING_BASELINE"), quantification=_number(q, source, float) if q else QUANTIFICATION,
         offsets=offsets, product_uri=text.get("PRODUCT_URI", ""),
     )
+
+
+def _number(text: str, source: str, kind: type[_Num]) -> _Num:
+    try:
+        value = kind(text)
+    except ValueError as err:
+        raise InputError(f"{source}: a band offset or quantification value is not a number") from err
+    if isinstance(value, float) and not (value == value and abs(value) < 1e9):  # NaN / inf / absurd
+        raise InputError(f"{source}: a band offset or quantification value is out of range")
+    return value
 
 
 def _baseline_at_least_4(baseline: str | None) -> bool:
@@ -97,7 +118,8 @@ def select_band_files(entries: list[tuple[str, str]], where: str) -> dict[str, s
         prefixes.add(name[: m.start()].rsplit("/", 1)[-1])
         res = int(m.group(2)) if m.group(2) else 0
         if band in best and best[band][0] == res:
-            raise InputError(f"{where} holds several files for {band} (e.g. {best[band][1]} and {gdal_path})")
+            raise InputError(f"{where} holds several files for {band} (e.g. {base_name(best[band][1])} and "
+                             f"{base_name(gdal_path)})")
         if band not in best or res < best[band][0]:
             best[band] = (res, gdal_path)
     if len(prefixes) > 1:
@@ -106,13 +128,13 @@ def select_band_files(entries: list[tuple[str, str]], where: str) -> dict[str, s
 
 
 def plan_sentinel2(files: dict[str, str], meta: S2Metadata, names: list[str], source: str,
-                   offset_source: str, datetime_source: str) -> ScenePlan:
+                   offset_source: str, datetime_source: str, limits: IngestLimits = DEFAULT_LIMITS) -> ScenePlan:
     """Build the plan from selected band files and metadata; ``names`` are used for tile/spacecraft ids."""
     wanted = SENTINEL2_BAND_IDS if meta.level == "L1C" else S2_L2A_BAND_IDS
     missing = [b for b in wanted if b not in files]
     if missing:
-        raise InputError(f"Sentinel-2 {meta.level} input {source} is missing bands: {', '.join(missing)}")
-    with open_raster(files["B02"]) as ds:
+        raise InputError(f"Sentinel-2 {meta.level} input {base_name(source)} is missing bands: {', '.join(missing)}")
+    with open_raster(files["B02"], limits) as ds:
         grid = grid_of(ds)
     joined = " ".join(names)
     tile_m = TILE.search(joined)
@@ -164,55 +186,64 @@ def find_mtd(safe: Path) -> Path | None:
     return None
 
 
-def plan_safe_dir(safe: Path) -> ScenePlan:
+def plan_safe_dir(safe: Path, limits: IngestLimits = DEFAULT_LIMITS) -> ScenePlan:
     mtd = find_mtd(safe)
     if mtd is None:
-        raise InputError(f"{safe} has no MTD_MSIL1C.xml / MTD_MSIL2A.xml: not a Sentinel-2 .SAFE product")
-    meta, offset_source = _safe_meta(mtd.read_bytes(), str(mtd))
+        raise InputError(f"{safe.name} has no MTD_MSIL1C.xml / MTD_MSIL2A.xml: not a Sentinel-2 .SAFE product")
+    check_inside(mtd, safe)
+    meta, offset_source = _safe_meta(read_metadata_file(mtd, limits), mtd.name)
     imgs = [p for p in safe.glob("GRANULE/*/IMG_DATA/**/*") if p.is_file()]
     if not imgs:
-        raise InputError(f"{safe} has no GRANULE/*/IMG_DATA band files")
-    files = select_band_files([(p.name, str(p)) for p in imgs], str(safe))
+        raise InputError(f"{safe.name} has no GRANULE/*/IMG_DATA band files")
+    files = select_band_files([(p.name, str(p)) for p in imgs], safe.name)
+    for band_file in files.values():
+        check_inside(Path(band_file), safe)
     names = [safe.name, meta.product_uri] + [p.name for p in imgs]
-    return plan_sentinel2(files, meta, names, str(safe), offset_source, "metadata")
+    return plan_sentinel2(files, meta, names, safe.name, offset_source, "metadata", limits)
 
 
-def plan_safe_zip(path: Path) -> ScenePlan:
+def plan_safe_zip(path: Path, limits: IngestLimits = DEFAULT_LIMITS) -> ScenePlan:
+    """A zipped .SAFE: the archive is checked by its directory (names, sizes, ratio) before any member is read;
+    band files are then read in place through GDAL's /vsizip/ (nothing is extracted)."""
     try:
         with zipfile.ZipFile(path) as zf:
+            check_zip(zf, path.name, limits)
             members = zf.namelist()
             mtds = [m for m in members if re.search(r"\.SAFE/MTD_MSIL(1C|2A)\.xml$", m)]
             if not mtds:
-                raise InputError(f"{path} is a zip without a Sentinel-2 .SAFE product inside (no *.SAFE/MTD_MSIL*.xml)")
+                raise InputError(
+                    f"{path.name} is a zip without a Sentinel-2 .SAFE product inside (no *.SAFE/MTD_MSIL*.xml)")
             if len(mtds) > 1:
-                raise InputError(f"{path} holds several .SAFE products: zip one per upload")
-            xml = zf.read(mtds[0])
-    except zipfile.BadZipFile as err:
-        raise InputError(f"{path} is not a readable zip file: {err}") from err
+                raise InputError(f"{path.name} holds several .SAFE products: zip one per upload")
+            xml = read_zip_member(zf, mtds[0], limits)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as err:
+        raise InputError(f"{path.name} is not a readable zip file: {err}") from err
     safe_prefix = mtds[0].rsplit("/", 1)[0]
-    meta, offset_source = _safe_meta(xml, f"{path}!{mtds[0]}")
+    meta, offset_source = _safe_meta(xml, base_name(mtds[0]))
     imgs = [m for m in members if m.startswith(safe_prefix + "/GRANULE/") and "/IMG_DATA/" in m and not m.endswith("/")]
     if not imgs:
-        raise InputError(f"{path} has no GRANULE/*/IMG_DATA band files inside {safe_prefix}")
-    files = select_band_files([(m, f"/vsizip/{path.resolve()}/{m}") for m in imgs], str(path))
+        raise InputError(f"{path.name} has no GRANULE/*/IMG_DATA band files inside {base_name(safe_prefix)}")
+    files = select_band_files([(m, vsizip_path(path, m)) for m in imgs], path.name)
     names = [safe_prefix.rsplit("/", 1)[-1], meta.product_uri] + [m.rsplit("/", 1)[-1] for m in imgs]
-    return plan_sentinel2(files, meta, names, str(path), offset_source, "metadata")
+    return plan_sentinel2(files, meta, names, path.name, offset_source, "metadata", limits)
 
 
 def is_band_folder(folder: Path) -> bool:
     return any(BAND_FILE.search(p.name) for p in folder.iterdir() if p.is_file())
 
 
-def plan_band_folder(folder: Path) -> ScenePlan:
+def plan_band_folder(folder: Path, limits: IngestLimits = DEFAULT_LIMITS) -> ScenePlan:
     paths = sorted(p for p in folder.iterdir() if p.is_file() and BAND_FILE.search(p.name))
-    files = select_band_files([(p.name, str(p)) for p in paths], str(folder))
+    files = select_band_files([(p.name, str(p)) for p in paths], folder.name)
+    for band_file in files.values():
+        check_inside(Path(band_file), folder)
     acquired = None
     for p in paths:
         acquired = date_from_name(p.name)
         if acquired:
             break
     if acquired is None:
-        raise InputError(f"no acquisition date in the band file names of {folder} (expected YYYYMMDDTHHMMSS)")
+        raise InputError(f"no acquisition date in the band file names of {folder.name} (expected YYYYMMDDTHHMMSS)")
     level = "L2A" if "SCL" in files else "L1C"
     if acquired >= BASELINE4_START:
         offsets, offset_source = dict.fromkeys(SENTINEL2_BAND_IDS, -1000.0), "assumed from date >= 2022-01-25"
@@ -220,4 +251,4 @@ def plan_band_folder(folder: Path) -> ScenePlan:
         offsets, offset_source = {}, "assumed none (date before 2022-01-25)"
     meta = S2Metadata(acquired=acquired, spacecraft=None, level=level, baseline=None, offsets=offsets)
     names = [folder.name] + [p.name for p in paths]
-    return plan_sentinel2(files, meta, names, str(folder), offset_source, "file name")
+    return plan_sentinel2(files, meta, names, folder.name, offset_source, "file name", limits)

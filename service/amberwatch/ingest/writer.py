@@ -25,7 +25,16 @@ from amberwatch.cog import to_cog
 from amberwatch.errors import InputError
 from amberwatch.ingest import cloud
 from amberwatch.ingest.plan import BandSource, Grid, ScenePlan
-from amberwatch.ingest.rasters import READ_ERRORS, display_path, grid_of, open_raster, same_grid, verify_readable
+from amberwatch.ingest.rasters import (
+    READ_ERRORS,
+    display_path,
+    grid_of,
+    open_raster,
+    read_error,
+    same_grid,
+    verify_readable,
+)
+from amberwatch.ingest.safety import DEFAULT_LIMITS, IngestLimits
 from amberwatch.types import REFLECTANCE_SCALE
 
 Tick = Callable[[float, str], None]
@@ -50,9 +59,9 @@ class WriteStats:
 class _Reader:
     """Reads windows of one source band on the target grid."""
 
-    def __init__(self, src: BandSource, grid: Grid, stack: ExitStack) -> None:
+    def __init__(self, src: BandSource, grid: Grid, stack: ExitStack, limits: IngestLimits) -> None:
         self.src = src
-        ds = stack.enter_context(open_raster(src.path))
+        ds = stack.enter_context(open_raster(src.path, limits))
         if src.index > ds.count:
             raise InputError(f"{display_path(src.path)} has {ds.count} band(s), band {src.index} was expected")
         verify_readable(ds, src.path)
@@ -69,8 +78,7 @@ class _Reader:
         try:
             return self.ds.read(self.src.index, window=window)
         except READ_ERRORS as err:
-            msg = f"{display_path(self.src.path)} cannot be read (corrupt or truncated file): {err}"
-            raise InputError(msg) from err
+            raise read_error(self.src.path, err) from err
 
     def valid(self, raw: NDArray) -> NDArray[np.bool_]:
         ok = np.ones(raw.shape, dtype=bool)
@@ -88,8 +96,11 @@ def _to_uint16(raw: NDArray, src: BandSource) -> tuple[NDArray[np.uint16], NDArr
 
 
 def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: Path, tick: Tick,
-                block_rows: int = 512) -> WriteStats:
-    """Write ``refl_path`` (and ``mask_path`` unless the plan has no mask) as COGs; intermediates go to ``work``."""
+                block_rows: int = 512, limits: IngestLimits = DEFAULT_LIMITS) -> WriteStats:
+    """Write ``refl_path`` (and ``mask_path`` unless the plan has no mask) as COGs; intermediates go to ``work``.
+
+    Every band file is opened through ``open_raster`` (sniffed, one driver, pixel limit): call inside
+    ``safety.gdal_guard()``."""
     grid = plan.grid
     uint8 = plan.output_dtype == "uint8"
     refl_tmp = work / "reflectance_stack.tif"
@@ -99,13 +110,13 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
     n_blocks = math.ceil(grid.height / block_rows)
     base = {"crs": grid.crs, "transform": grid.transform, "width": grid.width, "height": grid.height}
     with ExitStack() as stack:
-        readers = [_Reader(b, grid, stack) for b in plan.bands]
+        readers = [_Reader(b, grid, stack, limits) for b in plan.bands]
         mask_reader = None
         if plan.mask.path is not None:
             mask_src = BandSource("mask", "mask", plan.mask.path, plan.mask.index, nodata=None,
                                   resampling=Resampling.nearest)
-            mask_reader = _Reader(mask_src, grid, stack)
-        alpha_reader = _Reader(plan.alpha, grid, stack) if plan.alpha else None
+            mask_reader = _Reader(mask_src, grid, stack, limits)
+        alpha_reader = _Reader(plan.alpha, grid, stack, limits) if plan.alpha else None
         dst = stack.enter_context(rasterio.open(
             refl_tmp, "w", **_INTERMEDIATE, **base, count=len(plan.bands), dtype=plan.output_dtype,
             nodata=None if uint8 else 0, interleave="band",

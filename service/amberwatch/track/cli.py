@@ -17,8 +17,6 @@ log = logging.getLogger(__name__)
 layers_app = typer.Typer(help="Reference layers: admin units (oblast, raion, hromada) and protected areas.",
                          no_args_is_help=True)
 
-SCENE_FILE_SUFFIXES = (".tif", ".tiff", ".zip")
-
 
 def _fail(err: Exception) -> None:
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
@@ -71,27 +69,35 @@ def stats_command(
     typer.echo(output, nl=False)
 
 
-def _looks_like_scene_dir(path: Path) -> bool:
-    if path.suffix.upper() == ".SAFE":
-        return True
-    names = [p.name.upper() for p in path.iterdir() if p.is_file()]
-    return any(n.endswith("_MTL.TXT") or n.endswith(".JP2") for n in names)
+def _scene_kind(path: Path) -> str | None:
+    """The ingest recogniser's verdict (the one list of scene layouts); a child that ingest refuses outright
+    (a .vrt, an unreadable entry) is no scene when looking inside a directory."""
+    from amberwatch.ingest import recognise_input
+
+    try:
+        return recognise_input(path)
+    except (InputError, OSError) as err:
+        log.info("skipping %s: %s", path.name, err)
+        return None
 
 
 def expand_scene_paths(paths: list[Path]) -> list[Path]:
-    """Files as given; a directory that is a scene (.SAFE, Landsat folder, band folder) as is; any other directory
-    is replaced by the scenes it contains (GeoTIFFs, zips, scene folders)."""
+    """Files as given; a directory that ingest takes as one scene (.SAFE, Landsat folder, Sentinel-2 band folder)
+    as is; any other directory is replaced by the scenes directly inside it (as recognised by
+    ``amberwatch.ingest.recognise_input``, so track accepts every layout ingest and detect accept)."""
+    from amberwatch.ingest import recognise_input
+
     out: list[Path] = []
     for path in paths:
         if not path.exists():
-            raise InputError(f"{path}: no such file or directory")
-        if path.is_file() or _looks_like_scene_dir(path):
+            raise InputError(f"{path.name or path}: no such file or directory")
+        if path.is_file() or recognise_input(path) is not None:
             out.append(path)
             continue
-        found = [p for p in sorted(path.iterdir()) if (p.is_file() and p.suffix.lower() in SCENE_FILE_SUFFIXES)
-                 or (p.is_dir() and _looks_like_scene_dir(p))]
+        found = [p for p in sorted(path.iterdir()) if _scene_kind(p) is not None]
         if not found:
-            raise InputError(f"{path}: no scene in this directory (GeoTIFF, .zip, .SAFE or Landsat folder)")
+            raise InputError(f"{path.name or path}: no scene in this directory (GeoTIFF, .zip, .SAFE, Landsat "
+                             "folder or Sentinel-2 band folder)")
         out.extend(found)
     return list(dict.fromkeys(out))
 

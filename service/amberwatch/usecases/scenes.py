@@ -57,11 +57,12 @@ def _bounds(row: Scene) -> tuple[float, float, float, float]:
 
 def ingest(store: Store, settings: Settings, path: Path, progress: Progress = noop_progress) -> Scene:
     """Ingest a scene from ``path`` and store it; a scene already ingested (same key) is returned as is."""
-    from amberwatch.ingest import ingest_path, plan_input
+    from amberwatch.ingest import IngestLimits, ingest_path, plan_input
 
     if not path.exists():
         raise InputError(f"{path.name or path}: no such file or directory")
-    key = plan_input(path).scene_key  # recognition only: cheap, and it validates the input
+    limits = IngestLimits.from_settings(settings)  # size limits of untrusted input (AMBERWATCH_MAX_*)
+    key = plan_input(path, limits).scene_key  # recognition only: cheap, and it validates the input
     with store.session() as session:
         existing = session.scalar(select(Scene).where(Scene.scene_key == key))
         if existing is not None and Path(existing.reflectance_path).exists():
@@ -70,7 +71,7 @@ def ingest(store: Store, settings: Settings, path: Path, progress: Progress = no
             return existing
     staging = settings.path("scenes", f".staging-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
     try:
-        scene = ingest_path(path, staging, progress=progress)
+        scene = ingest_path(path, staging, progress=progress, limits=limits)
     except Exception:
         shutil.rmtree(staging, ignore_errors=True)
         raise
