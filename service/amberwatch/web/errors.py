@@ -40,11 +40,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, err: RequestValidationError) -> JSONResponse:
-        problems = []
+        problems, in_url = [], True
         for e in err.errors()[:10]:
-            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "request"
+            loc = tuple(e.get("loc", ()))
+            in_url = in_url and bool(loc) and loc[0] in ("query", "path")
+            where = ".".join(str(p) for p in loc[1:] if p != "body") or "request"
             problems.append(f"{where}: {e.get('msg', 'invalid')}")
-        return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
+        # a bad URL parameter is a 400 (as in the OGC services); a body that fails its schema a 422
+        return JSONResponse(status_code=400 if in_url else 422, content={"detail": "; ".join(problems)})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception) -> JSONResponse:
