@@ -272,6 +272,9 @@ HOSTILE_OAPIF = [
     "/ogcapi/collections/mining_sites/items?datetime=2020-13-45",
     "/ogcapi/collections/mining_sites/items?bbox=1,2,3",
     "/ogcapi/collections/mining_sites/items?filter=xx((",
+    "/ogcapi/collections/mining_sites/items?sortby=",
+    "/ogcapi/collections/mining_sites/items?sortby=site_id,",
+    "/ogcapi/collections/mining_sites/items?sortby=-",
     "/ogcapi/collections/mining_sites/items/abc",
     "/ogcapi/collections/mining_sites/items/99999999999999999999",
     "/ogcapi/collections/mining_sites/items/1.5",
@@ -296,6 +299,8 @@ def test_oapif_valid_requests_still_work(server: Server, area: int):
     assert status == 200 and json.loads(body)["id"] == area
     status, _, body = request(server, "GET", "/ogcapi/collections/protected_areas/items?f=json&limit=5&offset=0")
     assert status == 200 and json.loads(body)["type"] == "FeatureCollection"
+    status, _, body = request(server, "GET", "/ogcapi/collections/protected_areas/items?f=json&sortby=-id,%2Bname")
+    assert status == 200, body[:300]
 
 
 # -- keep-alive after error answers -----------------------------------------------------------------------------

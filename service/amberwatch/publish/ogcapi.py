@@ -67,6 +67,7 @@ _INTEGER_TYPES = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 -
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _SIGNED_DIGITS = re.compile(r"[+-]?[0-9]{1,19}")
 _ITEM_PATH = re.compile(r"/collections/([^/]+)/items/(.+?)/?")
+_SORT_KEY = re.compile(r"\s*[+-]?[^\s,+-][^,]*")  # pygeoapi 0.24 fails (IndexError) on an empty sortby entry
 
 
 def problem(status: int, code: str, description: str) -> JSONResponse:
@@ -96,6 +97,8 @@ def check_request(path: str, query: bytes, id_types: dict[str, str]) -> JSONResp
             error = _bounded_integer("offset", value, 0, MAX_OFFSET)
         elif name == "limit":
             error = _bounded_integer("limit", value, 1, MAX_LIMIT)
+        elif name == "sortby" and not all(_SORT_KEY.fullmatch(key) for key in value.split(",")):
+            error = "sortby must be a comma-separated list of property names, each optionally prefixed by + or -"
         if error:
             return problem(400, "InvalidParameterValue", error)
     match = _ITEM_PATH.fullmatch(path)
