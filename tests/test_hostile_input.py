@@ -404,7 +404,8 @@ def test_one_huge_block_is_refused(tmp_path: Path) -> None:
     src = write_tif(tmp_path / "in_20200101.tif", np.ones((4, 64, 64), np.uint16), blockysize=64, compress="deflate")
     with rasterio.open(src, "r+") as ds:
         ds.descriptions = ("B02", "B03", "B04", "B08")
-    refused(src, tmp_path, "blocks of 64 x 64", "save it tiled", limits=IngestLimits(max_block_pixels=1000))
+    refused(src, tmp_path, "blocks of 64 x 64 pixels x 4 band(s)", "save it tiled",
+            limits=IngestLimits(max_block_bytes=1000))
 
 
 # ---------------------------------------------------------------- nothing stored is lost
@@ -485,6 +486,9 @@ def test_track_expands_band_folders_to_one_scene_each(tmp_path: Path) -> None:
     assert expand_scene_paths([tmp_path / "series"]) == folders  # their parent folder
     (tmp_path / "series" / "notes.txt").write_text("not a scene")
     (tmp_path / "series" / "remote.vrt").write_text(raw_vrt("/etc/passwd"))  # refused by ingest: skipped
+    assert expand_scene_paths([tmp_path / "series"]) == folders
+    outside = make_band_folder(tmp_path / "elsewhere" / "T35UNR_20200701", "20200701T093049")
+    (tmp_path / "series" / "T35UNR_20200701").symlink_to(outside)  # a symlink out of the folder: skipped
     assert expand_scene_paths([tmp_path / "series"]) == folders
     assert [recognise_input(f) for f in folders] == ["band_folder"] * 3
     keys = {plan_input(f).scene_key for f in folders}

@@ -16,7 +16,7 @@ from rasterio.io import DatasetReader
 
 from amberwatch.errors import InputError
 from amberwatch.ingest.plan import Grid
-from amberwatch.ingest.safety import IngestLimits, base_name, check_pixels, gdal_guard, scrub, sniff
+from amberwatch.ingest.safety import IngestLimits, base_name, check_raster_size, gdal_guard, scrub, sniff
 
 log = logging.getLogger(__name__)
 READ_ERRORS = (RasterioError, CPLE_BaseError)
@@ -51,7 +51,7 @@ def open_raster(path: str, limits: IngestLimits) -> Iterator[DatasetReader]:
             raise InputError(f"{display_path(path)} is not a readable raster (corrupt, truncated or not an image): "
                              f"{scrub(str(err))}") from err
         try:
-            check_pixels(ds.width, ds.height, display_path(path), limits, ds.block_shapes[0] if ds.count else None)
+            check_raster_size(ds, display_path(path), limits)
             if ds.crs is None:
                 raise InputError(f"{display_path(path)} has no CRS (no georeferencing): cannot place it on a map")
             yield ds

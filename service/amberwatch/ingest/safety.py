@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element, ParseError
 
+import numpy as np
 import rasterio
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as defused_fromstring
@@ -35,6 +36,8 @@ from defusedxml.ElementTree import fromstring as defused_fromstring
 from amberwatch.errors import InputError
 
 if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
     from amberwatch.settings import Settings
 
 MB = 1024 * 1024
@@ -61,7 +64,7 @@ class IngestLimits:
     max_archive_ratio: int = 100  # uncompressed / compressed size of one zip member >= 1 MB
     max_metadata_mb: int = 4  # MTD_*.xml / *_MTL.txt (AMBERWATCH_MAX_METADATA_MB)
     max_archive_members: int = 20_000  # a Sentinel-2 .SAFE zip holds about 100-200
-    max_block_pixels: int = 16_777_216  # one tile/strip GDAL must decode at once (4096 x 4096)
+    max_block_bytes: int = 256 * MB  # one tile/strip GDAL must decode at once (all bands when pixel-interleaved)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestLimits:
@@ -176,16 +179,22 @@ def split_vsizip(gdal_path: str) -> tuple[Path, str]:
     raise InputError(f"{base_name(gdal_path)}: not inside a readable zip file")
 
 
-def check_pixels(width: int, height: int, name: str, limits: IngestLimits,
-                 block: tuple[int, int] | None = None) -> None:
+def check_raster_size(ds: DatasetReader, name: str, limits: IngestLimits) -> None:
     """Refuse a raster by its header: too many pixels, or one block (tile/strip) too large to decode at once."""
-    n = int(width) * int(height)
+    n = int(ds.width) * int(ds.height)
     if n > limits.max_pixels:
-        raise InputError(f"{name} is {width} x {height} = {n} pixels, which is more than "
+        raise InputError(f"{name} is {ds.width} x {ds.height} = {n} pixels, which is more than "
                          f"AMBERWATCH_MAX_PIXELS={limits.max_pixels}: refused (crop or split the scene)")
-    if block is not None and int(block[0]) * int(block[1]) > limits.max_block_pixels:
-        raise InputError(f"{name} is stored as blocks of {block[1]} x {block[0]} pixels, more than "
-                         f"{limits.max_block_pixels} to decode at once: save it tiled (e.g. 512 x 512) and retry")
+    if not ds.count:
+        return
+    block_h, block_w = ds.block_shapes[0]
+    interleave = str(ds.tags(ns="IMAGE_STRUCTURE").get("INTERLEAVE", "PIXEL")).upper()
+    planes = 1 if interleave == "BAND" else ds.count  # pixel-interleaved: all bands in one block
+    block_bytes = int(block_h) * int(block_w) * planes * max(np.dtype(t).itemsize for t in ds.dtypes)
+    if block_bytes > limits.max_block_bytes:
+        raise InputError(f"{name} is stored as blocks of {block_w} x {block_h} pixels x {planes} band(s) "
+                         f"({block_bytes // MB} MB to decode at once, more than {limits.max_block_bytes // MB} MB): "
+                         "save it tiled (e.g. 512 x 512) and retry")
 
 
 # -- archives ---------------------------------------------------------------------------------------------

@@ -69,12 +69,14 @@ def stats_command(
     typer.echo(output, nl=False)
 
 
-def _scene_kind(path: Path) -> str | None:
-    """The ingest recogniser's verdict (the one list of scene layouts); a child that ingest refuses outright
-    (a .vrt, an unreadable entry) is no scene when looking inside a directory."""
+def _scene_kind(path: Path, folder: Path) -> str | None:
+    """The ingest recogniser's verdict on an entry of ``folder`` (the one list of scene layouts); an entry that
+    ingest refuses outright (a .vrt, an unreadable entry) or a symlink out of ``folder`` is no scene."""
     from amberwatch.ingest import recognise_input
+    from amberwatch.ingest.safety import check_inside
 
     try:
+        check_inside(path, folder)  # the folder was checked (allowed roots); its entries must stay inside it
         return recognise_input(path)
     except (InputError, OSError) as err:
         log.info("skipping %s: %s", path.name, err)
@@ -94,7 +96,7 @@ def expand_scene_paths(paths: list[Path]) -> list[Path]:
         if path.is_file() or recognise_input(path) is not None:
             out.append(path)
             continue
-        found = [p for p in sorted(path.iterdir()) if _scene_kind(p) is not None]
+        found = [p for p in sorted(path.iterdir()) if _scene_kind(p, path) is not None]
         if not found:
             raise InputError(f"{path.name or path}: no scene in this directory (GeoTIFF, .zip, .SAFE, Landsat "
                              "folder or Sentinel-2 band folder)")
