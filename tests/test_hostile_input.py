@@ -332,6 +332,11 @@ def test_zip_members_with_absolute_or_parent_paths_are_refused(tmp_path: Path, m
     refused(archive, tmp_path, "absolute path or '..'")
 
 
+def test_zip_with_too_many_members_is_refused_from_its_end_record(tmp_path: Path) -> None:
+    members: list[tuple[zipfile.ZipInfo | str, bytes]] = [(f"{SAFE_NAME}/x{i}.txt", b"") for i in range(50)]
+    refused(_zip_with(tmp_path, members), tmp_path, "holds 50 members", limits=IngestLimits(max_archive_members=20))
+
+
 def test_zip_symlink_member_is_refused(tmp_path: Path) -> None:
     link = zipfile.ZipInfo(f"{SAFE_NAME}/GRANULE/L1C/IMG_DATA/T35UNR_20200101T093049_B02.jp2")
     link.create_system = 3

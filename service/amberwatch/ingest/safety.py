@@ -206,14 +206,26 @@ def check_member_name(name: str, archive: str) -> None:
                          "not accepted")
 
 
+def check_zip_directory(path: Path, limits: IngestLimits) -> None:
+    """Refuse a zip by its end-of-central-directory record, before Python builds one object per member
+    (a 2 GB upload of tiny entries would otherwise cost tens of GB of memory in ``ZipFile()``)."""
+    try:
+        with open(path, "rb") as f:
+            end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # the record zipfile itself reads first
+    except OSError as err:
+        raise InputError(f"cannot read {path.name}: {scrub(err.strerror or str(err))}") from err
+    if not end:
+        raise InputError(f"{path.name} is not a readable zip file (no central directory)")
+    entries, directory_bytes = int(end[zipfile._ECD_ENTRIES_TOTAL]), int(end[zipfile._ECD_SIZE])  # type: ignore[attr-defined]
+    if entries > limits.max_archive_members or directory_bytes > limits.max_archive_members * 1024:
+        raise InputError(f"{path.name} holds {entries} members ({directory_bytes} bytes of directory), more than "
+                         f"{limits.max_archive_members}: not a Sentinel-2 product")
+
+
 def check_zip(zf: zipfile.ZipFile, archive: str, limits: IngestLimits) -> None:
-    """Refuse a zip by its central directory alone, before any member is read."""
-    infos = zf.infolist()
-    if len(infos) > limits.max_archive_members:
-        raise InputError(f"{archive} holds {len(infos)} members, more than {limits.max_archive_members}: "
-                         "not a Sentinel-2 product")
+    """Refuse a zip by its central directory alone, before any member is read (after ``check_zip_directory``)."""
     total = 0
-    for info in infos:
+    for info in zf.infolist():
         check_member_name(info.filename, archive)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):

@@ -27,6 +27,7 @@ from amberwatch.ingest.safety import (
     base_name,
     check_inside,
     check_zip,
+    check_zip_directory,
     parse_xml,
     read_metadata_file,
     read_zip_member,
@@ -205,6 +206,7 @@ def plan_safe_dir(safe: Path, limits: IngestLimits = DEFAULT_LIMITS) -> ScenePla
 def plan_safe_zip(path: Path, limits: IngestLimits = DEFAULT_LIMITS) -> ScenePlan:
     """A zipped .SAFE: the archive is checked by its directory (names, sizes, ratio) before any member is read;
     band files are then read in place through GDAL's /vsizip/ (nothing is extracted)."""
+    check_zip_directory(path, limits)
     try:
         with zipfile.ZipFile(path) as zf:
             check_zip(zf, path.name, limits)
