@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql-15-postgis-3 mapserver-bin cgi-mapserver gdal-bin
+APT_PACKAGES := postgresql-15-postgis-3 mapserver-bin cgi-mapserver gdal-bin nginx-light spawn-fcgi
 export AMBERWATCH_PORT ?= 8000
 
 .PHONY: install system-packages demo serve test lint bench train clean

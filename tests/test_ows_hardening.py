@@ -16,15 +16,24 @@ import http.client
 import io
 import json
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import threading
+import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from conftest import free_port
 from geoalchemy2.shape import from_shape
 from PIL import Image
 from publish_helpers import MAPSERV, Server, publish_settings, serve
@@ -348,3 +357,117 @@ def test_refresh_keeps_id_types(server: Server, store: Store):
     config = yaml.safe_load(state.paths.pygeoapi_config.read_text())
     assert config["amberwatch"]["id_types"]["mining_sites"] in ("integer", "bigint")
     assert config["amberwatch"]["id_types"]["detections"] in ("integer", "bigint")
+
+
+# -- production front: nginx + mapserv FastCGI (infra/nginx/amberwatch.conf.template) ---------------------------
+
+REPO_INFRA = Path(__file__).resolve().parents[1] / "infra"
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def _render_nginx(run_dir: Path, server: Server, listen_port: int, checks: bool = True) -> Path:
+    text = (REPO_INFRA / "nginx" / "amberwatch.conf.template").read_text()
+    values = {
+        "AW_NGINX_USER": "user root;" if os.geteuid() == 0 else "", "AW_RUN_DIR": str(run_dir),
+        "AW_MAX_UPLOAD_MB": "10", "AW_APP_PORT": server.url.rsplit(":", 1)[1],
+        "AW_LISTEN": f"127.0.0.1:{listen_port}", "AW_OGC_DIR": str(server.state.paths.root),
+    }
+    for name, value in values.items():
+        text = text.replace("${" + name + "}", value)
+    if not checks:  # only the dead proxy is left between a client's SLD URL and mapserv
+        text = re.sub(r"\n\s*if \(\$args[^\n]*\n[^\n]*\n\s*}", "", text)
+        assert "if ($args" not in text
+    conf = run_dir / ("nginx.conf" if checks else "nginx-nochecks.conf")
+    conf.write_text(text)
+    return conf
+
+
+def _fetch(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, str, bytes]:
+    req = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.headers.get("content-type", ""), r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("content-type", ""), err.read()
+
+
+@contextmanager
+def _nginx(run_dir: Path, conf: Path, port: int) -> Iterator[str]:
+    assert NGINX is not None
+    proc = subprocess.Popen([NGINX, "-p", str(run_dir), "-c", str(conf), "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"nginx did not start: {err}") from None
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def fastcgi(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """mapserv FastCGI workers (infra/mapserver/spawn-mapserv.sh) for the module's published configs."""
+    if NGINX is None or not shutil.which("spawn-fcgi"):
+        pytest.skip("nginx / spawn-fcgi not installed (apt-get install nginx-light spawn-fcgi)")
+    run_dir = tmp_path_factory.mktemp("nginx")
+    for sub in ("log", "nginx"):
+        (run_dir / sub).mkdir()
+    sock = run_dir / "mapserv.sock"
+    env = {**os.environ, "MAPSERV": MAPSERV or "mapserv"}
+    subprocess.run([str(REPO_INFRA / "mapserver" / "spawn-mapserv.sh"), str(server.state.paths.root), str(sock), "1"],
+                   check=True, capture_output=True, env=env, timeout=30)
+    pids = [int(p) for p in (run_dir / "mapserv.pid").read_text().split()]
+    yield run_dir
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):  # an idle FastCGI mapserv ends on the 2nd TERM
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            break
+        time.sleep(0.5)
+
+
+def test_nginx_front_refuses_remote_references(server: Server, fastcgi: Path, listener: Listener, area: int):
+    port = free_port()
+    with _nginx(fastcgi, _render_nginx(fastcgi, server, port), port) as front:
+        url = urllib.parse.quote(f"http://127.0.0.1:{listener.port}/x.sld", safe="")
+        for name in ("SLD", "sld", "sLd", "%53LD", "+SLD", "CONTEXT"):
+            status, ctype, body = _fetch(f"{front}/ows?{getmap_query()}&{name}={url}")
+            assert status == 400 and "xml" in ctype and b"ExceptionReport" in body, (name, status, body[:200])
+        external = RED_SLD.replace("<se:Fill>", "<se:Fill><se:ExternalGraphic/>")
+        status, _, body = _fetch(f"{front}/ows?{getmap_query(SLD_BODY=external)}")
+        assert status == 400, body[:200]
+        # POSTs go through the app's checked proxy
+        form = f"{getmap_query()}&SLD={url}".encode()
+        status, _, body = _fetch(f"{front}/ows", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 400 and b"SLD" in body, body[:200]
+        # what clients need still works through the FastCGI workers
+        status, ctype, body = _fetch(f"{front}/ows?{getmap_query(SLD_BODY=RED_SLD)}")
+        assert status == 200 and ctype == "image/png", body[:200]
+        status, _, body = _fetch(f"{front}/ows?SERVICE=WFS&VERSION=2.0.0&REQUEST=GetCapabilities")
+        assert status == 200 and b"protected_areas" in body
+    assert listener.connections == 0
+
+
+def test_nginx_dead_proxy_alone_stops_the_fetch(server: Server, fastcgi: Path, listener: Listener):
+    """Without nginx's parameter checks, mapserv (FastCGI) gets the SLD URL: the dead http_proxy stops it."""
+    port = free_port()
+    with _nginx(fastcgi, _render_nginx(fastcgi, server, port, checks=False), port) as front:
+        url = urllib.parse.quote(f"http://127.0.0.1:{listener.port}/x.sld", safe="")
+        status, _, body = _fetch(f"{front}/ows?{getmap_query()}&SLD={url}")
+        assert b"ServiceException" in body, body[:300]
+    assert listener.connections == 0
