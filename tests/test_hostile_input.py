@@ -8,7 +8,6 @@ from metadata climbing out of the scenes folder).
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import socket
@@ -519,7 +518,3 @@ def test_track_cli_on_band_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(app, ["track", *map(str, folders)])
     assert seen == [folders[0]], result.output
     assert "give the folder" not in result.output
-
-
-def test_rss_helper_reads_proc() -> None:
-    assert _rss_kb("VmRSS") > 0 and os.getpid() > 0
