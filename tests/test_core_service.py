@@ -211,7 +211,7 @@ def test_oversize_upload_is_refused_before_it_is_stored(env: dict) -> None:
     assert httpx.get(f"{base}/health").status_code == 200
 
 
-def test_hostile_urls_and_no_leaks(env: dict) -> None:
+def test_hostile_urls_and_no_leaks(env: dict, scene_id: int) -> None:
     base = env["service"].base
     for url in ("/api/scenes/%00", "/api/runs?state=%00", "/ogcapi/collections/mining_sites/items?f=json&x=%00",
                 "/api/scenes?offset=99999999999999999999", "/api/runs/99999999999"):
@@ -221,7 +221,10 @@ def test_hostile_urls_and_no_leaks(env: dict) -> None:
     r = httpx.post(f"{base}/api/scenes", headers=env["auth"], json={"path": "/etc/passwd"})
     assert r.status_code == 403 and "/etc" not in r.text
     scenes = httpx.get(f"{base}/api/scenes").json()
-    assert all("/" not in s["source"] for s in scenes)
+    assert scenes and all("/" not in s["source"] for s in scenes)
+    stac = httpx.get(f"{base}/api/scenes/{scenes[0]['id']}/stac").json()
+    assert "/" not in stac["properties"]["amberwatch:source"]
+    assert all("/" not in a["href"] for a in stac["assets"].values())
 
 
 def test_rate_limit_on_writes(tmp_path: Path, store) -> None:

@@ -153,4 +153,8 @@ def public_stac(row: Scene) -> dict:
             asset["href"] = Path(str(asset["href"])).name
         assets[key] = asset
     item["assets"] = assets
+    props = dict(item.get("properties") or {})
+    if props.get("amberwatch:source"):
+        props["amberwatch:source"] = Path(str(props["amberwatch:source"])).name
+    item["properties"] = props
     return item
