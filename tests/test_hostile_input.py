@@ -8,6 +8,7 @@ from metadata climbing out of the scenes folder).
 
 from __future__ import annotations
 
+import re
 import resource
 import shutil
 import socket
@@ -28,10 +29,10 @@ from sqlalchemy import delete, func, select
 from amberwatch.errors import InputError
 from amberwatch.ingest import IngestLimits, ingest_path, plan_input, recognise_input
 from amberwatch.ingest.pipeline import safe_scene_key
+from amberwatch.ingest.series import expand_scene_paths
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Scene
-from amberwatch.track.cli import expand_scene_paths
 from amberwatch.types import SENTINEL2_BAND_IDS
 from amberwatch.usecases import scenes as scenes_uc
 
@@ -499,22 +500,24 @@ def test_track_expands_band_folders_to_one_scene_each(tmp_path: Path) -> None:
     assert len(keys) == 3
 
 
-def test_track_cli_on_band_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI reaches ingest with one path per folder (before the fix it failed on the first band file)."""
+def test_track_cli_on_band_folders(tmp_path: Path, make_database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`amberwatch track` on Sentinel-2 band folders ingests and detects one scene per folder (before the fix it
+    took every band file for a scene and failed with "give the folder that holds all band files")."""
     from typer.testing import CliRunner
 
     from amberwatch.cli import app
-    from amberwatch.usecases import scenes as uc
+    from amberwatch.settings import get_settings
 
-    folders = [make_band_folder(tmp_path / f"T35UNR_{day}", f"{day}T093049") for day in ("20200101", "20200301")]
-    seen: list[Path] = []
-
-    def fake_ingest(_store: object, _settings: object, path: Path, progress: object = None) -> object:
-        seen.append(path)
-        raise InputError("stop here")
-
-    monkeypatch.setattr(uc, "ingest", fake_ingest)
-    monkeypatch.setattr("amberwatch.track.cli._store", lambda: None)
-    result = CliRunner().invoke(app, ["track", *map(str, folders)])
-    assert seen == [folders[0]], result.output
+    folders = [make_band_folder(tmp_path / f"T35UNR_{day}", f"{day}T093049", size=120)
+               for day in ("20200101", "20200301")]
+    monkeypatch.setenv("AMBERWATCH_DATABASE_URL", make_database("aw_track_bands"))
+    monkeypatch.setenv("AMBERWATCH_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["track", *map(str, folders)])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
     assert "give the folder" not in result.output
+    dates = re.findall(r"(\d{4}-\d{2}-\d{2}) S2_L1C_T35UNR_\w+: run \d+", result.output)
+    assert dates == ["2020-01-01", "2020-03-01"], result.output

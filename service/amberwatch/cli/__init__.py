@@ -10,11 +10,10 @@ from typing import Annotated
 
 import typer
 
-from amberwatch.cli import admin, pipeline
+from amberwatch.cli import admin, monitoring, pipeline
 from amberwatch.cli.errors import typer_app
-from amberwatch.track import cli as track_cli
+from amberwatch.cli.vhr import app as vhr_app
 from amberwatch.training_cli import eval_app, train_app
-from amberwatch.vhr.cli import app as vhr_app
 
 app = typer_app("AmberWatch: find amber mining on satellite imagery and publish it as OGC layers.")
 
@@ -33,9 +32,9 @@ app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.models_app, name="models")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(vhr_app, name="vhr", help="Very-high-resolution RGB classifier (Texty method).")
-app.add_typer(track_cli.layers_app, name="layers", help="Reference layers: admin units, protected areas.")
-app.command("track")(track_cli.track_command)
-app.command("stats")(track_cli.stats_command)
+app.add_typer(monitoring.layers_app, name="layers", help="Reference layers: admin units, protected areas.")
+app.command("track")(monitoring.track_command)
+app.command("stats")(monitoring.stats_command)
 # train/eval import the [train] extra lazily, so these commands exist even without it
 app.add_typer(train_app, name="train", help="Train models (needs the train extra: pip install -e .[train]).")
 app.add_typer(eval_app, name="eval", help="Evaluate models on held-out data.")

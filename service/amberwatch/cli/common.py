@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from functools import lru_cache
 
 from tqdm import tqdm
 
@@ -15,8 +14,8 @@ from amberwatch.store.db import Store
 from amberwatch.store.models import Run
 
 
-@lru_cache
 def settings() -> Settings:
+    """The settings of the environment (read once per process by amberwatch.settings)."""
     return _read_settings()
 
 
@@ -51,8 +50,8 @@ def run_queued(store: Store, cfg: Settings, run_id: int, desc: str = "detect") -
 
 async def _run_queued(store: Store, cfg: Settings, run_id: int, desc: str) -> Run:
     from amberwatch.jobs.queue import RUN_TASK, make_queue
-    from amberwatch.jobs.worker import run_worker
     from amberwatch.usecases import runs as runs_uc
+    from amberwatch.worker.loop import run_worker
 
     queue = make_queue(store.url)
     own_queue = f"cli-{uuid.uuid4().hex[:12]}"

@@ -109,7 +109,7 @@ def worker(
 ) -> None:
     """Run queued jobs (detection runs, tracking) until Ctrl-C; jobs of dead workers are retried."""
     from amberwatch.jobs.queue import make_queue
-    from amberwatch.jobs.worker import run_worker
+    from amberwatch.worker.loop import run_worker
 
     cfg = settings()
     store = open_store(cfg)
@@ -144,6 +144,10 @@ def demo(
     """Ingest the demo scene, detect, publish and serve (a second call reuses what is there)."""
     from amberwatch import demo as demo_mod
 
-    demo_mod.prepare(settings(), scene)
+    bar = ProgressBar("detect")
+    try:
+        demo_mod.prepare(settings(), scene, progress=bar)
+    finally:
+        bar.close()
     if serve_after:
         serve(host=None, port=None, worker=None)

@@ -1,1 +1,2 @@
-"""Durable jobs: a procrastinate queue in our PostgreSQL, a bounded worker, and recovery of dead workers' jobs."""
+"""The job queue (procrastinate on our PostgreSQL): what to defer and where; the worker that runs jobs is
+``amberwatch.worker``."""

@@ -10,22 +10,18 @@ import procrastinate
 
 from amberwatch.accounts import Principal
 from amberwatch.errors import InputError, NotFoundError
+from amberwatch.ingest.series import expand_scene_paths
 from amberwatch.jobs.queue import TRACK_TASK, defer
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Job
 from amberwatch.store.queries import jobs as job_queries
+from amberwatch.types import Progress, noop_progress
 from amberwatch.usecases import runs as runs_uc
 from amberwatch.usecases import scenes as scenes_uc
 
 log = logging.getLogger(__name__)
 MAX_PATHS = 500
-
-
-def _expand(paths: list[Path]) -> list[Path]:
-    from amberwatch.track.cli import expand_scene_paths
-
-    return expand_scene_paths(paths)
 
 
 def plan_track(settings: Settings, paths: list[str]) -> list[Path]:
@@ -34,7 +30,7 @@ def plan_track(settings: Settings, paths: list[str]) -> list[Path]:
         raise InputError("paths: give at least one scene path")
     if len(paths) > MAX_PATHS:
         raise InputError(f"paths: at most {MAX_PATHS} per request")
-    return _expand([scenes_uc.check_allowed(Path(p), settings) for p in paths])
+    return expand_scene_paths([scenes_uc.check_allowed(Path(p), settings) for p in paths])
 
 
 async def queue_track(queue: procrastinate.App, store: Store, settings: Settings, paths: list[str],
@@ -62,11 +58,37 @@ def list_jobs(store: Store, state: str | None, limit: int, offset: int) -> list[
         return job_queries.page(session, state, limit, offset)
 
 
-def execute_track_job(store: Store, settings: Settings, job_id: int) -> Job:
-    """Ingest every scene, then detect them in date order; scenes with a published run of this job are skipped,
-    so a retried job continues where its dead worker stopped."""
+def track_series(store: Store, settings: Settings, paths: list[Path], model: str | None = None,
+                 progress: Progress = noop_progress, done: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ingest every scene, then detect them in date order so the sites and their events follow through time.
+
+    ``done`` maps scene ids to the runs already made for them (a retried job continues where it stopped); it is
+    updated in place and reported with each progress step. Returns the runs in date order and the sites per status.
+    """
     from amberwatch.usecases.monitoring import track_summary
 
+    done = {} if done is None else done
+    rows = []
+    for i, path in enumerate(paths):
+        progress(0.3 * i / max(1, len(paths)), f"ingest {i + 1}/{len(paths)}: {path.name}")
+        rows.append(scenes_uc.ingest(store, settings, path))
+    ordered = sorted({r.id: r for r in rows}.values(), key=lambda r: r.acquired)
+    for i, row in enumerate(ordered):
+        if str(row.id) in done:
+            continue
+        progress(0.3 + 0.7 * i / max(1, len(ordered)), f"detect {i + 1}/{len(ordered)}: {row.scene_key}")
+        run = runs_uc.create_run(store, settings, row, model)
+        run = runs_uc.execute_run(store, settings, run.id)
+        if run.state != "published":
+            raise InputError(f"the run of {row.scene_key} failed: {run.error}")
+        done[str(row.id)] = {"scene_id": row.id, "scene_key": row.scene_key, "acquired": row.acquired.isoformat(),
+                             "run_id": run.id, "n_detections": run.n_detections}
+    progress(1.0, "done")
+    return {"runs": sorted(done.values(), key=lambda r: r["acquired"]), "sites": track_summary(store)}
+
+
+def execute_track_job(store: Store, settings: Settings, job_id: int) -> Job:
+    """A queued tracking job (``track_series`` with the job's stored progress; idempotent across retries)."""
     with store.session() as session:
         outcome, job = job_queries.start_attempt(session, job_id, settings.job_max_attempts)
         if job is None:
@@ -74,34 +96,17 @@ def execute_track_job(store: Store, settings: Settings, job_id: int) -> Job:
         if outcome != "start":
             return job
         params = dict(job.parameters)
-        result: dict[str, Any] = dict(job.result or {})
-    done: dict[str, Any] = dict(result.get("runs_by_scene") or {})
+        done: dict[str, Any] = dict((job.result or {}).get("runs_by_scene") or {})
 
     def report(fraction: float, message: str) -> None:
         with store.session() as session:
-            job_queries.set_progress(session, job_id, fraction, message,
-                                     {"runs_by_scene": done} if done else None)
+            job_queries.set_progress(session, job_id, fraction, message, {"runs_by_scene": done} if done else None)
 
     try:
-        paths = [Path(p) for p in params.get("paths", [])]
-        rows = []
-        for i, path in enumerate(paths):
-            report(0.3 * i / max(1, len(paths)), f"ingest {i + 1}/{len(paths)}: {path.name}")
-            rows.append(scenes_uc.ingest(store, settings, path))
-        ordered = sorted({r.id: r for r in rows}.values(), key=lambda r: r.acquired)
-        for i, row in enumerate(ordered):
-            if str(row.id) in done:
-                continue
-            report(0.3 + 0.7 * i / max(1, len(ordered)), f"detect {i + 1}/{len(ordered)}: {row.scene_key}")
-            run = runs_uc.create_run(store, settings, row, params.get("model"))
-            run = runs_uc.execute_run(store, settings, run.id)
-            done[str(row.id)] = {"scene_id": row.id, "scene_key": row.scene_key,
-                                 "acquired": row.acquired.isoformat(), "run_id": run.id,
-                                 "n_detections": run.n_detections}
-        final = {"runs": sorted(done.values(), key=lambda r: r["acquired"]), "runs_by_scene": done,
-                 "sites": track_summary(store)}
+        result = track_series(store, settings, [Path(p) for p in params.get("paths", [])], params.get("model"),
+                              report, done)
         with store.session() as session:
-            job_queries.finish(session, job_id, result=final)
+            job_queries.finish(session, job_id, result={**result, "runs_by_scene": done})
     except Exception as err:
         with store.session() as session:
             job_queries.finish(session, job_id, error=runs_uc.public_error(err))

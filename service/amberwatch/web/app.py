@@ -37,7 +37,7 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        from amberwatch.jobs.worker import run_worker as worker_loop
+        from amberwatch.worker.loop import run_worker as worker_loop
 
         await queue.open_async()
         task = asyncio.create_task(worker_loop(queue, active, settings)) if run_worker else None
@@ -73,6 +73,10 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
 
     for module in (scenes, runs, registry, jobs):
         app.include_router(module.router)
+    from amberwatch.web import portal, tiles  # the geoportal; /api/sites/{id}.{fmt} must precede /api/sites/{id}
+
+    for router in (portal.api, portal.router, tiles.router):
+        app.include_router(router)
     app.include_router(monitoring.router, prefix="/api")
 
     from amberwatch import publish

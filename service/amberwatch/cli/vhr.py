@@ -1,4 +1,4 @@
-"""``amberwatch vhr ...``: score RGB chips with the very-high-resolution classifier."""
+"""``amberwatch vhr ...``: score RGB chips with the very-high-resolution classifier (``amberwatch.vhr``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from amberwatch.cli.common import settings
 from amberwatch.errors import AmberWatchError, InputError
 from amberwatch.vhr.chips import list_files, score_files
 from amberwatch.vhr.model import load_vhr_model
@@ -39,10 +40,10 @@ def score_chips_command(
         files = list_files(dir)
         if not files:
             raise InputError(f"{dir} contains no files")
-        vhr = load_vhr_model(model)
+        vhr = load_vhr_model(model, models_dir=None if model else settings().models_dir)
         scores, skipped = score_files(files, vhr, progress=True)
-        for s in skipped:
-            typer.secho(f"warning: skipped {s.reason}", fg=typer.colors.YELLOW, err=True)
+        for skip in skipped:
+            typer.secho(f"warning: skipped {skip.reason}", fg=typer.colors.YELLOW, err=True)
         if not scores:
             raise InputError(f"no readable RGB image in {dir} ({len(skipped)} file(s) skipped)")
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ import logging
 import procrastinate
 
 from amberwatch.jobs.queue import QUEUE
-from amberwatch.jobs.tasks import WorkerDeps, blueprint
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
+from amberwatch.worker.tasks import WorkerDeps, blueprint
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
