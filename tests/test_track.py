@@ -15,6 +15,7 @@ from rasterio.transform import from_origin
 from shapely.geometry import MultiPolygon, Point, box
 from sqlalchemy import select, text
 
+from amberwatch.detect.clearsky import clear_sky_footprint
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Detection, Event, Run, Scene, Site, SiteObservation
@@ -72,7 +73,7 @@ def publish(db: Store, when: datetime, polys: list[tuple[str, object]], footprin
                             area_ha=float(to_metric(geom).area / 1e4), observed_at=when,
                             geom=from_shape(MultiPolygon([geom]), srid=4326)))
         s.flush()
-        events = update_sites(s, run.id)
+        events = update_sites(s, run.id, clear_sky_footprint(cloud_mask))  # as the detect stage computes it
         run.state = "published"
         return run.id, [(e.site_id, e.observed_at, e.from_status, e.to_status) for e in events]
 

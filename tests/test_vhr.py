@@ -18,9 +18,9 @@ import pytest
 from conftest import REPO, shared
 from typer.testing import CliRunner
 
+from amberwatch.cli.vhr import app as vhr_app
 from amberwatch.errors import InputError
 from amberwatch.vhr import detect_vhr, load_vhr_model, score_chips, score_image
-from amberwatch.vhr.cli import app as vhr_app
 from amberwatch.vhr.io import read_rgb
 
 if str(REPO / "models") not in sys.path:  # amberwatch_training, when the package is not installed

@@ -9,6 +9,7 @@ from amberwatch.errors import InputError
 from amberwatch.settings import PROJECT_ROOT, Settings
 from amberwatch.store.db import Store
 from amberwatch.store.queries import runs as run_queries
+from amberwatch.types import Progress, noop_progress
 from amberwatch.usecases import runs as pipeline
 from amberwatch.usecases import scenes as scenes_uc
 
@@ -23,10 +24,11 @@ def demo_scene_path() -> Path:
     return scenes[0]
 
 
-def prepare(settings: Settings, scene_path: Path | None = None) -> int:
-    """Make sure the demo scene is ingested and has a published run; returns that run's id."""
-    from amberwatch.cli.common import ProgressBar
+def prepare(settings: Settings, scene_path: Path | None = None, progress: Progress = noop_progress) -> int:
+    """Make sure the demo scene is ingested and has a published run; returns that run's id.
 
+    ``progress(fraction, message)`` follows the detection (the CLI passes its progress bar).
+    """
     store = Store(settings).start()
     scene = scenes_uc.ingest(store, settings, scene_path or demo_scene_path())
     with store.session() as session:
@@ -35,10 +37,6 @@ def prepare(settings: Settings, scene_path: Path | None = None) -> int:
         log.info("demo: scene %s already has published run %d, reusing it", scene.scene_key, run.id)
         pipeline.refresh_layers(store, settings)
         return run.id
-    bar = ProgressBar("detect")
-    try:
-        run = pipeline.detect(store, settings, scene, progress=bar)
-    finally:
-        bar.close()
+    run = pipeline.detect(store, settings, scene, progress=progress)
     log.info("demo: run %d published with %d detections", run.id, run.n_detections)
     return run.id

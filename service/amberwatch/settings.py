@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     window_size: int = Field(512, description="Inference window (pixels).")
     min_mapping_unit_ha: float = Field(0.05, description="Smallest polygon kept after vectorizing.")
     mapserv_bin: Path = Path("/usr/lib/cgi-bin/mapserv")
+    ogc_config_dir: Path = Field(
+        PROJECT_ROOT / "ogc_config", description="Templates of the MapServer mapfile and the pygeoapi config.")
     # jobs (procrastinate queue in the same database)
     worker_concurrency: int = Field(1, ge=1, le=64, description="Jobs one worker runs at once (1 on 2 cores).")
     inprocess_worker: bool = Field(True, description="`serve`/`demo` run a worker in the same process.")

@@ -49,7 +49,7 @@ class IngestedScene:
 
 @dataclass
 class DetectedPolygon:
-    """One polygon out of the vectorizer, in EPSG:4326 with its area computed in a metric CRS."""
+    """One polygon out of the vectorizer, in EPSG:4326 with its geodesic area (``amberwatch.area.area_ha``)."""
 
     geometry: BaseGeometry  # Polygon/MultiPolygon, EPSG:4326
     cls: DetectionClass
@@ -71,6 +71,10 @@ class DetectionResult:
     probability_path: Path | None  # COG, one band per class (uint8 0..255 = probability)
     provider: str  # onnxruntime provider actually used
     parameters: dict[str, Any] = field(default_factory=dict)
+    # Where the scene saw the ground: the clear (not cloud/shadow/invalid) pixels of its cloud mask, EPSG:4326.
+    # None = no cloud mask: clear everywhere in the scene footprint. Site tracking uses it to tell "observed, nothing
+    # detected" from "not observed" without opening rasters (amberwatch.detect.clearsky.clear_sky_footprint).
+    clear_sky: BaseGeometry | None = None
 
 
 Progress = Callable[[float, str], None]  # (fraction 0..1, message)

@@ -1,6 +1,8 @@
 """Detection runtime: registered ONNX models -> probability COG -> pit/pond polygons.
 
 Entry points: :func:`detect_scene`, :func:`write_polygons`, :func:`get_model` / :func:`list_models`.
+VHR RGB models (family ``vhr_rgb``) run through ``amberwatch.vhr.detect_vhr``: the run use case picks one of the
+two by the model's family (``amberwatch.vhr`` builds on this package, never the reverse).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from amberwatch.detect.clearsky import clear_sky_footprint
 from amberwatch.detect.decision import DecisionRule
 from amberwatch.detect.registry import ModelInfo, get_model, list_models
 from amberwatch.detect.segment import DEFAULT_MARGIN, Progress, cached_runner, predict_probabilities
@@ -24,6 +27,7 @@ from amberwatch.vector_out import write_vector
 __all__ = [
     "DecisionRule",
     "ModelInfo",
+    "clear_sky_footprint",
     "create_session",
     "detect_scene",
     "get_model",
@@ -48,8 +52,9 @@ def detect_scene(
 ) -> DetectionResult:
     """Run ``model`` on ``scene``: probability COG in ``work_dir`` + polygons (EPSG:4326).
 
-    VHR RGB models are delegated to ``amberwatch.vhr.detect_vhr``. ``progress(fraction, message)`` is called
-    as windows complete (segmentation takes the first 90 %). ``rule`` defaults to the model card's decision rule.
+    Segmentation models only (VHR RGB models: ``amberwatch.vhr.detect_vhr``). ``progress(fraction, message)`` is
+    called as windows complete (segmentation takes the first 90 %). ``rule`` defaults to the model card's decision
+    rule. The result carries the scene's clear-sky footprint (:func:`clear_sky_footprint`) for site tracking.
     """
     if model.family != scene.family:
         raise InputError(
@@ -57,9 +62,7 @@ def detect_scene(
             f"{scene.family} ({scene.sensor})"
         )
     if model.family == "vhr_rgb":
-        from amberwatch.vhr import detect_vhr
-
-        return detect_vhr(scene, model.path, settings, work_dir=work_dir, progress=progress)
+        raise InputError(f"{model.ref} is a VHR RGB superpixel classifier: run it with amberwatch.vhr.detect_vhr")
     work_dir = Path(work_dir)
     prob_path = work_dir / f"{scene.scene_key}__{model.name}-{model.version}__prob.tif"
     segment_progress = (lambda f, msg: progress(SEGMENT_SHARE * f, msg)) if progress else None
@@ -69,6 +72,7 @@ def detect_scene(
         progress(SEGMENT_SHARE, "vectorizing")
     rule = rule or model.decision
     polygons = vectorize(prob_path, scene.crs, rule=rule, min_area_ha=settings.min_mapping_unit_ha)
+    clear_sky = clear_sky_footprint(scene.cloud_mask_path)
     if progress:
         progress(1.0, f"{len(polygons)} polygons")
     provider = cached_runner(
@@ -82,6 +86,7 @@ def detect_scene(
         polygons=polygons,
         probability_path=prob_path,
         provider=provider,
+        clear_sky=clear_sky,
         parameters={
             **rule.as_dict(),
             "window_size": settings.window_size,

@@ -11,8 +11,8 @@ Rules (the decision rule itself is :mod:`amberwatch.detect.decision`, shared wit
   (in exact pixel coordinates), so block borders never split a polygon or change an object's confidence.
 - polygons are simplified by half a pixel (Douglas-Peucker, topology preserving); shared edges between
   neighbouring polygons may therefore move apart by up to half a pixel.
-- area_ha is the area of the simplified polygon in a metric CRS: the scene's CRS when it is UTM or equal-area,
-  else a Lambert azimuthal equal-area projection centred on the raster. Polygons below ``min_area_ha`` are dropped.
+- area_ha is the geodesic area of the simplified polygon in EPSG:4326 (:func:`amberwatch.area.area_ha`, the one
+  area definition of the service). Polygons below ``min_area_ha`` are dropped.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.measure import label
 
+from amberwatch.area import areas_ha as geodesic_areas_ha
 from amberwatch.detect.decision import EIGHT, DecisionRule, pixel_classes
 from amberwatch.errors import InputError
-from amberwatch.settings import get_settings
 from amberwatch.types import DetectedPolygon, DetectionClass
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 CLASSES: tuple[DetectionClass, ...] = ("pit", "pond")  # band 1, band 2 of the probability COG
 BLOCK_SIZE = 2048
 CACHE_BYTES = 64 << 20  # blocks are read once each: no need for GDAL's default cache (5% of RAM)
-EQUAL_AREA_METHODS = ("lambert azimuthal equal area", "albers equal area", "lambert cylindrical equal area")
 
 
 @dataclass
@@ -147,16 +146,6 @@ def merge_partials(partials: list[Region], rule: DecisionRule) -> list[Region]:
     return kept
 
 
-def area_crs(crs: CRS, center_lonlat: tuple[float, float]) -> CRS:
-    """The CRS areas are measured in: the raster's own if UTM / equal-area in metres, else a local LAEA."""
-    if crs.is_projected and crs.axis_info and crs.axis_info[0].unit_conversion_factor == 1.0:
-        method = (crs.coordinate_operation.method_name or "").lower() if crs.coordinate_operation else ""
-        if crs.utm_zone or method in EQUAL_AREA_METHODS:
-            return crs
-    lon, lat = center_lonlat
-    return CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +x_0=0 +y_0=0 +datum=WGS84 +units=m")
-
-
 def prefilter_pixels(crs: CRS, transform: Affine, min_area_ha: float) -> int:
     """Pixel count below which a region cannot reach ``min_area_ha`` even after simplification (0 = unknown)."""
     if not (crs.is_projected and crs.axis_info and crs.axis_info[0].unit_conversion_factor == 1.0):
@@ -173,17 +162,17 @@ def vectorize(
     prob_path: Path,
     scene_crs: str | CRS | None = None,
     rule: DecisionRule | None = None,
-    min_area_ha: float | None = None,
+    *,
+    min_area_ha: float,
     block_size: int = BLOCK_SIZE,
 ) -> list[DetectedPolygon]:
     """Polygons of pits and ponds from a probability COG (bands pit, pond; uint8 = probability x 255).
 
     ``scene_crs`` is used when the COG carries no CRS; ``rule`` defaults to ``DecisionRule()`` (0.5, 0.0).
-    ``min_area_ha`` defaults to settings.min_mapping_unit_ha. Returned largest first, in EPSG:4326.
+    ``min_area_ha`` is the minimum mapping unit (settings.min_mapping_unit_ha in the service). Returned largest
+    first, in EPSG:4326.
     """
     rule = rule or DecisionRule()
-    if min_area_ha is None:
-        min_area_ha = get_settings().min_mapping_unit_ha
     complete: list[Region] = []
     partial: list[Region] = []
     with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES), rasterio.open(prob_path) as src:
@@ -198,7 +187,6 @@ def vectorize(
                 done, cut = block_regions(src.read([1, 2], window=window), window, shape, rule, min_pixels)
                 complete += done
                 partial += cut
-        bounds = src.bounds
     regions = complete + merge_partials(partial, rule)
     if not regions:
         return []
@@ -209,17 +197,13 @@ def vectorize(
         geoms,
         lambda xy: np.column_stack((t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f)),
     )
-    to_wgs84 = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    center = to_wgs84.transform((bounds.left + bounds.right) / 2, (bounds.bottom + bounds.top) / 2)
-    metric = area_crs(crs, center)
-    metric_geoms = geoms if metric == crs else reproject(geoms, Transformer.from_crs(crs, metric, always_xy=True))
-    areas_ha = shapely.area(metric_geoms) / 10_000.0
+    wgs84 = reproject(geoms, Transformer.from_crs(crs, "EPSG:4326", always_xy=True))
+    areas_ha = geodesic_areas_ha(wgs84)
     keep = areas_ha >= min_area_ha
-    wgs84 = reproject(geoms[keep], to_wgs84)
-    kept = [r for r, k in zip(regions, keep, strict=True) if k]
     polygons = [
-        DetectedPolygon(geometry=g, cls=CLASSES[r.cls - 1], area_ha=float(a), confidence=float(r.confidence))
-        for g, r, a in zip(wgs84, kept, areas_ha[keep], strict=True)
+        DetectedPolygon(geometry=g, cls=CLASSES[r.cls - 1], area_ha=float(a), confidence=float(r.confidence or 0.0))
+        for g, r, a, k in zip(wgs84, regions, areas_ha, keep, strict=True)
+        if k
     ]
     log.info(
         "vectorized %s: %d regions, %d kept (>= %.3f ha, %s)", prob_path, len(regions), len(polygons), min_area_ha, rule

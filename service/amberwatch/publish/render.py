@@ -1,8 +1,10 @@
-"""Render the MapServer mapfile, the MapServer config file and the pygeoapi config from ogc_config/ templates."""
+"""Render the MapServer mapfile, the MapServer config file and the pygeoapi config from ogc_config/ templates.
+
+The template directory is ``settings.ogc_config_dir`` (``AMBERWATCH_OGC_CONFIG_DIR``), passed in as ``config_dir``.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -13,9 +15,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from amberwatch.publish.catalog import REGION_EXTENT
 from amberwatch.publish.connection import DbParams
 from amberwatch.publish.layers import MAP_ALIAS, SERVICE, SRS, Layer
-from amberwatch.settings import PROJECT_ROOT
-
-OGC_CONFIG_DIR = Path(os.environ.get("AMBERWATCH_OGC_CONFIG_DIR", PROJECT_ROOT / "ogc_config"))
 
 # Label font: DejaVu Sans has Latin and Cyrillic (Debian fonts-dejavu-core, pulled in by fontconfig).
 LABEL_FONTS = (
@@ -64,29 +63,31 @@ def _layer_dicts(layers: list[Layer]) -> list[dict]:
     return [asdict(layer) for layer in layers]
 
 
-def render_mapfile(layers: list[Layer], db: DbParams, base_url: str, fontset: Path | None = None) -> str:
+def render_mapfile(layers: list[Layer], db: DbParams, base_url: str, fontset: Path | None = None, *,
+                   config_dir: Path) -> str:
     """The mapfile; ``fontset`` (a file written by :func:`render_fontset`) turns the name labels on."""
-    return _env(OGC_CONFIG_DIR).get_template("mapserver/amberwatch.map.j2").render(
+    return _env(config_dir).get_template("mapserver/amberwatch.map.j2").render(
         generated_at=_now(),
         onlineresource=f"{base_url}/ows",
         map_extent=REGION_EXTENT,
         srs=SRS,
         service=SERVICE,
         connection=db.libpq(),
-        templates_dir=str((OGC_CONFIG_DIR / "mapserver" / "templates").resolve()),
+        templates_dir=str((config_dir / "mapserver" / "templates").resolve()),
         layers=_layer_dicts(layers),
         fontset=str(fontset.resolve()) if fontset else None,
     )
 
 
-def render_mapserver_config(mapfile: Path) -> str:
-    return _env(OGC_CONFIG_DIR).get_template("mapserver/mapserver.conf.j2").render(
+def render_mapserver_config(mapfile: Path, *, config_dir: Path) -> str:
+    return _env(config_dir).get_template("mapserver/mapserver.conf.j2").render(
         mapfile=mapfile_string(mapfile.resolve()), alias=MAP_ALIAS
     )
 
 
-def render_pygeoapi_config(layers: list[Layer], db: DbParams, base_url: str, host: str, port: int) -> str:
-    return _env(OGC_CONFIG_DIR).get_template("pygeoapi/pygeoapi-config.yml.j2").render(
+def render_pygeoapi_config(layers: list[Layer], db: DbParams, base_url: str, host: str, port: int, *,
+                           config_dir: Path) -> str:
+    return _env(config_dir).get_template("pygeoapi/pygeoapi-config.yml.j2").render(
         generated_at=_now(),
         bind_host=host,
         bind_port=port,

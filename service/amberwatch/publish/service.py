@@ -121,9 +121,11 @@ def refresh(store: Store, settings: Settings) -> PublishState:
             log.warning("no DejaVuSans.ttf found (apt-get install fonts-dejavu-core): WMS layers have no labels")
 
         # render everything first: a failure leaves all the old files in place
-        mapfile_text = render_mapfile(layers, db, base_url, paths.fontset if font else None)
-        mapserver_config_text = render_mapserver_config(paths.mapfile)
-        config_text = render_pygeoapi_config(layers, db, base_url, settings.host, settings.port)
+        mapfile_text = render_mapfile(layers, db, base_url, paths.fontset if font else None,
+                                      config_dir=settings.ogc_config_dir)
+        mapserver_config_text = render_mapserver_config(paths.mapfile, config_dir=settings.ogc_config_dir)
+        config_text = render_pygeoapi_config(layers, db, base_url, settings.host, settings.port,
+                                             config_dir=settings.ogc_config_dir)
         config = yaml.safe_load(config_text)
         openapi = get_oas(config)
 

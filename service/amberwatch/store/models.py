@@ -102,6 +102,9 @@ class Run(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     queue_job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # clear-sky footprint of the run's scene (DetectionResult.clear_sky; NULL = clear everywhere), added by 0006
+    clear_sky = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=True,
+                              deferred=True)
 
     model_version: Mapped[ModelVersion | None] = relationship()
     scenes: Mapped[list[Scene]] = relationship(secondary=run_scenes)

@@ -1,4 +1,8 @@
-"""Geometry helpers: WGS84 <-> equal-area metric CRS, multipolygons, WKB."""
+"""Geometry helpers: WGS84 <-> the metric CRS sites are clustered and buffered in, multipolygons, areas.
+
+Areas are NOT measured in the metric CRS: :func:`area_ha` is the service's one area definition
+(:func:`amberwatch.area.area_ha`, geodesic on WGS84) of the geometry brought back to EPSG:4326.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ from pyproj import Transformer
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-METRIC_SRID = 3035  # ETRS89 / LAEA Europe: equal-area, metric; covers Ukraine
-M2_PER_HA = 10_000.0
+from amberwatch import area
+
+METRIC_SRID = 3035  # ETRS89 / LAEA Europe: metric (distances, buffers, clustering); covers Ukraine
 
 
 @lru_cache
@@ -57,5 +62,5 @@ def multi(geom: BaseGeometry | None) -> MultiPolygon:
 
 
 def area_ha(geom: BaseGeometry | None) -> float:
-    """Area in hectares of a geometry already in the metric equal-area CRS."""
-    return 0.0 if geom is None or geom.is_empty else float(geom.area) / M2_PER_HA
+    """Geodesic area in hectares (:func:`amberwatch.area.area_ha`) of a geometry in the metric CRS."""
+    return 0.0 if geom is None or geom.is_empty else area.area_ha(to_wgs84(geom))

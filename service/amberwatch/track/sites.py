@@ -11,7 +11,6 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import shapely
 from geoalchemy2.shape import from_shape
@@ -19,6 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.orm import Session
 
+from amberwatch.area import area_ha as geodesic_area_ha
 from amberwatch.errors import NotFoundError
 from amberwatch.store.models import Detection, Event, Run, Site, SiteObservation
 from amberwatch.store.queries.layers import assign_admin
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 CLUSTER_DISTANCE_M = 60.0  # detections closer than this (at any date) belong to one site
 CLOUDY_FRACTION = 0.5  # a scene did not observe a site when more than half of the site is masked (cloud/nodata)
+CLEAR_MARGIN_DEG = 0.01  # the runs' clear-sky footprints are read clipped to the sites' extent plus this margin
 
 # A run counts when it is published (or being published now) and no later such run covers the same scene:
 # re-running detection on a scene (e.g. with a newer model) supersedes the earlier run in the sites' state.
@@ -61,15 +62,22 @@ class _Cluster:
         return Counter(d.site_id for d in self.dets if d.site_id is not None)
 
 
-def update_sites(session: Session, run_id: int) -> list[Event]:
+def update_sites(session: Session, run_id: int, clear_sky: BaseGeometry | None = None) -> list[Event]:
     """Match run ``run_id``'s detections to sites and update the sites its scene observed; returns new events.
 
     Called inside the publishing transaction, after the run's detections were inserted (the run may still be
-    ``running``: it counts as published here). Sites within CLUSTER_DISTANCE_M of the run's scene footprint or
-    detections are recomputed from every published observation.
+    ``running``: it counts as published here). ``clear_sky`` is where the run's scene saw the ground
+    (``DetectionResult.clear_sky``, EPSG:4326; None = clear everywhere): it is stored with the run, and a site
+    counts as observed by a run when less than CLOUDY_FRACTION of it lies outside that run's clear sky. Sites within
+    CLUSTER_DISTANCE_M of the run's scene footprint or detections are recomputed from every published observation.
+    No raster is opened here.
     """
     if session.get(Run, run_id) is None:
         raise NotFoundError(f"run {run_id} not found")
+    session.execute(
+        text("update runs set clear_sky = ST_Multi(ST_GeomFromWKB(:g, 4326)) where id = :run"),
+        {"g": clear_sky.wkb if clear_sky is not None else None, "run": run_id},
+    )
     session.flush()
     _lock(session)
     region = session.scalar(text(
@@ -119,12 +127,13 @@ def _recompute(session: Session, run_id: int | None, region_wkb: bytes | None) -
     owners, merged = _assign_ids(session, clusters)
     _adopt_superseded(session, clusters, hit_sites, owners, merged)
 
+    clear = _ClearSky(session, clusters, params)
     new_events: list[Event] = []
     kept: set[int] = set()
     for cluster in clusters:
         site = _site_for(session, owners.get(cluster.key), cluster)
         kept.add(site.id)
-        new_events += _update_site(session, site, cluster, run_times, params)
+        new_events += _update_site(session, site, cluster, run_times, params, clear)
     for old_id, cluster_key in merged.items():
         _merge(session, old_id, owners[cluster_key])
     for gone in hit_sites - kept - set(merged):
@@ -227,50 +236,62 @@ def _merge(session: Session, old_id: int, into_id: int) -> None:
     session.execute(update(Site).where(Site.id == old_id).values(merged_into_id=into_id, updated_at=datetime.now(UTC)))
 
 
+# -- clear sky -----------------------------------------------------------------------------------
+class _ClearSky:
+    """The visible runs' clear-sky footprints around the clusters being recomputed, read once per recomputation
+    (clipped in PostGIS to the clusters' extent plus CLEAR_MARGIN_DEG, so a large footprint is shipped in part)."""
+
+    def __init__(self, session: Session, clusters: list[_Cluster], params: dict) -> None:
+        self.session, self.params = session, params
+        self.cache: dict[int, BaseGeometry | None] = {}
+        geoms = [d.geom for c in clusters for d in c.dets]
+        self.box = to_wgs84(shapely.box(*shapely.total_bounds(geoms))).envelope.buffer(
+            CLEAR_MARGIN_DEG, join_style="mitre") if geoms else None
+
+    def footprint(self, run_id: int) -> BaseGeometry | None:
+        """The run's clear sky near the clusters (EPSG:4326); None = no cloud mask, clear everywhere."""
+        if run_id not in self.cache:
+            wkb = self.session.scalar(text(
+                "select ST_AsBinary(ST_ClipByBox2D(clear_sky, ST_GeomFromWKB(:box, 4326))) from runs where id = :run"
+            ), {"box": self.box.wkb if self.box is not None else None, "run": run_id})
+            if wkb is None:
+                self.cache[run_id] = None
+            else:
+                geom = shapely.from_wkb(bytes(wkb))
+                self.cache[run_id] = geom if geom.is_valid else shapely.make_valid(geom)
+        return self.cache[run_id]
+
+    def observed(self, run_id: int, extent_wgs84: BaseGeometry) -> bool:
+        """True when less than CLOUDY_FRACTION of the site lies outside the run's clear sky (cloud/shadow/nodata)."""
+        clear = self.footprint(run_id)
+        if clear is None:
+            return True
+        total = geodesic_area_ha(extent_wgs84)
+        if total <= 0:
+            return bool(clear.intersects(extent_wgs84.representative_point()))
+        clear_share = geodesic_area_ha(shapely.intersection(extent_wgs84, clear)) / total
+        return 1.0 - clear_share < CLOUDY_FRACTION
+
+
 # -- one site ------------------------------------------------------------------------------------
-def _observing_runs(session: Session, extent_metric: BaseGeometry, params: dict) -> dict[int, datetime]:
+def _observing_runs(session: Session, extent_metric: BaseGeometry, params: dict,
+                    clear: _ClearSky) -> dict[int, datetime]:
     """Visible runs whose scene covers the site and was not cloudy there."""
     extent = to_wgs84(extent_metric)
     point = extent.representative_point()
     rows = session.execute(text(
-        "select r.id, s.id, s.acquired, s.cloud_mask_path from runs r join run_scenes rs on rs.run_id = r.id"
+        "select r.id, s.acquired from runs r join run_scenes rs on rs.run_id = r.id"
         f" join scenes s on s.id = rs.scene_id where {_VISIBLE}"
         " and ST_Intersects(s.footprint, ST_GeomFromWKB(:pt, 4326))"), {**params, "pt": point.wkb})
     out: dict[int, datetime] = {}
-    for rid, _sid, acquired, mask_path in rows:
-        if _clear(mask_path, extent):
+    for rid, acquired in rows:
+        if clear.observed(rid, extent):
             out[rid] = min(acquired, out.get(rid, acquired))
     return out
 
 
-def _clear(mask_path: str | None, extent_wgs84: BaseGeometry) -> bool:
-    """True when less than CLOUDY_FRACTION of the site is masked (1 = cloud/shadow/nodata) in the cloud mask."""
-    if not mask_path:
-        return True
-    path = Path(mask_path)
-    if not path.exists():
-        log.warning("cloud mask %s is missing: counting the site as observed", path)
-        return True
-    import numpy as np
-    import rasterio
-    from rasterio.features import geometry_mask
-    from rasterio.warp import transform_geom
-    from rasterio.windows import Window, from_bounds
-
-    with rasterio.open(path) as ds:
-        geom = shapely.geometry.shape(transform_geom("EPSG:4326", ds.crs, shapely.geometry.mapping(extent_wgs84)))
-        win = from_bounds(*geom.bounds, transform=ds.transform)
-        win = Window(int(np.floor(win.col_off)), int(np.floor(win.row_off)),
-                     max(1, int(np.ceil(win.width)) + 1), max(1, int(np.ceil(win.height)) + 1))
-        data = ds.read(1, window=win, boundless=True, fill_value=1)
-        inside = geometry_mask([geom], out_shape=data.shape, transform=ds.window_transform(win), invert=True,
-                               all_touched=True)
-        values = data[inside] if inside.any() else data.ravel()
-    return float((values > 0).mean()) < CLOUDY_FRACTION
-
-
 def _update_site(session: Session, site: Site, cluster: _Cluster, run_times: dict[int, datetime],
-                 params: dict) -> list[Event]:
+                 params: dict, clear: _ClearSky) -> list[Event]:
     dets = cluster.dets
     cumulative_all = shapely.union_all([d.geom for d in dets])
     first_t = min(d.observed_at for d in dets)
@@ -278,7 +299,7 @@ def _update_site(session: Session, site: Site, cluster: _Cluster, run_times: dic
     for d in dets:
         by_time[d.observed_at].append(d)
     runs_at: dict[datetime, set[int]] = defaultdict(set)
-    for rid, t in _observing_runs(session, cumulative_all, params).items():
+    for rid, t in _observing_runs(session, cumulative_all, params, clear).items():
         if t >= first_t:
             runs_at[t].add(rid)
     for t, ds in by_time.items():

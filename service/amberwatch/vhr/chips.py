@@ -64,12 +64,16 @@ def score_files(files: Iterable[Path], model: VhrModel, progress: bool = False) 
     return scores, skipped
 
 
-def score_chips(dir: Path, model_dir: Path | None = None, progress: bool = False) -> list[ChipScore]:  # noqa: A002
-    """Score every image under ``dir``. Non-images are skipped (logged); raises InputError if none is readable."""
+def score_chips(dir: Path, model_dir: Path | None = None, progress: bool = False,  # noqa: A002
+                models_dir: Path | None = None) -> list[ChipScore]:
+    """Score every image under ``dir``. Non-images are skipped (logged); raises InputError if none is readable.
+
+    ``model_dir`` unset: the newest vhr-texty in the registry ``models_dir``.
+    """
     files = list_files(dir)
     if not files:
         raise InputError(f"{dir} contains no files")
-    model = load_vhr_model(model_dir)
+    model = load_vhr_model(model_dir, models_dir=models_dir)
     scores, skipped = score_files(files, model, progress)
     if skipped:
         log.warning("skipped %d file(s) that are not readable RGB images:\n%s", len(skipped),

@@ -10,8 +10,9 @@ Rules:
   not scored;
 - polygons: the union of positive superpixels of all flagged tiles (superpixels touching across a tile border
   merge), one polygon per connected part; ``confidence`` is the area-weighted mean probability of its superpixels;
-  ``area_ha`` is measured in the scene's CRS when metric (UTM/equal-area) else a local equal-area projection;
-  parts smaller than ``settings.min_mapping_unit_ha`` are dropped; geometry is returned in EPSG:4326.
+  ``area_ha`` is the geodesic area in EPSG:4326 (:func:`amberwatch.area.area_ha`); parts smaller than
+  ``settings.min_mapping_unit_ha`` are dropped; geometry is returned in EPSG:4326.
+- the result carries the scene's clear-sky footprint (its cloud mask, when it has one) for site tracking.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from rasterio.enums import Resampling
 from rasterio.features import shapes
 from rasterio.windows import Window
 
-from amberwatch.detect.vectorize import area_crs
+from amberwatch.area import area_ha as geodesic_area_ha
+from amberwatch.detect.clearsky import clear_sky_footprint
 from amberwatch.errors import InputError
+from amberwatch.settings import Settings
 from amberwatch.types import DetectedPolygon, DetectionResult, IngestedScene
 from amberwatch.vhr.model import load_vhr_model
 from amberwatch.vhr.preprocess import CHIP_GSD
@@ -68,7 +71,7 @@ def _rgb_indexes(scene: IngestedScene, count: int) -> list[int]:
 def detect_vhr(
     scene: IngestedScene,
     model_dir: Path,
-    settings: Any = None,
+    settings: Settings,
     *,
     flag_count: int = FLAG_COUNT,
     tile_m: float = TILE_M,
@@ -80,12 +83,9 @@ def detect_vhr(
     """Run the VHR classifier over ``scene`` (a uint8 RGB GeoTIFF/COG) with Texty's tile rule.
 
     ``work_dir`` set: also writes a uint8 probability COG (superpixel probability x 255 of every scored
-    superpixel) there and returns its path in ``probability_path``.
+    superpixel) there and returns its path in ``probability_path``. ``settings``: onnxruntime providers and the
+    minimum mapping unit.
     """
-    if settings is None:
-        from amberwatch.settings import get_settings
-
-        settings = get_settings()
     model = load_vhr_model(model_dir, settings.providers)
     path = Path(scene.reflectance_path)
     if not path.is_file():
@@ -136,8 +136,10 @@ def detect_vhr(
                     probs.append(prob_of[int(value)])
             if progress:
                 progress((i + 1) / len(windows), f"tile {i + 1}/{len(windows)}")
-        prob_path = _finish_probability(prob_ds, work_dir, scene, model) if prob_ds is not None else None
-        polygons = _polygons(geoms, probs, crs, settings.min_mapping_unit_ha, src.bounds)
+        prob_path = None
+        if prob_ds is not None and work_dir is not None:
+            prob_path = _finish_probability(prob_ds, work_dir, scene, model)
+        polygons = _polygons(geoms, probs, crs, settings.min_mapping_unit_ha)
     log.info("VHR %s: %d tiles (%d m), %d superpixels scored, %d tiles flagged, %d polygons", scene.scene_key,
              len(windows), round(tile_m), scored, flagged, len(polygons))
     return DetectionResult(
@@ -148,6 +150,7 @@ def detect_vhr(
         polygons=polygons,
         probability_path=prob_path,
         provider=model.provider,
+        clear_sky=clear_sky_footprint(scene.cloud_mask_path),
         parameters={
             "threshold": model.threshold,
             "flag_count": flag_count,
@@ -164,14 +167,10 @@ def detect_vhr(
     )
 
 
-def _polygons(geoms: list[shapely.Geometry], probs: list[float], crs: CRS, min_area_ha: float,
-              bounds: Any) -> list[DetectedPolygon]:
+def _polygons(geoms: list[shapely.Geometry], probs: list[float], crs: CRS, min_area_ha: float) -> list[DetectedPolygon]:
     if not geoms:
         return []
     to_wgs = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    cx, cy = (bounds.left + bounds.right) / 2, (bounds.bottom + bounds.top) / 2
-    metric = area_crs(crs, to_wgs.transform(cx, cy))
-    to_metric = Transformer.from_crs(crs, metric, always_xy=True)
     arr = np.asarray(geoms, dtype=object)
     parts = shapely.get_parts(shapely.union_all(shapely.make_valid(arr)))
     parts = [g for g in parts if g.geom_type == "Polygon" and not g.is_empty]
@@ -182,11 +181,10 @@ def _polygons(geoms: list[shapely.Geometry], probs: list[float], crs: CRS, min_a
     for part in parts:
         inside = np.asarray(points.query(part, predicate="contains"), dtype=int)
         conf = float(np.average(p[inside], weights=weights[inside])) if inside.size else float(p.mean())
-        metric_geom = shapely.transform(part, lambda xy: np.column_stack(to_metric.transform(xy[:, 0], xy[:, 1])))
-        area_ha = float(metric_geom.area / 10_000.0)
+        wgs = shapely.transform(part, lambda xy: np.column_stack(to_wgs.transform(xy[:, 0], xy[:, 1])))
+        area_ha = geodesic_area_ha(wgs)
         if area_ha < min_area_ha:
             continue
-        wgs = shapely.transform(part, lambda xy: np.column_stack(to_wgs.transform(xy[:, 0], xy[:, 1])))
         out.append(DetectedPolygon(geometry=wgs, cls="pit", area_ha=area_ha, confidence=conf))
     out.sort(key=lambda d: -d.area_ha)
     return out

@@ -103,9 +103,13 @@ def _load(path: str, mtime: float, providers: tuple[str, ...] | None) -> VhrMode
     return model
 
 
-def load_vhr_model(model_dir: Path | str | None = None, providers: list[str] | None = None) -> VhrModel:
-    """Open a registry folder ``<name>/<version>`` (default: the highest version of vhr-texty); cached per folder."""
-    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+def load_vhr_model(model_dir: Path | str | None = None, providers: list[str] | None = None, *,
+                   models_dir: Path | None = None) -> VhrModel:
+    """Open a registry folder ``<name>/<version>``; cached per folder.
+
+    Without ``model_dir``: the highest version of vhr-texty in the registry ``models_dir`` (settings.models_dir).
+    """
+    model_dir = Path(model_dir) if model_dir is not None else default_model_dir(models_dir)
     for need in ("model.onnx", "mlm.json"):
         if not (model_dir / need).is_file():
             raise InputError(f"{model_dir} is not a VHR model folder: {need} is missing")
@@ -113,23 +117,27 @@ def load_vhr_model(model_dir: Path | str | None = None, providers: list[str] | N
     return _load(str(model_dir.resolve()), mtime, tuple(providers) if providers else None)
 
 
-def default_model_dir() -> Path:
-    """Highest version of the ``vhr-texty`` model in the registry (settings.models_dir)."""
+def default_model_dir(models_dir: Path | None) -> Path:
+    """Highest version of the ``vhr-texty`` model in the registry ``models_dir`` (settings.models_dir)."""
     from amberwatch.detect.registry import version_key
-    from amberwatch.settings import get_settings
 
-    root = get_settings().models_dir / DEFAULT_MODEL_NAME
+    if models_dir is None:
+        raise InputError("no VHR model folder given and no model registry to pick the newest vhr-texty from")
+    root = Path(models_dir) / DEFAULT_MODEL_NAME
     versions = [p for p in root.glob("*") if (p / "model.onnx").is_file() and (p / "mlm.json").is_file()]
     if not versions:
         raise InputError(f"no {DEFAULT_MODEL_NAME} model in {root}; train one (amberwatch train vhr) or pass --model")
     return max(versions, key=lambda p: version_key(p.name))
 
 
-def score_image(rgb: np.ndarray, model_dir: Path | str | None = None) -> float:
-    """Probability (0..1) that one RGB chip (H, W, 3, uint8, ~0.37 m/px) shows amber mining."""
+def score_image(rgb: np.ndarray, model_dir: Path | str | None = None, *, models_dir: Path | None = None) -> float:
+    """Probability (0..1) that one RGB chip (H, W, 3, uint8, ~0.37 m/px) shows amber mining.
+
+    ``model_dir`` unset: the newest vhr-texty in the registry ``models_dir``.
+    """
     arr = np.asarray(rgb)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise InputError(f"expected an RGB image array of shape (H, W, 3), got {arr.shape}")
     if arr.dtype != np.uint8:
         raise InputError(f"expected a uint8 RGB image, got dtype {arr.dtype}")
-    return load_vhr_model(model_dir).score(arr[..., :3])
+    return load_vhr_model(model_dir, models_dir=models_dir).score(arr[..., :3])
