@@ -32,6 +32,7 @@ serve: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q tests
 
 lint:

@@ -11,6 +11,7 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import shapely
 from geoalchemy2.shape import from_shape
@@ -104,7 +105,7 @@ def _lock(session: Session) -> None:
 
 # -- the recomputation ---------------------------------------------------------------------------
 def _recompute(session: Session, run_id: int | None, region_wkb: bytes | None) -> list[Event]:
-    params = {"run": run_id if run_id is not None else -1, "eps": CLUSTER_DISTANCE_M}
+    params: dict[str, Any] = {"run": run_id if run_id is not None else -1, "eps": CLUSTER_DISTANCE_M}
     if region_wkb is None:
         hit_sites = set(session.scalars(select(Site.id).where(Site.merged_into_id.is_(None))))
         det_ids = list(session.scalars(text(
@@ -370,13 +371,13 @@ def _sync_events(session: Session, site: Site, history: list[rules.Observation],
             since = obs.observed_at
         prev = obs.status
     existing = {(e.observed_at, e.to_status): e for e in session.scalars(select(Event).where(Event.site_id == site.id))}
-    for key, event in existing.items():
+    for key, stale in existing.items():
         if key not in wanted:
-            session.delete(event)
+            session.delete(stale)
     session.flush()
     created: list[Event] = []
     for key, (obs, from_status, extent) in wanted.items():
-        event = existing.get(key)
+        event: Event | None = existing.get(key)
         if event is None:
             event = Event(site_id=site.id, observed_at=obs.observed_at, to_status=obs.status)
             session.add(event)

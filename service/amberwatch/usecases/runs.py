@@ -79,7 +79,7 @@ def create_run(store: Store, settings: Settings, scene: Scene, model_name: str |
     with store.session() as session:
         run = Run(model_version_id=mv.id, state="pending", parameters=parameters, progress=0.0, created_by=created_by,
                   message="queued")
-        run.scenes = [session.get(Scene, scene.id)]
+        run.scenes = [session.get_one(Scene, scene.id)]
         session.add(run)
         session.flush()
         return run
@@ -195,7 +195,7 @@ def list_runs(store: Store, state: str | None, limit: int, offset: int) -> list[
 
 def run_parameters(store: Store, run_id: int) -> dict:
     with store.session() as session:
-        return dict(session.get(Run, run_id).parameters or {})
+        return dict(session.get_one(Run, run_id).parameters or {})
 
 
 # A pit should come with vegetation -> bare change since the reference, a pond with vegetation -> water.
@@ -231,7 +231,7 @@ def publish_result(store: Store, settings: Settings, run_id: int, scene_id: int,
     from amberwatch.track import update_sites
 
     with store.session() as session:
-        run = session.get(Run, run_id)
+        run = session.get_one(Run, run_id)
         for poly in result.polygons:
             session.add(Detection(
                 run_id=run_id, scene_id=scene_id, cls=poly.cls, confidence=float(poly.confidence),
