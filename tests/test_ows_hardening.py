@@ -35,6 +35,8 @@ import pytest
 import yaml
 from conftest import free_port
 from geoalchemy2.shape import from_shape
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from publish_helpers import MAPSERV, Server, publish_settings, serve
 from shapely.geometry import MultiPolygon, box
@@ -471,3 +473,57 @@ def test_nginx_dead_proxy_alone_stops_the_fetch(server: Server, fastcgi: Path, l
         status, _, body = _fetch(f"{front}/ows?{getmap_query()}&SLD={url}")
         assert b"ServiceException" in body, body[:300]
     assert listener.connections == 0
+
+
+# -- /ows fuzzing: OGC parameters with hostile values -----------------------------------------------------------
+
+_OWS_NAMES = ["VERSION", "LAYERS", "LAYER", "STYLES", "CRS", "SRS", "BBOX", "WIDTH", "HEIGHT", "FORMAT", "TIME",
+              "TRANSPARENT", "BGCOLOR", "EXCEPTIONS", "SLD_BODY", "SLD_VERSION", "QUERY_LAYERS", "I", "J", "X", "Y",
+              "INFO_FORMAT", "FEATURE_COUNT", "TYPENAMES", "TYPENAME", "OUTPUTFORMAT", "COUNT", "STARTINDEX",
+              "FILTER", "RESOURCEID", "SORTBY", "PROPERTYNAME", "SRSNAME", "STOREDQUERY_ID", "ID", "mode", "qlayer",
+              "map.extent", "map_size", "template", "imgext", "FORMAT_OPTIONS", "DPI", "MAP_RESOLUTION"]
+_OWS_VALUES = ["", "0", "-1", "1e309", "nan", "99999999999999999999", "../../etc/passwd", "/etc/passwd",
+               "mining_sites", "protected_areas,mining_sites", "EPSG:4326", "EPSG:999999", BBOX_130, "1,2,3",
+               "image/png", "application/json; subtype=geojson", "text/html", "geojson", "browse", "map", "query",
+               "%s%n", "'; select 1; --", "<x>", "2019-01-01/2030-01-01", "4096", "100000"]
+
+
+@given(
+    service=st.sampled_from(["WMS", "WFS", "WCS", "SOS", "", "OGCAPI"]),
+    req=st.sampled_from(["GetCapabilities", "GetMap", "GetFeatureInfo", "GetLegendGraphic", "GetFeature",
+                         "DescribeFeatureType", "ListStoredQueries", "DescribeStoredQueries", "GetPropertyValue",
+                         "GetStyles", "DescribeLayer", "GetCoverage", "x"]),
+    extra=st.dictionaries(st.sampled_from(_OWS_NAMES),
+                          st.one_of(st.sampled_from(_OWS_VALUES), st.text(max_size=30)), max_size=6),
+)
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_ows_fuzz_no_server_error_no_leak(server: Server, service: str, req: str, extra: dict[str, str]):
+    query = urllib.parse.urlencode({"SERVICE": service, "REQUEST": req, **extra})
+    status, _, body = request(server, "GET", f"/ows?{query}")
+    assert status < 500, (query, body[:300])
+    for leak in (str(server.state.paths.root), "/tmp/", "/root/", "SUPPORTS=", "password"):
+        assert leak.encode() not in body, (leak, query, body[:300])
+
+
+def test_nginx_parallel_requests_do_not_pin_mapserv(server: Server, fastcgi: Path):
+    """One mapserv worker, several nginx workers, 20 parallel requests: all answer (an idle kept-alive FastCGI
+    connection used to pin the only mapserv and half of the requests hung)."""
+    port = free_port()
+    with _nginx(fastcgi, _render_nginx(fastcgi, server, port), port) as front:
+        url = f"{front}/ows?SERVICE=WFS&VERSION=2.0.0&REQUEST=GetCapabilities"
+        results: list[int | str] = []
+
+        def call() -> None:
+            try:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    results.append(r.status)
+            except OSError as err:
+                results.append(repr(err))
+
+        for _ in range(2):  # a second wave reuses whatever the first left open
+            threads = [threading.Thread(target=call) for _ in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    assert results == [200] * 40, results

@@ -150,6 +150,17 @@ def scrub_error_text(text: str) -> str:
     return _ABS_PATH.sub("[path]", text)
 
 
+_BANNER_BYTES = re.compile(rb"<!-- MapServer version [^>]*-->\n?")
+
+
+def strip_banner(content: bytes) -> bytes:
+    """Drop MapServer's build banner (version, libraries) from the head of a capabilities document."""
+    head = content[:4096]
+    if b"<!-- MapServer version" not in head:
+        return content
+    return _BANNER_BYTES.sub(b"", head, count=1) + content[4096:]
+
+
 def scrub_error_body(status: int, content: bytes) -> bytes:
     """``content`` with :func:`scrub_error_text` applied when it is an error answer (small, text)."""
     if len(content) > 200_000 or not (status >= 400 or any(m in content for m in _ERROR_MARKERS)):
@@ -269,4 +280,4 @@ class MapServerCGI:
         scrubbed = scrub_error_body(status, content)
         if scrubbed is not content:
             log.info("mapserv error answer (%s): %s", status, content[:2000].decode(errors="replace"))
-        return Response(scrubbed, status_code=status, headers=headers)
+        return Response(strip_banner(scrubbed), status_code=status, headers=headers)
