@@ -1,6 +1,6 @@
 """Site status, growth and disturbance rules: pure functions over a site's observation history.
 
-See docs/monitoring.md for the rules in words. All areas are hectares, computed in an equal-area CRS.
+See docs/monitoring.md for the rules in words. All areas are hectares (geodesic, :mod:`amberwatch.area`).
 """
 
 from __future__ import annotations

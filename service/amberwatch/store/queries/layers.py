@@ -43,7 +43,7 @@ def replace_admin_units(session: Session, kind: str, source: str, features: Iter
 _UNIT = """(
     select a.name from admin_units a
     where a.kind = '{kind}' and ST_Intersects(a.geom, s.max_geom)
-    order by ST_Area(ST_Intersection(a.geom, s.max_geom)) desc, a.id limit 1)"""
+    order by ST_Area(ST_Intersection(a.geom, s.max_geom)::geography) desc, a.id limit 1)"""  # amberwatch.area
 
 _ASSIGN = f"""
 update sites s set
