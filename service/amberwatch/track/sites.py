@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import shapely
 from geoalchemy2.shape import from_shape
 from shapely.geometry.base import BaseGeometry
@@ -20,6 +21,7 @@ from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from amberwatch.area import area_ha as geodesic_area_ha
+from amberwatch.area import areas_ha as geodesic_areas_ha
 from amberwatch.errors import NotFoundError
 from amberwatch.store.models import Detection, Event, Run, Site, SiteObservation
 from amberwatch.store.queries.layers import assign_admin
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 CLUSTER_DISTANCE_M = 60.0  # detections closer than this (at any date) belong to one site
 CLOUDY_FRACTION = 0.5  # a scene did not observe a site when more than half of the site is masked (cloud/nodata)
 CLEAR_MARGIN_DEG = 0.01  # the runs' clear-sky footprints are read clipped to the sites' extent plus this margin
+CLEAR_PIECE_VERTICES = 256  # ... and cut into pieces of at most this many vertices (ST_Subdivide)
 
 # A run counts when it is published (or being published now) and no later such run covers the same scene:
 # re-running detection on a scene (e.g. with a newer model) supersedes the earlier run in the sites' state.
@@ -239,38 +242,44 @@ def _merge(session: Session, old_id: int, into_id: int) -> None:
 
 # -- clear sky -----------------------------------------------------------------------------------
 class _ClearSky:
-    """The visible runs' clear-sky footprints around the clusters being recomputed, read once per recomputation
-    (clipped in PostGIS to the clusters' extent plus CLEAR_MARGIN_DEG, so a large footprint is shipped in part)."""
+    """The visible runs' clear-sky footprints around the clusters being recomputed, read once per run and
+    recomputation: clipped in PostGIS to the clusters' extent plus CLEAR_MARGIN_DEG and cut by ST_Subdivide into
+    pieces of at most CLEAR_PIECE_VERTICES vertices, so a site is only intersected with the pieces near it."""
 
     def __init__(self, session: Session, clusters: list[_Cluster], params: dict) -> None:
         self.session, self.params = session, params
-        self.cache: dict[int, BaseGeometry | None] = {}
+        self.cache: dict[int, tuple[shapely.STRtree, np.ndarray] | None] = {}
         geoms = [d.geom for c in clusters for d in c.dets]
         self.box = to_wgs84(shapely.box(*shapely.total_bounds(geoms))).envelope.buffer(
             CLEAR_MARGIN_DEG, join_style="mitre") if geoms else None
 
-    def footprint(self, run_id: int) -> BaseGeometry | None:
-        """The run's clear sky near the clusters (EPSG:4326); None = no cloud mask, clear everywhere."""
+    def pieces(self, run_id: int) -> tuple[shapely.STRtree, np.ndarray] | None:
+        """The run's clear sky near the clusters (EPSG:4326) as indexed pieces; None = no cloud mask (all clear)."""
         if run_id not in self.cache:
-            wkb = self.session.scalar(text(
-                "select ST_AsBinary(ST_ClipByBox2D(clear_sky, ST_GeomFromWKB(:box, 4326))) from runs where id = :run"
-            ), {"box": self.box.wkb if self.box is not None else None, "run": run_id})
-            if wkb is None:
+            has_mask = self.session.scalar(text("select clear_sky is not null from runs where id = :run"),
+                                           {"run": run_id})
+            if not has_mask or self.box is None:
                 self.cache[run_id] = None
             else:
-                geom = shapely.from_wkb(bytes(wkb))
-                self.cache[run_id] = geom if geom.is_valid else shapely.make_valid(geom)
+                rows = self.session.scalars(text(
+                    "select ST_AsBinary(ST_Subdivide(ST_ClipByBox2D(clear_sky, ST_GeomFromWKB(:box, 4326)),"
+                    f" {CLEAR_PIECE_VERTICES})) from runs where id = :run"), {"box": self.box.wkb, "run": run_id})
+                parts = shapely.from_wkb([bytes(r) for r in rows])
+                parts = np.asarray(shapely.make_valid(parts) if len(parts) else parts, dtype=object)
+                self.cache[run_id] = (shapely.STRtree(parts), parts)
         return self.cache[run_id]
 
     def observed(self, run_id: int, extent_wgs84: BaseGeometry) -> bool:
         """True when less than CLOUDY_FRACTION of the site lies outside the run's clear sky (cloud/shadow/nodata)."""
-        clear = self.footprint(run_id)
+        clear = self.pieces(run_id)
         if clear is None:
             return True
+        tree, parts = clear
+        near = parts[tree.query(extent_wgs84)]
         total = geodesic_area_ha(extent_wgs84)
         if total <= 0:
-            return bool(clear.intersects(extent_wgs84.representative_point()))
-        clear_share = geodesic_area_ha(shapely.intersection(extent_wgs84, clear)) / total
+            return bool(shapely.intersects(near, extent_wgs84.representative_point()).any())
+        clear_share = float(geodesic_areas_ha(shapely.intersection(near, extent_wgs84)).sum()) / total
         return 1.0 - clear_share < CLOUDY_FRACTION
 
 
