@@ -388,6 +388,9 @@ def test_detect_scene_polygons(tmp_path: Path, models_dir: Path) -> None:
     assert not any(p.geometry.intersects(square_wgs84(*CLOUDY[:3])) for p in result.polygons)
     lon, lat = result.polygons[0].geometry.centroid.coords[0]
     assert 24.0 < lon < 30.0 and 50.0 < lat < 51.5  # EPSG:4326, x = lon
+    # the clear sky for the tracking comes with the result: everything but the cloud square
+    assert result.clear_sky is not None and result.clear_sky.covers(square_wgs84(*PIT[:3]))
+    assert result.clear_sky.intersection(square_wgs84(*CLOUDY[:3])).area < 1e-6 * result.clear_sky.area
 
     # min mapping unit drops the 4x4 px blob (0.12 ha after corner erosion), keeps the rest
     bigger_mmu = vectorize(result.probability_path, CRS, min_area_ha=0.2, block_size=50)
@@ -399,6 +402,31 @@ def test_detect_scene_polygons(tmp_path: Path, models_dir: Path) -> None:
     # a stricter threshold can only shrink detections
     strict = vectorize(result.probability_path, CRS, rule=DecisionRule(0.99), min_area_ha=0.0)
     assert sum(p.area_ha for p in strict) < sum(p.area_ha for p in result.polygons)
+
+
+def test_clear_sky_footprint_is_the_clear_pixels_in_wgs84(tmp_path: Path) -> None:
+    from amberwatch.area import area_ha
+    from amberwatch.detect.clearsky import clear_sky_footprint
+
+    scene = make_scene(tmp_path, squares=())
+    clear = clear_sky_footprint(scene.cloud_mask_path)
+    assert clear is not None and clear.is_valid and clear.geom_type == "MultiPolygon"
+    clear_pixels = HEIGHT * WIDTH - CLOUDY[2] ** 2
+    # geodesic area vs UTM pixel area: the UTM scale factor near the zone's central meridian (< 0.1 %)
+    assert area_ha(clear) == pytest.approx(clear_pixels * RES * RES / 10_000, rel=1e-3)
+    assert clear.intersection(square_wgs84(*CLOUDY[:3])).area < 1e-9
+    assert clear_sky_footprint(None) is None  # no cloud mask: clear everywhere
+    assert clear_sky_footprint(tmp_path / "missing.tif") is None
+
+
+def test_vhr_models_do_not_go_through_detect_scene(tmp_path: Path, models_dir: Path) -> None:
+    from amberwatch.detect.registry import ModelInfo
+
+    scene = make_scene(tmp_path, squares=(), cloud=None, family="vhr_rgb")
+    vhr = ModelInfo(name="vhr-x", version="1.0.0", family="vhr_rgb", path=tmp_path, onnx_path=tmp_path / "m.onnx",
+                    card={})
+    with pytest.raises(InputError, match="run it with amberwatch.vhr.detect_vhr"):
+        detect_scene(scene, vhr, tmp_path / "work", settings_for(models_dir))
 
 
 def test_pit_touching_pond_gives_one_polygon_per_class(tmp_path: Path, models_dir: Path) -> None:
