@@ -262,8 +262,9 @@ class _ClearSky:
                 self.cache[run_id] = None
             else:
                 rows = self.session.scalars(text(
-                    "select ST_AsBinary(ST_Subdivide(ST_ClipByBox2D(clear_sky, ST_GeomFromWKB(:box, 4326)),"
-                    f" {CLEAR_PIECE_VERTICES})) from runs where id = :run"), {"box": self.box.wkb, "run": run_id})
+                    "select ST_AsBinary(ST_Subdivide(ST_MakeValid(ST_ClipByBox2D(clear_sky,"
+                    f" ST_GeomFromWKB(:box, 4326))), {CLEAR_PIECE_VERTICES})) from runs where id = :run"),
+                    {"box": self.box.wkb, "run": run_id})
                 parts = shapely.from_wkb([bytes(r) for r in rows])
                 parts = np.asarray(shapely.make_valid(parts) if len(parts) else parts, dtype=object)
                 self.cache[run_id] = (shapely.STRtree(parts), parts)
