@@ -284,6 +284,14 @@ HOSTILE_OAPIF = [
     "/ogcapi/collections/mining_sites/items?bbox=1,2,3",
     "/ogcapi/collections/mining_sites/items?filter=xx((",
     "/ogcapi/collections/mining_sites/items?sortby=",
+    "/ogcapi/collections/mining_sites/items?filter=first_seen%3D5",
+    "/ogcapi/collections/mining_sites/items?filter=site_id%3D'abc'",
+    "/ogcapi/collections/mining_sites/items?filter=site_id%20IN%20('a','b')",
+    "/ogcapi/collections/mining_sites/items?filter=site_id%20%3D%20TIMESTAMP('2020-01-01T00:00:00Z')",
+    "/ogcapi/collections/mining_sites/items?filter=geom%20%3D%20'x'",
+    "/ogcapi/collections/oblasts/items?datetime=",
+    "/ogcapi/collections/mining_sites/items?filter=site_id%20%3C%20true",
+    "/ogcapi/collections/protected_areas/items?datetime=2020-01-01",
     "/ogcapi/collections/mining_sites/items?sortby=site_id,",
     "/ogcapi/collections/mining_sites/items?sortby=-",
     "/ogcapi/collections/mining_sites/items/abc",
@@ -527,3 +535,35 @@ def test_nginx_parallel_requests_do_not_pin_mapserv(server: Server, fastcgi: Pat
             for t in threads:
                 t.join()
     assert results == [200] * 40, results
+
+
+# -- /ogcapi fuzzing: items parameters, property filters and CQL ------------------------------------------------
+
+_PROPS = ["site_id", "id", "status", "area_ha", "first_seen", "confidence", "name", "in_protected_area", "geom", "x"]
+_LITERALS = ["5", "-1", "1e400", "'x'", "''", "true", "NULL", "'2020-01-01'", "TIMESTAMP('2020-01-01T00:00:00Z')",
+             "DATE('2020-13-45')", "POINT(1 2)", "99999999999999999999", "'%'"]
+_OPERATORS = ["=", "<", ">", "<>", "LIKE", "IN", "BETWEEN", "IS", "AND"]
+_CQL = st.builds(lambda p, op, lit: f"{p} {op} {lit}", st.sampled_from(_PROPS), st.sampled_from(_OPERATORS),
+                 st.sampled_from(_LITERALS))
+_OAPIF_VALUES = st.one_of(st.sampled_from(["", "0", "-1", "1e29", "abc", "1,2,3,4", "-180,-90,180,90", "json", "html",
+                                            "2020-01-01/..", "../..", "+site_id,-status", ",", "true", "cql-text"]),
+                          st.text(max_size=20), _CQL)
+
+
+@given(
+    collection=st.sampled_from(["mining_sites", "detections", "events", "site_history", "oblasts", "protected_areas"]),
+    params=st.dictionaries(st.sampled_from(["offset", "limit", "bbox", "datetime", "sortby", "properties", "f",
+                                            "skipGeometry", "filter", "filter-lang", "crs", "bbox-crs", "lang", "q",
+                                            *_PROPS]),
+                           _OAPIF_VALUES, max_size=5),
+    cql=st.one_of(st.none(), _CQL),
+)
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_oapif_fuzz_no_server_error_no_leak(server: Server, collection: str, params: dict[str, str],
+                                            cql: str | None):
+    query = urllib.parse.urlencode({**params, **({"filter": cql} if cql else {})})
+    status, _, body = request(server, "GET", f"/ogcapi/collections/{collection}/items?{query}")
+    assert status < 500, (query, body[:300])
+    if status >= 400:
+        for leak in ("Traceback", "psycopg", "sqlalchemy", "SELECT", "/tmp/", "/root/", "password"):
+            assert leak.encode() not in body, (leak, query, body[:300])

@@ -30,7 +30,7 @@ import yaml
 from pygeoapi import api as core_api
 from pygeoapi.api import API, APIRequest, apply_gzip
 from pygeoapi.api import itemtypes as itemtypes_api
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import ArgumentError, CompileError, DataError, DBAPIError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -86,7 +86,19 @@ def id_types_of(config: dict) -> dict[str, str]:
     return dict((config.get("amberwatch") or {}).get("id_types") or {})
 
 
-def check_request(path: str, query: bytes, id_types: dict[str, str]) -> JSONResponse | None:
+def timeless_collections(config: dict) -> frozenset[str]:
+    """Collections whose provider has no ``time_field`` (pygeoapi answers ``datetime=`` there with a 500)."""
+    return frozenset(
+        name for name, resource in (config.get("resources") or {}).items()
+        if not any(p.get("time_field") for p in resource.get("providers") or [])
+    )
+
+
+_ITEMS_PATH = re.compile(r"/collections/([^/]+)/items/?")
+
+
+def check_request(path: str, query: bytes, id_types: dict[str, str],
+                  timeless: frozenset[str] = frozenset()) -> JSONResponse | None:
     """The 4xx answer for a request pygeoapi must not see, or None. ``path`` is relative to the mount."""
     if "\x00" in path or b"\x00" in query or b"%00" in query:
         return problem(400, "InvalidParameterValue", "NUL characters are not allowed in the path or parameters")
@@ -101,6 +113,10 @@ def check_request(path: str, query: bytes, id_types: dict[str, str]) -> JSONResp
             error = "sortby must be a comma-separated list of property names, each optionally prefixed by + or -"
         if error:
             return problem(400, "InvalidParameterValue", error)
+    items = _ITEMS_PATH.fullmatch(path)
+    if items and items.group(1) in timeless and any(name == "datetime" for name, _ in params):
+        return problem(400, "InvalidParameterValue",
+                       f"{items.group(1)} has no time property: the datetime parameter does not apply")
     match = _ITEM_PATH.fullmatch(path)
     if match:
         collection, item_id = match.groups()
@@ -114,6 +130,49 @@ def check_request(path: str, query: bytes, id_types: dict[str, str]) -> JSONResp
 def _route_path(scope: Scope) -> str:
     path, root = scope.get("path", ""), scope.get("root_path", "")
     return path[len(root):] if root and path.startswith(root) else path
+
+
+def _raised_in(err: BaseException, package: str) -> bool:
+    """Was ``err`` raised while code of ``package`` was running (any frame of its traceback)?"""
+    tb = err.__traceback__
+    while tb is not None:
+        if f"/{package}/" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+# SQLSTATEs a request's own values cause (?site_id=abc, filter=first_seen=5): data exceptions (class 22) and
+# type mismatches between a property and a literal (no such operator / function, datatype mismatch).
+_CLIENT_SQLSTATES = ("42883", "42804", "42P18", "42725")
+_POSTGIS_LITERAL_ERRORS = ("parse error - invalid geometry", "mixed SRID", "unknown WKB type", "Invalid hex string")
+
+
+def client_caused(err: DBAPIError) -> bool:
+    """Did the request's values make PostgreSQL refuse the query (a 400), rather than the server (a 500)?"""
+    code = str(getattr(err.orig, "pgcode", "") or "")
+    if code == "XX000":  # PostGIS reports a bad geometry literal as an internal error
+        return any(text in str(err.orig) for text in _POSTGIS_LITERAL_ERRORS)
+    return isinstance(err, DataError) or code.startswith("22") or code in _CLIENT_SQLSTATES
+
+
+# pygeofilter turns the client's CQL into SQLAlchemy expressions: what fails there is the filter's fault
+_FILTER_ERRORS = (KeyError, ValueError, TypeError, NotImplementedError, AttributeError, ArgumentError, CompileError)
+
+
+def _failure(err: Exception, request: Request) -> Response:
+    """The answer to an exception inside pygeoapi: 400 when the request's values caused it, else a bare 500."""
+    if isinstance(err, DBAPIError) and client_caused(err):
+        log.info("OGC API: value refused by the database: %s", request.url, exc_info=True)
+        return problem(400, "InvalidParameterValue",
+                       "a parameter or filter value does not fit the type of its property")
+    if isinstance(err, _FILTER_ERRORS) and _raised_in(err, "pygeofilter"):
+        # the client's filter names a function or construct the SQL translation does not know
+        log.info("OGC API: filter not translatable: %s", request.url, exc_info=True)
+        return problem(400, "InvalidParameterValue",
+                       "the filter uses a function or construct this server does not support")
+    log.error("OGC API request failed: %s", request.url, exc_info=err)
+    return problem(500, "NoApplicableCode", "the request failed (see the server log)")
 
 
 def _to_response(headers: dict, status: int, content) -> Response:
@@ -142,13 +201,8 @@ def _endpoint(api: API, function: Callable, params: tuple[str, ...] = (), skip_v
 
             try:
                 headers, status, content = await loop.run_in_executor(None, call)
-            except DataError:  # a parameter value the column's type cannot hold (?site_id=abc): the client's
-                log.info("OGC API: value refused by the database: %s", request.url, exc_info=True)
-                return problem(400, "InvalidParameterValue",
-                               "a parameter value does not fit the type of its property")
-            except Exception:
-                log.exception("OGC API request failed: %s", request.url)
-                return problem(500, "NoApplicableCode", "the request failed (see the server log)")
+            except Exception as err:
+                return _failure(err, request)
             content = apply_gzip(headers, content)
         return _to_response(headers, status, content)
 
@@ -181,6 +235,7 @@ def build_app(config: dict, openapi: dict) -> Starlette:
     ]
     app = Starlette(routes=[Mount("/static", StaticFiles(directory=STATIC_DIR)), *routes])
     app.state.id_types = id_types_of(config)
+    app.state.timeless = timeless_collections(config)
     return app
 
 
@@ -239,7 +294,8 @@ class OgcApiApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        refused = check_request(_route_path(scope), scope.get("query_string", b""), app.state.id_types)
+        refused = check_request(_route_path(scope), scope.get("query_string", b""), app.state.id_types,
+                                app.state.timeless)
         if refused is not None:
             await refused(scope, receive, send)
             return

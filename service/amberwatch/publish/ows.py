@@ -137,7 +137,7 @@ _ERROR_MARKERS = (b"ServiceException", b"ExceptionReport", b"ExceptionText", b"M
 _ABS_PATH = re.compile(r"(?<![\w/.:@-])/(?:[\w.+~-]+/)+[\w.+~-]*|(?<=[\s(\"'=\[,])/[\w.+~-]+\.\w+")
 _POSTGIS_MESSAGE = re.compile(r"msPostGIS\w*\(\)[^<]*", re.S)
 _LIBPQ_KEYS = re.compile(r"\b(host|hostaddr|port|dbname|user|password|sslmode|options)\s*=\s*('[^']*'|\S+)", re.I)
-_VERSION_BANNER = re.compile(r"<!-- MapServer version [^>]*-->\n?")
+_VERSION_BANNER = re.compile(r"<!-- ?MapServer version [^>]*-->\n?")
 _PG_SERVER = re.compile(r"connection to server[^<]*", re.I | re.S)
 
 
@@ -150,13 +150,13 @@ def scrub_error_text(text: str) -> str:
     return _ABS_PATH.sub("[path]", text)
 
 
-_BANNER_BYTES = re.compile(rb"<!-- MapServer version [^>]*-->\n?")
+_BANNER_BYTES = re.compile(rb"<!-- ?MapServer version [^>]*-->\n?")
 
 
 def strip_banner(content: bytes) -> bytes:
     """Drop MapServer's build banner (version, libraries) from the head of a capabilities document."""
     head = content[:4096]
-    if b"<!-- MapServer version" not in head:
+    if b"MapServer version" not in head:
         return content
     return _BANNER_BYTES.sub(b"", head, count=1) + content[4096:]
 
