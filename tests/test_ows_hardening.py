@@ -226,7 +226,7 @@ def test_mapserv_itself_fetches_nothing(server: Server, listener: Listener):
 
 def test_check_request_unit():
     refused = ["SLD=x", "sld=x", "%53%4cD=x", "Context=x", "a=%00", "SLD_BODY=%3C!DOCTYPE",
-               "SLD_BODY=%3CRemoteOWS%3E"]
+               "SLD_BODY=%3CRemoteOWS%3E", "SERVICE=wcs&REQUEST=GetCapabilities", "service=SOS"]
     for query in refused:
         with pytest.raises(ValueError):
             check_request(query, "GET", b"")
@@ -470,6 +470,8 @@ def test_nginx_front_refuses_remote_references(server: Server, fastcgi: Path, li
         assert status == 200 and ctype == "image/png", body[:200]
         status, _, body = _fetch(f"{front}/ows?SERVICE=WFS&VERSION=2.0.0&REQUEST=GetCapabilities")
         assert status == 200 and b"protected_areas" in body
+        status, _, body = _fetch(f"{front}/ows?service=wcs&REQUEST=GetCapabilities")
+        assert status == 400 and b"WMS and WFS only" in body
     assert listener.connections == 0
 
 

@@ -42,6 +42,8 @@ _PROXY_ENV = {name: DEAD_PROXY for name in ("http_proxy", "https_proxy", "HTTPS_
 
 # KVP parameters MapServer resolves by fetching a URL or reading a file (SLD=<url>, CONTEXT=<url or file>).
 REFUSED_PARAMS = frozenset({"sld", "context"})
+# MapServer services not offered (the mapfile turns their requests off; WCS would still list its capabilities)
+OFF_SERVICES = frozenset({"WCS", "SOS"})
 # SLD / XML content that references something outside the document.
 _EXTERNAL_SLD = re.compile(
     r"<!DOCTYPE|<!ENTITY|ExternalGraphic|OnlineResource|RemoteOWS|href\s*=|XInclude|<\?xml-stylesheet", re.I
@@ -72,6 +74,8 @@ def check_params(pairs: list[tuple[str, str]]) -> None:
                 "SLD_BODY must be self-contained: ExternalGraphic, OnlineResource, RemoteOWS, xlink:href, "
                 "DTDs and entities are not supported."
             )
+        if key == "service" and value.strip().upper() in OFF_SERVICES:
+            raise RefusedRequest("This endpoint serves WMS and WFS only.")
         if "\x00" in name or "\x00" in value:
             raise RefusedRequest("NUL characters are not allowed in parameters.")
 
