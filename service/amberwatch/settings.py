@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     rate_limit_writes: str = Field("30/minute", description="Writes per API key and per client address.")
     rate_limit_expensive_reads: str = Field(
         "600/minute", description="Expensive reads (stats, feeds, maps, feature pages) per key and per address.")
+    # portal (docs/portal.md)
+    basemap_url: str | None = Field(
+        None, description="XYZ raster tile URL ({z}/{x}/{y}) of the portal's basemap; unset = a plain style.")
+    basemap_attribution: str = Field("", description="Attribution shown with the basemap (its licence).")
+    places_paths: list[Path] = Field(
+        default_factory=list, description="GeoJSON point files or folders of place names the portal search reads.")
 
     @property
     def base_url(self) -> str:
