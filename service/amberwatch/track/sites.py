@@ -26,7 +26,8 @@ from amberwatch.errors import NotFoundError
 from amberwatch.store.models import Detection, Event, Run, Site, SiteObservation
 from amberwatch.store.queries.layers import assign_admin
 from amberwatch.track import rules
-from amberwatch.track.geo import METRIC_SRID, area_ha, multi, to_metric, to_wgs84
+from amberwatch.track.clustering import single_linkage
+from amberwatch.track.geo import area_ha, multi, to_metric, to_wgs84
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _recompute(session: Session, run_id: int | None, region_wkb: bytes | None) -
     if not det_ids and not hit_sites:
         return []
     run_times = _run_times(session, params)
-    clusters = _cluster(session, det_ids, run_times, params)
+    clusters = _cluster(session, det_ids, run_times)
     owners, merged = _assign_ids(session, clusters)
     _adopt_superseded(session, clusters, hit_sites, owners, merged)
 
@@ -160,21 +161,23 @@ def _run_times(session: Session, params: dict) -> dict[int, datetime]:
     return {rid: t for rid, t in rows if t is not None}
 
 
-def _cluster(session: Session, det_ids: list[int], run_times: dict[int, datetime], params: dict) -> list[_Cluster]:
-    """Single-linkage clusters of the detections (all dates together) at CLUSTER_DISTANCE_M in the metric CRS."""
+def _cluster(session: Session, det_ids: list[int], run_times: dict[int, datetime]) -> list[_Cluster]:
+    """Single-linkage clusters of the detections (all dates together) at CLUSTER_DISTANCE_M in the metric CRS
+    (:func:`amberwatch.track.clustering.single_linkage`); cluster keys follow the smallest detection id."""
     if not det_ids:
         return []
     rows = session.execute(text(
-        f"select d.id, ST_ClusterDBSCAN(ST_Transform(d.geom, {METRIC_SRID}), eps := :eps, minpoints := 1) over (),"
-        " d.run_id, d.site_id, d.class, d.confidence, ST_AsBinary(d.geom), d.observed_at"
-        " from detections d where d.id = any(:ids) order by d.id"), {**params, "ids": det_ids})
-    clusters: dict[int, _Cluster] = {}
-    for did, cid, rid, sid, cls, conf, wkb, observed in rows:
+        "select d.id, d.run_id, d.site_id, d.class, d.confidence, ST_AsBinary(d.geom), d.observed_at"
+        " from detections d where d.id = any(:ids) order by d.id"), {"ids": det_ids})
+    dets: list[_Det] = []
+    for did, rid, sid, cls, conf, wkb, observed in rows:
         geom = to_metric(shapely.from_wkb(bytes(wkb)))
         if not geom.is_valid:
             geom = shapely.make_valid(geom)
-        clusters.setdefault(cid, _Cluster(cid)).dets.append(
-            _Det(did, rid, sid, cls, float(conf), geom, run_times.get(rid, observed)))
+        dets.append(_Det(did, rid, sid, cls, float(conf), geom, run_times.get(rid, observed)))
+    clusters: dict[int, _Cluster] = {}
+    for det, cid in zip(dets, single_linkage([d.geom for d in dets], CLUSTER_DISTANCE_M), strict=True):
+        clusters.setdefault(int(cid), _Cluster(int(cid))).dets.append(det)
     return list(clusters.values())
 
 
