@@ -58,13 +58,20 @@ def map_config(store: Store, settings: Settings) -> dict[str, Any]:
             "tile_layers": list(tile_queries.LAYERS)}
 
 
+MIN_YEAR, MAX_YEAR = 1950, 2200
+
+
 def parse_at(value: str | None) -> date | None:
+    """``at=YYYY-MM-DD`` of the tiles (None when absent); InputError for anything else or an absurd year."""
     if value is None or value == "":
         return None
     try:
-        return date.fromisoformat(value[:10]) if len(value) in (10,) else date.fromisoformat(value)
-    except ValueError as err:
-        raise InputError(f"at={value[:40]!r}: expected an ISO date (2018-03-10)") from err
+        day = date.fromisoformat(value) if len(value) == 10 and value.isascii() else None
+    except ValueError:
+        day = None
+    if day is None or not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise InputError(f"at={value[:40]!r}: expected an ISO date (2018-03-10) between {MIN_YEAR} and {MAX_YEAR}")
+    return day
 
 
 def tile(store: Store, layer: str, z: int, x: int, y: int, at: date | None) -> bytes:
@@ -137,7 +144,7 @@ def search(store: Store, settings: Settings, q: str, limit: int = SEARCH_LIMIT) 
         raise InputError(f"q: at most {MAX_QUERY} characters, no control characters")
     out: list[dict[str, Any]] = []
     with store.session() as session:
-        if q.isdigit() and int(q) <= 2**31 - 1:
+        if q.isascii() and q.isdigit() and len(q) <= 10 and int(q) <= 2**31 - 1:
             bbox = portal_queries.site_bbox(session, int(q))
             if bbox:
                 out.append({"kind": "site", "name": str(bbox["site_id"]), "site_id": bbox["site_id"],

@@ -122,7 +122,7 @@ def site_report(store: Store, site_id: int, lang: str, base_url: str, now: datet
 def parse_year(name: str, value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not (value.isdigit() and len(value) == 4 and MIN_YEAR <= int(value) <= MAX_YEAR):
+    if not (value.isascii() and value.isdigit() and len(value) == 4 and MIN_YEAR <= int(value) <= MAX_YEAR):
         raise InputError(f"{name}={value[:20]!r}: expected a year between {MIN_YEAR} and {MAX_YEAR}")
     return int(value)
 

@@ -24,7 +24,7 @@ MVT = "application/vnd.mapbox-vector-tile"
 
 
 def _int(name: str, value: str) -> int:
-    if not (value.isdigit() and len(value) <= 8):
+    if not (value.isascii() and value.isdigit() and len(value) <= 8):
         raise InputError(f"{name}={value[:20]!r}: expected a whole number >= 0")
     return int(value)
 
