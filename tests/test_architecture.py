@@ -21,10 +21,7 @@ ROOT = "amberwatch"
 # Modules whose imports are not checked yet because they are being moved right now. Each entry says what is
 # left; the lead empties this list as the moves land (a module listed here that no longer breaks a rule, or no
 # longer exists, fails test_pending_is_still_needed so the list cannot rot).
-PENDING: dict[str, str] = {
-    # training commands: to move into amberwatch/cli/ like the other commands (reads get_settings itself).
-    "amberwatch.training_cli": "move to amberwatch/cli/ (get_settings)",
-}
+PENDING: dict[str, str] = {}
 
 # Pure domain logic: no database, no web framework, no use case or interface layer.
 DOMAIN = (

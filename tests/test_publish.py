@@ -79,7 +79,8 @@ def seed(store: Store):
         scene = Scene(
             scene_key="TEST_PUBLISH_S2_20190603", sensor="sentinel2", family="sentinel2", level="L2A",
             acquired=DAY_1, resolution=10.0, crs="EPSG:32635", bands=["B02", "B03", "B04", "B08"],
-            cloud_fraction=0.0, footprint=from_shape(box(X0 - 0.05, Y0 - 0.05, X0 + 0.05, Y0 + 0.05), srid=4326),
+            cloud_fraction=0.0,
+            footprint=from_shape(MultiPolygon([box(X0 - 0.05, Y0 - 0.05, X0 + 0.05, Y0 + 0.05)]), srid=4326),
             source="test_publish", reflectance_path="/nonexistent", stac_item={},
         )
         model = ModelVersion(name="test-publish", version="0.0.1", family="sentinel2", sha256="0" * 64,

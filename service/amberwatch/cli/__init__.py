@@ -12,8 +12,8 @@ import typer
 
 from amberwatch.cli import admin, monitoring, pipeline
 from amberwatch.cli.errors import typer_app
+from amberwatch.cli.training import eval_app, train_app
 from amberwatch.cli.vhr import app as vhr_app
-from amberwatch.training_cli import eval_app, train_app
 
 app = typer_app("AmberWatch: find amber mining on satellite imagery and publish it as OGC layers.")
 
@@ -36,7 +36,7 @@ app.add_typer(monitoring.layers_app, name="layers", help="Reference layers: admi
 app.command("track")(monitoring.track_command)
 app.command("stats")(monitoring.stats_command)
 # train/eval import the [train] extra lazily, so these commands exist even without it
-app.add_typer(train_app, name="train", help="Train models (needs the train extra: pip install -e .[train]).")
+app.add_typer(train_app, name="train", help="Train models (needs the optional "train" dependencies of the package).")
 app.add_typer(eval_app, name="eval", help="Evaluate models on held-out data.")
 
 

@@ -10,10 +10,12 @@ from typing import Annotated
 
 import typer
 
-from amberwatch.settings import PROJECT_ROOT, get_settings
+from amberwatch.cli.common import settings
+from amberwatch.cli.errors import typer_app
+from amberwatch.settings import PROJECT_ROOT
 
-train_app = typer.Typer(no_args_is_help=True)
-eval_app = typer.Typer(no_args_is_help=True)
+train_app = typer_app("Train models (needs the optional "train" dependencies of the package).")
+eval_app = typer_app("Evaluate models on held-out data.")
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
@@ -55,7 +57,7 @@ def train_seg(
     from amberwatch_training.train_segmentation import train_segmentation
 
     name = "s2-unet" if family is SegFamily.sentinel2 else "landsat-unet"
-    out = out or get_settings().models_dir / name / "dev"
+    out = out or settings().models_dir / name / "dev"
     metrics = train_segmentation(family=family.value, out_dir=out, epochs=epochs, seed=seed, chips=chips, progress=True)
     typer.echo(json.dumps(metrics, indent=2, default=str))
 
@@ -76,7 +78,7 @@ def train_vhr(
     if not data.is_dir():
         typer.secho(f"error: {data} is not a folder of labelled chips", fg="red", err=True)
         raise typer.Exit(2)
-    out = out or get_settings().models_dir / "vhr-texty" / "dev"
+    out = out or settings().models_dir / "vhr-texty" / "dev"
     typer.echo(json.dumps(train(data, out, seed=seed, kind=kind.value), indent=2, default=str))
 
 
