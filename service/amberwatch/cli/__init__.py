@@ -36,8 +36,8 @@ app.add_typer(monitoring.layers_app, name="layers", help="Reference layers: admi
 app.command("track")(monitoring.track_command)
 app.command("stats")(monitoring.stats_command)
 # train/eval import the [train] extra lazily, so these commands exist even without it
-app.add_typer(train_app, name="train", help="Train models (needs the optional "train" dependencies of the package).")
-app.add_typer(eval_app, name="eval", help="Evaluate models on held-out data.")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from amberwatch.cli.common import settings
 from amberwatch.cli.errors import typer_app
 from amberwatch.settings import PROJECT_ROOT
 
-train_app = typer_app("Train models (needs the optional "train" dependencies of the package).")
+train_app = typer_app("Train models (needs the optional 'train' dependencies of the package).")
 eval_app = typer_app("Evaluate models on held-out data.")
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
