@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 from conftest import REPO, free_port
 from PIL import Image
-from shapely.geometry import box, mapping, shape
+from shapely.geometry import Point, box, mapping, shape
 
 from amberwatch import portal
 from amberwatch.settings import Settings
@@ -58,8 +58,11 @@ def app_server(make_database, tmp_path_factory: pytest.TempPathFactory) -> Itera
         pytest.fail("the portal is not built: run `make portal` (npm ci + esbuild)")
     tmp = tmp_path_factory.mktemp("portal")
     port = free_port()
+    places = _geojson(tmp / "places.geojson", [  # the fields of the State register of geographic names
+        ({"Унормована назва": "Круглий Єльник", "Унормована назва латиницею": "Kruhlyi Yelnyk",
+          "Вид географічного об'єкту": "урочище"}, Point(27.2253, 51.4808))])
     settings = Settings(data_dir=tmp / "data", database_url=make_database("amberwatch_portal"), port=port,
-                        allowed_roots=[REPO / "demo"])
+                        allowed_roots=[REPO / "demo"], places_paths=[places])
     store = Store(settings).start()
     rows = sorted((scenes_uc.ingest(store, settings, p) for p in DEMO), key=lambda r: r.acquired)
     for row in rows:
@@ -96,7 +99,7 @@ def app_server(make_database, tmp_path_factory: pytest.TempPathFactory) -> Itera
         if time.monotonic() > deadline:
             raise RuntimeError("the app did not start")
         time.sleep(0.2)
-    yield {"base": base, "store": store, "extent": extent, "tmp": tmp}
+    yield {"base": base, "store": store, "extent": extent, "tmp": tmp, "settings": settings}
     server.should_exit = True
     thread.join(10)
     store.stop()
@@ -198,6 +201,8 @@ def test_search_finds_hromadas_sites_and_zooms(app_server: dict, browser: Any):
     assert found and found[0]["kind"] == "hromada" and found[0]["name"] == HROMADA
     assert httpx.get(base + "/api/places", params={"q": "1"}).json()["results"][0]["kind"] == "site"
     assert httpx.get(base + "/api/places", params={"q": " "}).status_code == 400
+    place = httpx.get(base + "/api/places", params={"q": "yelnyk"}).json()["results"]  # Latin spelling too
+    assert [p["name"] for p in place] == ["Круглий Єльник"] and place[0]["kind"] == "place"
     assert httpx.get(base + "/api/places", params={"q": "x" * 300}).status_code in (400, 422)
 
     page = _open_map(browser, base)
@@ -259,6 +264,22 @@ def test_ukrainian_labels(app_server: dict, browser: Any):
     assert httpx.get(app_server["base"] + "/", headers={"Accept-Language": "ru,uk;q=0.8,en;q=0.5"}).headers[
         "content-language"] == "uk"
     assert httpx.get(app_server["base"] + "/?lang=xx").status_code == 400
+
+
+def test_basemap_setting_adds_a_raster_layer_below_the_data(app_server: dict):
+    from amberwatch.usecases.portal import map_config
+
+    plain = map_config(app_server["store"], app_server["settings"])
+    assert plain["basemap_url"] is None
+    url = "https://tiles.example.org/{z}/{x}/{y}.png"
+    custom = app_server["settings"].model_copy(update={"basemap_url": url, "basemap_attribution": "© Example"})
+    config = map_config(app_server["store"], custom)
+    assert config["basemap_url"] == url and config["basemap_attribution"] == "© Example"
+    html = portal.render("map.html", "en", config={**config, "worker_url": "/w.mjs"}, static_url=lambda n: n,
+                         path="/", other_lang="uk", other_lang_url="/?lang=uk")
+    assert 'value="basemap"' in html and url in html
+    js = (portal.HERE / "js" / "map.js").read_text()
+    assert 'layers.push({ id: "basemap", type: "raster"' in js  # pushed right after the background layer
 
 
 def test_catalogs_hold_every_text_the_pages_use():
@@ -364,7 +385,7 @@ def test_site_downloads_and_chips(app_server: dict):
         assert info["features"] == 1 and info["crs"] in ("EPSG:4326", None), info
         if df is not None and fmt != "kml":
             assert int(df["site_id"][0]) == sid
-    assert httpx.get(f"{base}/api/sites/{sid}.shp").status_code == 400
+    assert httpx.get(f"{base}/api/sites/{sid}.shp").status_code == 400  # answered by GET /api/sites/{id}
     assert httpx.get(f"{base}/api/sites/99999999.geojson").status_code == 404
     for which in ("before", "after"):
         r = httpx.get(f"{base}/api/sites/{sid}/chips/{which}.png", timeout=60)

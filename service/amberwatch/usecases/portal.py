@@ -205,15 +205,8 @@ def _vertices(geometry: dict[str, Any] | None) -> list[tuple[float, float]]:
 
 
 def _scenes_covering(store: Store, site_id: int) -> list[dict[str, Any]]:
-    from sqlalchemy import text
-
     with store.session() as session:
-        rows = session.execute(text(
-            "select sc.id as scene_id, sc.scene_key, sc.sensor, sc.acquired, sc.reflectance_path, sc.bands,"
-            " sc.resolution from scenes sc, sites s where s.id = :id and s.max_geom is not null"
-            " and ST_Intersects(sc.footprint, s.max_geom) order by sc.acquired, sc.id"), {"id": site_id}
-        ).mappings().all()
-    return [dict(r) for r in rows]
+        return portal_queries.scenes_covering(session, site_id)
 
 
 def site_page(store: Store, site_id: int) -> SitePage:

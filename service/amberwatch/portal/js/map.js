@@ -170,7 +170,6 @@ document.getElementById("permalink-copy").addEventListener("click", async () => 
   try { await navigator.clipboard.writeText(permalink.value); } catch (e) { document.execCommand("copy"); }
   permalink.title = t("map.permalink.copied");
 });
-document.getElementById("permalink-copy").setAttribute("aria-label", t("map.permalink"));
 
 // -- popups -----------------------------------------------------------------------------------------
 function sitePopup(feature, lngLat) {

@@ -40,7 +40,7 @@ async function main() {
       : [{ label: t("stats.disturbed"), data: groups.map((g) => g.disturbed_area_ha), backgroundColor: "#d95f0e",
         digits: 2 },
       { label: t("stats.protected"), data: groups.map((g) => g.protected_disturbed_area_ha),
-        backgroundColor: "#31a354", digits: 2 }];
+        backgroundColor: "#807dba", digits: 2 }];
     bar(area, groups.map(label), datasets);
     area.dataset.ready = "1";
   }

@@ -75,10 +75,13 @@ def site_observation_runs(session: Session, site_id: int) -> list[dict[str, Any]
     return [dict(r) for r in rows]
 
 
-def site_detections(session: Session, site_id: int) -> list[dict[str, Any]]:
+def scenes_covering(session: Session, site_id: int) -> list[dict[str, Any]]:
+    """Every stored scene whose footprint touches the site's cumulative footprint, oldest first."""
     rows = session.execute(text(
-        "select id, run_id, class, confidence, area_ha, observed_at, model_version, scene_key"
-        " from published_detections where site_id = :id order by observed_at, id"), {"id": site_id}).mappings().all()
+        "select sc.id as scene_id, sc.scene_key, sc.sensor, sc.acquired, sc.reflectance_path, sc.bands,"
+        " sc.resolution from scenes sc, sites s where s.id = :id and s.max_geom is not null"
+        " and ST_Intersects(sc.footprint, s.max_geom) order by sc.acquired, sc.id"), {"id": site_id}
+    ).mappings().all()
     return [dict(r) for r in rows]
 
 
