@@ -569,3 +569,16 @@ def test_oapif_fuzz_no_server_error_no_leak(server: Server, collection: str, par
     if status >= 400:
         for leak in ("Traceback", "psycopg", "sqlalchemy", "SELECT", "/tmp/", "/root/", "password"):
             assert leak.encode() not in body, (leak, query, body[:300])
+
+
+def test_error_answers_keep_alive_httpx(server: Server):
+    """The finding as reported: an httpx keep-alive client, an error answer, then the next request on the pool."""
+    import httpx
+
+    with httpx.Client(base_url=server.url, limits=httpx.Limits(max_connections=1), timeout=60) as client:
+        for target in ["/ogcapi/collections/mining_sites/items/abc",
+                       "/ogcapi/collections/mining_sites/items?offset=1e29",
+                       "/ogcapi/collections/mining_sites/items?filter=first_seen%3D5",
+                       f"/ows?{getmap_query(SLD='http://127.0.0.1:1/x')}"]:
+            assert 400 <= client.get(target).status_code < 500, target
+            assert client.get("/ogcapi/conformance?f=json").status_code == 200, target
