@@ -429,7 +429,7 @@ def test_vector_tiles(app_server: dict):
     for url, status in (("/tiles/mining_sites/23/0/0.pbf", 400), ("/tiles/mining_sites/3/8/0.pbf", 400),
                         ("/tiles/mining_sites/3/-1/0.pbf", 400), ("/tiles/mining_sites/a/0/0.pbf", 400),
                         ("/tiles/mining_sites/1/0/0.pbf?at=yesterday", 400), ("/tiles/passwords/1/0/0.pbf", 404),
-                        ("/tiles/mining_sites/1/0/99999999999999.pbf", 400)):
+                        ("/tiles/mining_sites/1/0/99999999999999.pbf", 400), ("/tiles/detections/5/0/0.pbf", 400)):
         assert httpx.get(base + url).status_code == status, url
 
 

@@ -7,6 +7,7 @@ choice remembered in a cookie, then Accept-Language); every text comes from the 
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import mimetypes
@@ -26,6 +27,19 @@ from amberwatch.web.deps import SettingsDep, StoreDep
 from amberwatch.web.monitoring import base_url, site_id_path
 
 router = APIRouter()
+HEAVY_AT_ONCE = 2
+
+
+def heavy(request: Request) -> asyncio.Semaphore:
+    """Reports and chips read rasters and lay out PDFs (0.5-1.5 s of CPU each): at most two at once per app (one
+    semaphore per app, made in its event loop)."""
+    semaphore: asyncio.Semaphore | None = getattr(request.app.state, "portal_heavy", None)
+    if semaphore is None:
+        semaphore = request.app.state.portal_heavy = asyncio.Semaphore(HEAVY_AT_ONCE)
+    return semaphore
+
+
+HeavyDep = Annotated[asyncio.Semaphore, Depends(heavy)]
 api = APIRouter(prefix="/api", tags=["portal"])
 STATIC_PREFIX = "/portal/static"
 COMPRESSIBLE = ("text/", "application/javascript", "application/json", "image/svg+xml")
@@ -179,30 +193,33 @@ for _fmt, (_, _media) in portal_uc.EXPORT_FORMATS.items():
 
 @api.get("/sites/{site_id}/chips/{which}.png", response_class=Response,
          responses={200: {"content": {"image/png": {}}, "description": "A true-colour PNG."}})
-async def site_chip(store: StoreDep, site_id: Annotated[int, Depends(site_id_path)],
+async def site_chip(store: StoreDep, slot: HeavyDep, site_id: Annotated[int, Depends(site_id_path)],
                     which: Annotated[str, Path(description="before (earliest scene) or after (latest)")]) -> Response:
     """The site in true colour in the earliest (``before``) or latest (``after``) stored scene covering it."""
     portal_uc.check_chip(which)
-    png = await run_in_threadpool(portal_uc.chip_png, store, site_id, which)
+    async with slot:
+        png = await run_in_threadpool(portal_uc.chip_png, store, site_id, which)
     return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=300"})
 
 
 @api.get("/sites/{site_id}/report.html", response_class=HTMLResponse)
-async def site_report_html(request: Request, store: StoreDep, lang: LangDep,
+async def site_report_html(request: Request, store: StoreDep, lang: LangDep, slot: HeavyDep,
                            site_id: Annotated[int, Depends(site_id_path)]) -> HTMLResponse:
     """The site's evidence report as HTML (the same document as the PDF)."""
-    report = await run_in_threadpool(reports.site_report, store, site_id, lang.code, base_url(request))
+    async with slot:
+        report = await run_in_threadpool(reports.site_report, store, site_id, lang.code, base_url(request))
     return _page(report.html, lang)
 
 
 @api.get("/sites/{site_id}/report.pdf", response_class=Response,
          responses={200: {"content": {"application/pdf": {}}, "description": "The evidence report."}})
-async def site_report_pdf(request: Request, store: StoreDep, lang: LangDep,
+async def site_report_pdf(request: Request, store: StoreDep, lang: LangDep, slot: HeavyDep,
                           site_id: Annotated[int, Depends(site_id_path)]) -> Response:
     """The site's evidence report as PDF: map and image chips, coordinates, admin position, protected areas,
     history, method, model, scenes, licences, generation time and a stable document ID."""
-    report = await run_in_threadpool(reports.site_report, store, site_id, lang.code, base_url(request))
-    pdf = await run_in_threadpool(reports.to_pdf, report.html)
+    async with slot:
+        report = await run_in_threadpool(reports.site_report, store, site_id, lang.code, base_url(request))
+        pdf = await run_in_threadpool(reports.to_pdf, report.html)
     return Response(pdf, media_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="{report.document_id}.pdf"', "Content-Language": lang.code})
 
@@ -227,11 +244,12 @@ async def area_report_html(store: StoreDep, lang: LangDep, unit: UnitQuery = "ob
 
 @api.get("/reports/area.pdf", response_class=Response,
          responses={200: {"content": {"application/pdf": {}}, "description": "The area report."}})
-async def area_report_pdf(store: StoreDep, lang: LangDep, unit: UnitQuery = "oblast", year_from: FromQuery = None,
-                          year_to: ToQuery = None) -> Response:
+async def area_report_pdf(store: StoreDep, lang: LangDep, slot: HeavyDep, unit: UnitQuery = "oblast",
+                          year_from: FromQuery = None, year_to: ToQuery = None) -> Response:
     """Disturbed area, new sites and area inside protected areas by ``unit`` for the years ``from``..``to``;
     without a period its totals are those of ``GET /api/stats?by=unit``."""
-    report = await run_in_threadpool(_area, store, unit, year_from, year_to, lang.code)
-    pdf = await run_in_threadpool(reports.to_pdf, report.html)
+    async with slot:
+        report = await run_in_threadpool(_area, store, unit, year_from, year_to, lang.code)
+        pdf = await run_in_threadpool(reports.to_pdf, report.html)
     return Response(pdf, media_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="{report.document_id}.pdf"', "Content-Language": lang.code})

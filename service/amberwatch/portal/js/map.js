@@ -43,8 +43,8 @@ function tiles(layer, withTime) {
   return [`${origin}/tiles/${layer}/{z}/{x}/{y}.pbf${withTime ? atParam() : ""}`];
 }
 
-function vector(layer, withTime, maxzoom = 16) {
-  return { type: "vector", tiles: tiles(layer, withTime), minzoom: 0, maxzoom };
+function vector(layer, withTime, maxzoom = 16, minzoom = 0) {
+  return { type: "vector", tiles: tiles(layer, withTime), minzoom, maxzoom };
 }
 
 const sources = {
@@ -52,7 +52,7 @@ const sources = {
   raions: vector("raions", false, 14),
   hromadas: vector("hromadas", false, 14),
   protected_areas: vector("protected_areas", false, 14),
-  detections: vector("detections", true),
+  detections: vector("detections", true, 16, 10), // drawn from zoom 11; the server has none below zoom 8
   sites: vector("mining_sites", true),
 };
 const layers = [{ id: "background", type: "background", paint: { "background-color": "#eef0ea" } }];

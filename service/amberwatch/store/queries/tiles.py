@@ -26,6 +26,9 @@ BUFFER = 64
 SITE_LAYERS = ("mining_sites", "detections")
 ADMIN_LAYERS = {"oblasts": "oblast", "raions": "raion", "hromadas": "hromada"}
 LAYERS = (*SITE_LAYERS, *ADMIN_LAYERS, "protected_areas")
+# every detection of every run at a small scale would be a huge tile of invisible polygons: the map draws them from
+# zoom 11 and asks from zoom 10, the server refuses below this
+MIN_ZOOM = {"detections": 8}
 
 _BOUNDS = f"""bounds as (
     select ST_TileEnvelope(:z, :x, :y) as env,
@@ -102,8 +105,8 @@ def check_tile(layer: str, z: int, x: int, y: int) -> str | None:
     """A message saying what is wrong with the request, or None when the layer and z/x/y are valid."""
     if layer not in LAYERS:
         return f"unknown tile layer {layer[:40]!r}: use one of {', '.join(LAYERS)}"
-    if not 0 <= z <= MAX_ZOOM:
-        return f"zoom {z}: must be between 0 and {MAX_ZOOM}"
+    if not MIN_ZOOM.get(layer, 0) <= z <= MAX_ZOOM:
+        return f"zoom {z}: {layer} tiles exist from zoom {MIN_ZOOM.get(layer, 0)} to {MAX_ZOOM}"
     n = 1 << z
     if not (0 <= x < n and 0 <= y < n):
         return f"tile {z}/{x}/{y}: x and y must be between 0 and {n - 1} at zoom {z}"
