@@ -385,7 +385,8 @@ def test_site_downloads_and_chips(app_server: dict):
         assert info["features"] == 1 and info["crs"] in ("EPSG:4326", None), info
         if df is not None and fmt != "kml":
             assert int(df["site_id"][0]) == sid
-    assert httpx.get(f"{base}/api/sites/{sid}.shp").status_code == 400  # answered by GET /api/sites/{id}
+    shp = httpx.get(f"{base}/api/sites/{sid}.shp")
+    assert shp.status_code == 400 and "geojson, gpkg, kml" in shp.json()["detail"]
     assert httpx.get(f"{base}/api/sites/99999999.geojson").status_code == 404
     for which in ("before", "after"):
         r = httpx.get(f"{base}/api/sites/{sid}/chips/{which}.png", timeout=60)

@@ -172,23 +172,17 @@ def places(store: StoreDep, settings: SettingsDep,
     return JSONResponse({"q": q, "results": portal_uc.search(store, settings, q, limit)})
 
 
-def _download(fmt: str) -> Any:
-    async def site_download(store: StoreDep, site_id: Annotated[str, Path()]) -> Response:
-        sid = site_id_path(site_id)
-        data, media, filename = await run_in_threadpool(portal_uc.site_export, store, sid, fmt)
-        return Response(data, media_type=media,
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-    site_download.__doc__ = f"One site (current extent and attributes, EPSG:4326) as {EXPORT_NAMES[fmt]}."
-    return site_download
-
-
-EXPORT_NAMES = {"geojson": "GeoJSON", "gpkg": "GeoPackage", "kml": "KML"}
-# one route per format: any other suffix (/api/sites/1.5) is left to GET /api/sites/{id} (a 400 there)
-for _fmt, (_, _media) in portal_uc.EXPORT_FORMATS.items():
-    api.add_api_route(f"/sites/{{site_id}}.{_fmt}", _download(_fmt), methods=["GET"], response_class=Response,
-                      name=f"site_download_{_fmt}", summary=f"Site as {EXPORT_NAMES[_fmt]}",
-                      responses={200: {"content": {_media: {}}, "description": "The site as a file."}})
+@api.get("/sites/{site_id}.{fmt}", response_class=Response,
+         responses={200: {"content": {m: {} for _, m in portal_uc.EXPORT_FORMATS.values()},
+                          "description": "The site as a file."}})
+async def site_download(store: StoreDep, site_id: Annotated[str, Path()],
+                        fmt: Annotated[str, Path(description="geojson, gpkg or kml")]) -> Response:
+    """One site (current extent and attributes, EPSG:4326) as GeoJSON, GeoPackage or KML; any other suffix
+    (``/api/sites/1.5``) is a 400 naming the formats."""
+    sid = site_id_path(site_id)
+    portal_uc.check_export_format(fmt)
+    data, media, filename = await run_in_threadpool(portal_uc.site_export, store, sid, fmt)
+    return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @api.get("/sites/{site_id}/chips/{which}.png", response_class=Response,
