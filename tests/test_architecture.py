@@ -256,6 +256,63 @@ def test_pending_is_still_needed(modules: dict[str, Module]) -> None:
         assert breaks, f"{name} breaks no rule any more: remove it from PENDING ({why})"
 
 
+# -- SQL lives in amberwatch.store ------------------------------------------------------------------------
+SQL_OWNER = "amberwatch.store"  # the ORM (store/models.py) and one query module per aggregate (store/queries/)
+SQL_CONSTRUCTS = ("text", "select")  # sqlalchemy names that build SQL; exec_driver_sql runs a raw string
+# Modules outside amberwatch.store still allowed to build SQL, each with why. The geoportal is being finished by
+# another engineer (its SQL goes to store/queries/portal.py and store/queries/tiles.py): drop these entries as
+# that lands; nothing else is to be added here.
+SQL_ALLOWED: dict[str, str] = {
+    "amberwatch.portal": "geoportal package (portal/**), being finished",
+    "amberwatch.web.portal": "geoportal routes, being finished",
+    "amberwatch.web.tiles": "vector tile routes, being finished (SQL in store/queries/tiles.py)",
+    "amberwatch.usecases.portal": "geoportal use cases, being finished (SQL in store/queries/portal.py)",
+    "amberwatch.usecases.reports": "evidence/area reports, being finished",
+    # not part of the store move: /health runs "select postgis_lib_version()" on a bare connection (web/app.py,
+    # owned elsewhere); to go to the store (e.g. a postgis_version(conn) query) with the next change there.
+    "amberwatch.web.app": "the /health check's postgis_lib_version()",
+}
+
+
+def sql_uses(source: str) -> list[tuple[int, str]]:
+    """(line, what) for each SQL construct from sqlalchemy in ``source``: ``text``/``select`` imported from
+    sqlalchemy (or any of its modules), called as ``<sqlalchemy module alias>.text(...)``, and ``exec_driver_sql``."""
+    found: list[tuple[int, str]] = []
+    module_aliases: set[str] = set()  # local names bound to sqlalchemy or one of its modules
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if _within(alias.name, ("sqlalchemy",)):
+                    module_aliases.add(alias.asname or alias.name)
+        elif isinstance(node, ast.ImportFrom) and not node.level and _within(node.module or "", ("sqlalchemy",)):
+            for alias in node.names:
+                if alias.name in SQL_CONSTRUCTS:
+                    found.append((node.lineno, f"from {node.module} import {alias.name}"))
+                elif alias.name[:1].islower():  # a module (sql, future, ...), not a class such as Connection
+                    module_aliases.add(alias.asname or alias.name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = ast.unparse(node.func.value)
+            if node.func.attr in SQL_CONSTRUCTS and owner in module_aliases:
+                found.append((node.lineno, f"{owner}.{node.func.attr}(...)"))
+            elif node.func.attr == "exec_driver_sql":
+                found.append((node.lineno, f"{owner}.exec_driver_sql(...)"))
+    return sorted(found)
+
+
+def test_sql_only_in_the_store(modules: dict[str, Module]) -> None:
+    """No module outside amberwatch.store (and the commented SQL_ALLOWED) builds SQL with sqlalchemy."""
+    assert sql_uses("import sqlalchemy as sa\nfrom sqlalchemy import Connection, sql\nfrom sqlalchemy.sql import "
+                    "select\nsa.text('x'); sql.text('y'); c.exec_driver_sql('z'); np.select([], [])") == [
+        (3, "from sqlalchemy.sql import select"), (4, "c.exec_driver_sql(...)"), (4, "sa.text(...)"),
+        (4, "sql.text(...)")]
+    bad = sorted(f"{mod.name} (line {line}): {what}" for mod in modules.values()
+                 if not _within(mod.name, (SQL_OWNER, *SQL_ALLOWED))
+                 for line, what in sql_uses(mod.path.read_text()))
+    assert not bad, "SQL outside amberwatch.store (move it to a store/queries module):\n" + "\n".join(bad)
+
+
 def _package_edges(edges: dict[str, set[str]]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for src, targets in edges.items():

@@ -11,19 +11,17 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import shapely
-from geoalchemy2.shape import from_shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from amberwatch.area import area_ha as geodesic_area_ha
 from amberwatch.area import areas_ha as geodesic_areas_ha
 from amberwatch.errors import NotFoundError
-from amberwatch.store.models import Detection, Event, Run, Site, SiteObservation
+from amberwatch.store.models import Event
+from amberwatch.store.queries import sites as q
 from amberwatch.store.queries.layers import assign_admin
 from amberwatch.track import rules
 from amberwatch.track.clustering import single_linkage
@@ -36,14 +34,8 @@ CLOUDY_FRACTION = 0.5  # a scene did not observe a site when more than half of t
 CLEAR_MARGIN_DEG = 0.01  # the runs' clear-sky footprints are read clipped to the sites' extent plus this margin
 CLEAR_PIECE_VERTICES = 256  # ... and cut into pieces of at most this many vertices (ST_Subdivide)
 
-# A run counts when it is published (or being published now) and no later such run covers the same scene:
-# re-running detection on a scene (e.g. with a newer model) supersedes the earlier run in the sites' state.
-_VISIBLE = (
-    "(r.state = 'published' or r.id = :run) and not exists ("
-    " select 1 from run_scenes rs1 join run_scenes rs2 on rs2.scene_id = rs1.scene_id"
-    " join runs r2 on r2.id = rs2.run_id"
-    " where rs1.run_id = r.id and r2.id > r.id and (r2.state = 'published' or r2.id = :run))"
-)
+# Which runs count (published, or being published now, and not superseded by a later run on the same scene) is
+# decided in SQL: amberwatch.store.queries.sites (_VISIBLE).
 
 
 @dataclass
@@ -77,73 +69,53 @@ def update_sites(session: Session, run_id: int, clear_sky: BaseGeometry | None =
     CLUSTER_DISTANCE_M of the run's scene footprint or detections are recomputed from every published observation.
     No raster is opened here.
     """
-    if session.get(Run, run_id) is None:
+    if not q.run_exists(session, run_id):
         raise NotFoundError(f"run {run_id} not found")
-    session.execute(
-        text("update runs set clear_sky = ST_Multi(ST_GeomFromWKB(:g, 4326)) where id = :run"),
-        {"g": clear_sky.wkb if clear_sky is not None else None, "run": run_id},
-    )
-    session.flush()
-    _lock(session)
-    region = session.scalar(text(
-        "select ST_AsBinary(ST_Union(g)) from ("
-        " select s.footprint as g from run_scenes rs join scenes s on s.id = rs.scene_id where rs.run_id = :run"
-        " union all select ST_Envelope(d.geom) from detections d where d.run_id = :run) x"
-    ), {"run": run_id})
+    q.set_clear_sky(session, run_id, clear_sky.wkb if clear_sky is not None else None)
+    q.lock_tracking(session)
+    region = q.run_region(session, run_id)
     if region is None:
         log.info("run %d has no scene footprint and no detections: no site to update", run_id)
         return []
-    return _recompute(session, run_id, bytes(region))
+    return _recompute(session, run_id, region)
 
 
 def rebuild_sites(session: Session) -> list[Event]:
     """Recompute every site from all published runs (after runs were deleted or the rules changed)."""
-    _lock(session)
+    q.lock_tracking(session)
     return _recompute(session, None, None)
-
-
-def _lock(session: Session) -> None:
-    """Serialise site updates: two runs published at once must not both create the same site."""
-    session.execute(text("select pg_advisory_xact_lock(hashtext('amberwatch.track.sites'))"))
 
 
 # -- the recomputation ---------------------------------------------------------------------------
 def _recompute(session: Session, run_id: int | None, region_wkb: bytes | None) -> list[Event]:
-    params: dict[str, Any] = {"run": run_id if run_id is not None else -1, "eps": CLUSTER_DISTANCE_M}
     if region_wkb is None:
-        hit_sites = set(session.scalars(select(Site.id).where(Site.merged_into_id.is_(None))))
-        det_ids = list(session.scalars(text(
-            f"select d.id from detections d join runs r on r.id = d.run_id where {_VISIBLE}"), params))
+        hit_sites = q.live_site_ids(session)
+        det_ids = q.visible_detection_ids(session, run_id)
     else:
-        params["region"] = region_wkb
-        hit_sites = set(session.scalars(text(
-            "with region as (select ST_GeomFromWKB(:region, 4326) as g) "
-            "select s.id from sites s, region where s.merged_into_id is null"
-            " and s.max_geom && ST_Expand(region.g, 0.01)"
-            " and ST_DWithin(s.max_geom::geography, region.g::geography, :eps)"), params))
-        det_ids = list(session.scalars(text(
-            "with region as (select ST_GeomFromWKB(:region, 4326) as g) "
-            f"select d.id from detections d join runs r on r.id = d.run_id, region where {_VISIBLE}"
-            " and (ST_Intersects(d.geom, region.g) or d.site_id = any(:sites))"), {**params, "sites": list(hit_sites)}))
+        hit_sites = q.live_sites_near(session, region_wkb, CLUSTER_DISTANCE_M)
+        det_ids = q.visible_detection_ids_in(session, run_id, region_wkb, hit_sites)
     if not det_ids and not hit_sites:
         return []
-    run_times = _run_times(session, params)
+    run_times = q.visible_run_times(session, run_id)
     clusters = _cluster(session, det_ids, run_times)
-    owners, merged = _assign_ids(session, clusters)
+    old_ids = sorted({sid for c in clusters for sid in c.old})
+    owners, merged = _assign_ids(clusters, q.first_seen(session, old_ids) if old_ids else {})
     _adopt_superseded(session, clusters, hit_sites, owners, merged)
 
-    clear = _ClearSky(session, clusters, params)
+    clear = _ClearSky(session, clusters)
     new_events: list[Event] = []
     kept: set[int] = set()
     for cluster in clusters:
-        site = _site_for(session, owners.get(cluster.key), cluster)
-        kept.add(site.id)
-        new_events += _update_site(session, site, cluster, run_times, params, clear)
+        first = min(cluster.dets, key=lambda d: (d.observed_at, d.run_id))
+        site_id = q.site_or_new(session, owners.get(cluster.key), first.observed_at, first.run_id)
+        kept.add(site_id)
+        new_events += _update_site(session, site_id, cluster, run_id, clear)
     for old_id, cluster_key in merged.items():
-        _merge(session, old_id, owners[cluster_key])
+        log.info("site %d merged into site %d", old_id, owners[cluster_key])
+        q.merge_site(session, old_id, owners[cluster_key])
     for gone in hit_sites - kept - set(merged):
         log.info("site %d lost all its detections: deleted", gone)
-        session.execute(delete(Site).where(Site.id == gone))
+        q.delete_site(session, gone)
     session.flush()
     if kept:
         assign_admin(session, sorted(kept))
@@ -152,45 +124,35 @@ def _recompute(session: Session, run_id: int | None, region_wkb: bytes | None) -
     return new_events
 
 
-def _run_times(session: Session, params: dict) -> dict[int, datetime]:
-    """Observation time of every visible run: its scene's acquisition (else its detections' observed_at)."""
-    rows = session.execute(text(
-        "select r.id, coalesce(min(s.acquired), (select min(d.observed_at) from detections d where d.run_id = r.id))"
-        f" from runs r left join run_scenes rs on rs.run_id = r.id left join scenes s on s.id = rs.scene_id"
-        f" where {_VISIBLE} group by r.id"), params)
-    return {rid: t for rid, t in rows if t is not None}
-
-
 def _cluster(session: Session, det_ids: list[int], run_times: dict[int, datetime]) -> list[_Cluster]:
     """Single-linkage clusters of the detections (all dates together) at CLUSTER_DISTANCE_M in the metric CRS
     (:func:`amberwatch.track.clustering.single_linkage`); cluster keys follow the smallest detection id."""
     if not det_ids:
         return []
-    rows = session.execute(text(
-        "select d.id, d.run_id, d.site_id, d.class, d.confidence, ST_AsBinary(d.geom), d.observed_at"
-        " from detections d where d.id = any(:ids) order by d.id"), {"ids": det_ids})
     dets: list[_Det] = []
-    for did, rid, sid, cls, conf, wkb, observed in rows:
-        geom = to_metric(shapely.from_wkb(bytes(wkb)))
+    for row in q.detection_rows(session, det_ids):
+        geom = to_metric(shapely.from_wkb(row.wkb))
         if not geom.is_valid:
             geom = shapely.make_valid(geom)
-        dets.append(_Det(did, rid, sid, cls, float(conf), geom, run_times.get(rid, observed)))
+        dets.append(_Det(row.id, row.run_id, row.site_id, row.cls, row.confidence, geom,
+                         run_times.get(row.run_id, row.observed_at)))
     clusters: dict[int, _Cluster] = {}
     for det, cid in zip(dets, single_linkage([d.geom for d in dets], CLUSTER_DISTANCE_M), strict=True):
         clusters.setdefault(int(cid), _Cluster(int(cid))).dets.append(det)
     return list(clusters.values())
 
 
-def _assign_ids(session: Session, clusters: list[_Cluster]) -> tuple[dict[int, int], dict[int, int]]:
+def _assign_ids(clusters: list[_Cluster], first_seen: dict[int, datetime | None]
+                ) -> tuple[dict[int, int], dict[int, int]]:
     """Keep site ids stable: the oldest existing site takes the cluster holding most of its detections.
 
-    Returns {cluster key: site id} for clusters that continue a site and {merged site id: cluster key} for sites
-    whose detections now belong to a cluster already owned by an older site. Clusters without owner are new sites.
+    ``first_seen`` holds the existing sites' first_seen. Returns {cluster key: site id} for clusters that continue a
+    site and {merged site id: cluster key} for sites whose detections now belong to a cluster already owned by an
+    older site. Clusters without owner are new sites.
     """
     old_ids = sorted({sid for c in clusters for sid in c.old})
     if not old_ids:
         return {}, {}
-    first_seen = dict(session.execute(select(Site.id, Site.first_seen).where(Site.id.in_(old_ids))).all())
     owners: dict[int, int] = {}
     merged: dict[int, int] = {}
     for sid in sorted(old_ids, key=lambda s: (first_seen.get(s) or datetime.max.replace(tzinfo=UTC), s)):
@@ -212,35 +174,10 @@ def _adopt_superseded(session: Session, clusters: list[_Cluster], hit_sites: set
         if cluster.key in owners or not free:
             continue
         extent = to_wgs84(shapely.union_all([d.geom for d in cluster.dets]))
-        sid = session.scalar(text(
-            "select s.id from sites s where s.id = any(:ids)"
-            " and ST_DWithin(s.max_geom::geography, ST_GeomFromWKB(:g, 4326)::geography, :eps)"
-            " order by s.first_seen, s.id limit 1"), {"ids": sorted(free), "g": extent.wkb, "eps": CLUSTER_DISTANCE_M})
+        sid = q.oldest_site_near(session, free, extent.wkb, CLUSTER_DISTANCE_M)
         if sid is not None:
             owners[cluster.key] = sid
             free.discard(sid)
-
-
-def _site_for(session: Session, site_id: int | None, cluster: _Cluster) -> Site:
-    if site_id is not None:
-        site = session.get(Site, site_id)
-        if site is not None:
-            return site
-    first = min(cluster.dets, key=lambda d: (d.observed_at, d.run_id))
-    site = Site(status="new", first_seen=first.observed_at, last_seen=first.observed_at,
-                last_observed=first.observed_at, first_run_id=first.run_id, last_run_id=first.run_id)
-    session.add(site)
-    session.flush()
-    return site
-
-
-def _merge(session: Session, old_id: int, into_id: int) -> None:
-    """A site whose detections joined an older site's cluster: kept as history, pointing at the survivor."""
-    log.info("site %d merged into site %d", old_id, into_id)
-    session.execute(delete(Event).where(Event.site_id == old_id))
-    session.execute(delete(SiteObservation).where(SiteObservation.site_id == old_id))
-    session.execute(update(Site).where(Site.merged_into_id == old_id).values(merged_into_id=into_id))
-    session.execute(update(Site).where(Site.id == old_id).values(merged_into_id=into_id, updated_at=datetime.now(UTC)))
 
 
 # -- clear sky -----------------------------------------------------------------------------------
@@ -249,8 +186,8 @@ class _ClearSky:
     recomputation: clipped in PostGIS to the clusters' extent plus CLEAR_MARGIN_DEG and cut by ST_Subdivide into
     pieces of at most CLEAR_PIECE_VERTICES vertices, so a site is only intersected with the pieces near it."""
 
-    def __init__(self, session: Session, clusters: list[_Cluster], params: dict) -> None:
-        self.session, self.params = session, params
+    def __init__(self, session: Session, clusters: list[_Cluster]) -> None:
+        self.session = session
         self.cache: dict[int, tuple[shapely.STRtree, np.ndarray] | None] = {}
         geoms = [d.geom for c in clusters for d in c.dets]
         self.box = to_wgs84(shapely.box(*shapely.total_bounds(geoms))).envelope.buffer(
@@ -259,16 +196,12 @@ class _ClearSky:
     def pieces(self, run_id: int) -> tuple[shapely.STRtree, np.ndarray] | None:
         """The run's clear sky near the clusters (EPSG:4326) as indexed pieces; None = no cloud mask (all clear)."""
         if run_id not in self.cache:
-            has_mask = self.session.scalar(text("select clear_sky is not null from runs where id = :run"),
-                                           {"run": run_id})
+            has_mask = q.run_has_clear_sky(self.session, run_id)
             if not has_mask or self.box is None:
                 self.cache[run_id] = None
             else:
-                rows = self.session.scalars(text(
-                    "select ST_AsBinary(ST_Subdivide(ST_MakeValid(ST_ClipByBox2D(clear_sky,"
-                    f" ST_GeomFromWKB(:box, 4326))), {CLEAR_PIECE_VERTICES})) from runs where id = :run"),
-                    {"box": self.box.wkb, "run": run_id})
-                parts = shapely.from_wkb([bytes(r) for r in rows])
+                wkbs = q.clear_sky_pieces(self.session, run_id, self.box.wkb, CLEAR_PIECE_VERTICES)
+                parts = shapely.from_wkb(wkbs)
                 parts = np.asarray(shapely.make_valid(parts) if len(parts) else parts, dtype=object)
                 self.cache[run_id] = (shapely.STRtree(parts), parts)
         return self.cache[run_id]
@@ -288,24 +221,20 @@ class _ClearSky:
 
 
 # -- one site ------------------------------------------------------------------------------------
-def _observing_runs(session: Session, extent_metric: BaseGeometry, params: dict,
+def _observing_runs(session: Session, extent_metric: BaseGeometry, run_id: int | None,
                     clear: _ClearSky) -> dict[int, datetime]:
     """Visible runs whose scene covers the site and was not cloudy there."""
     extent = to_wgs84(extent_metric)
     point = extent.representative_point()
-    rows = session.execute(text(
-        "select r.id, s.acquired from runs r join run_scenes rs on rs.run_id = r.id"
-        f" join scenes s on s.id = rs.scene_id where {_VISIBLE}"
-        " and ST_Intersects(s.footprint, ST_GeomFromWKB(:pt, 4326))"), {**params, "pt": point.wkb})
     out: dict[int, datetime] = {}
-    for rid, acquired in rows:
+    for rid, acquired in q.visible_runs_covering(session, run_id, point.wkb):
         if clear.observed(rid, extent):
             out[rid] = min(acquired, out.get(rid, acquired))
     return out
 
 
-def _update_site(session: Session, site: Site, cluster: _Cluster, run_times: dict[int, datetime],
-                 params: dict, clear: _ClearSky) -> list[Event]:
+def _update_site(session: Session, site_id: int, cluster: _Cluster, run_id: int | None,
+                 clear: _ClearSky) -> list[Event]:
     dets = cluster.dets
     cumulative_all = shapely.union_all([d.geom for d in dets])
     first_t = min(d.observed_at for d in dets)
@@ -313,7 +242,7 @@ def _update_site(session: Session, site: Site, cluster: _Cluster, run_times: dic
     for d in dets:
         by_time[d.observed_at].append(d)
     runs_at: dict[datetime, set[int]] = defaultdict(set)
-    for rid, t in _observing_runs(session, cumulative_all, params, clear).items():
+    for rid, t in _observing_runs(session, cumulative_all, run_id, clear).items():
         if t >= first_t:
             runs_at[t].add(rid)
     for t, ds in by_time.items():
@@ -342,65 +271,53 @@ def _update_site(session: Session, site: Site, cluster: _Cluster, run_times: dic
     envelope = cumulative_all.convex_hull.buffer(rules.DISTURBANCE_BUFFER_M)
     score, degree = rules.disturbance(area_ha(cumulative_all), history[-1].pond_area_ha, area_ha(envelope))
     last = history[-1]
+    events, since = _status_changes(history, extents, cumulative_all)
 
-    site.geom = from_shape(multi(to_wgs84(last_extent)), srid=4326)
-    site.max_geom = from_shape(multi(to_wgs84(cumulative_all)), srid=4326)
-    site.status = last.status
-    site.first_seen, site.last_seen, site.last_observed = history[0].observed_at, history[last_seen_i].observed_at, \
-        last.observed_at
-    site.area_ha, site.pit_area_ha, site.pond_area_ha = last.area_ha, last.pit_area_ha, last.pond_area_ha
-    site.max_area_ha = area_ha(cumulative_all)
-    site.confidence = sum(d.confidence * d.geom.area for d in last_dets) / weight
-    site.n_observations = len(history)
-    site.first_run_id, site.last_run_id = history[0].run_id, last.run_id
-    site.growth_rate_ha_yr = rules.growth_rate(history)
-    site.disturbance_score, site.disturbance = score, degree
-    site.merged_into_id = None
-    site.updated_at = datetime.now(UTC)
+    state = q.SiteState(
+        geom=multi(to_wgs84(last_extent)),
+        max_geom=multi(to_wgs84(cumulative_all)),
+        status=last.status,
+        status_since=since,
+        first_seen=history[0].observed_at,
+        last_seen=history[last_seen_i].observed_at,
+        last_observed=last.observed_at,
+        area_ha=last.area_ha,
+        pit_area_ha=last.pit_area_ha,
+        pond_area_ha=last.pond_area_ha,
+        max_area_ha=area_ha(cumulative_all),
+        confidence=sum(d.confidence * d.geom.area for d in last_dets) / weight,
+        n_observations=len(history),
+        first_run_id=history[0].run_id,
+        last_run_id=last.run_id,
+        growth_rate_ha_yr=rules.growth_rate(history),
+        disturbance_score=score,
+        disturbance=degree,
+    )
+    observations = [
+        q.ObservationRow(
+            run_id=obs.run_id, observed_at=obs.observed_at, detected=obs.detected, area_ha=obs.area_ha,
+            pit_area_ha=obs.pit_area_ha, pond_area_ha=obs.pond_area_ha, cumulative_area_ha=obs.cumulative_area_ha,
+            status=obs.status, geom=multi(to_wgs84(extent)) if extent is not None else None)
+        for obs, extent in zip(history, extents, strict=True)
+    ]
+    q.save_site(session, site_id, state, [d.id for d in dets], observations)
+    return q.sync_events(session, site_id, events)
 
-    session.execute(update(Detection).where(Detection.id.in_(bindparam("ids", expanding=True)))
-                    .values(site_id=site.id), {"ids": [d.id for d in dets]})
-    session.execute(delete(SiteObservation).where(SiteObservation.site_id == site.id))
-    for obs, extent in zip(history, extents, strict=True):
-        session.add(SiteObservation(
-            site_id=site.id, run_id=obs.run_id, observed_at=obs.observed_at, detected=obs.detected,
-            area_ha=obs.area_ha, pit_area_ha=obs.pit_area_ha, pond_area_ha=obs.pond_area_ha,
-            cumulative_area_ha=obs.cumulative_area_ha, status=obs.status,
-            geom=from_shape(multi(to_wgs84(extent)), srid=4326) if extent is not None else None))
-    events, since = _sync_events(session, site, history, extents, cumulative_all)
-    site.status_since = since
-    return events
 
-
-def _sync_events(session: Session, site: Site, history: list[rules.Observation],
-                 extents: list[BaseGeometry | None], cumulative: BaseGeometry) -> tuple[list[Event], datetime]:
-    """Make the site's events equal to its status changes; existing events keep their id and created_at."""
-    wanted: dict[tuple[datetime, str], tuple[rules.Observation, str | None, BaseGeometry | None]] = {}
+def _status_changes(history: list[rules.Observation], extents: list[BaseGeometry | None],
+                    cumulative: BaseGeometry) -> tuple[list[q.EventRow], datetime]:
+    """The site's events (one per status change; placed on that date's extent, else on the cumulative one) and
+    the time of its last status change."""
+    events: list[q.EventRow] = []
     prev: str | None = None
     since = history[0].observed_at
     for obs, extent in zip(history, extents, strict=True):
         if obs.status != prev:
-            wanted[(obs.observed_at, obs.status)] = (obs, prev, extent)
+            shape = extent if extent is not None else cumulative
+            events.append(q.EventRow(
+                observed_at=obs.observed_at, to_status=obs.status, from_status=prev, area_ha=obs.area_ha,
+                run_id=obs.run_id, point=to_wgs84(shape.representative_point()),
+                extent=multi(to_wgs84(extent)) if extent is not None else None))
             since = obs.observed_at
         prev = obs.status
-    existing = {(e.observed_at, e.to_status): e for e in session.scalars(select(Event).where(Event.site_id == site.id))}
-    for key, stale in existing.items():
-        if key not in wanted:
-            session.delete(stale)
-    session.flush()
-    created: list[Event] = []
-    for key, (obs, from_status, extent) in wanted.items():
-        event: Event | None = existing.get(key)
-        if event is None:
-            event = Event(site_id=site.id, observed_at=obs.observed_at, to_status=obs.status)
-            session.add(event)
-            created.append(event)
-        elif (event.from_status, event.run_id, round(event.area_ha, 6)) == (from_status, obs.run_id,
-                                                                          round(obs.area_ha, 6)):
-            continue  # unchanged: same detections at that date
-        shape = extent if extent is not None else cumulative
-        event.from_status, event.area_ha, event.run_id = from_status, obs.area_ha, obs.run_id
-        event.geom = from_shape(to_wgs84(shape.representative_point()), srid=4326)
-        event.extent = from_shape(multi(to_wgs84(extent)), srid=4326) if extent is not None else None
-    session.flush()
-    return created, since
+    return events, since

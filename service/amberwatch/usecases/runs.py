@@ -7,15 +7,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import procrastinate
-from geoalchemy2.shape import from_shape
 
 from amberwatch.errors import AmberWatchError, InputError, NotFoundError
 from amberwatch.jobs.queue import RUN_TASK, defer
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
-from amberwatch.store.models import Detection, ModelVersion, Run, Scene
+from amberwatch.store.models import ModelVersion, Run, Scene
+from amberwatch.store.queries import detections as detection_queries
 from amberwatch.store.queries import models as model_queries
 from amberwatch.store.queries import runs as run_queries
+from amberwatch.store.queries.detections import NewDetection
 from amberwatch.types import DetectionResult, IngestedScene, Progress, noop_progress
 from amberwatch.usecases.scenes import as_multipolygon, get_scene, scene_from_row
 
@@ -77,12 +78,7 @@ def create_run(store: Store, settings: Settings, scene: Scene, model_name: str |
                           change_model=f"{change.name}@{change.version}")
     mv = register_model(store, info)
     with store.session() as session:
-        run = Run(model_version_id=mv.id, state="pending", parameters=parameters, progress=0.0, created_by=created_by,
-                  message="queued")
-        run.scenes = [session.get_one(Scene, scene.id)]
-        session.add(run)
-        session.flush()
-        return run
+        return run_queries.create(session, mv.id, scene.id, parameters, created_by)
 
 
 def public_error(err: BaseException) -> str:
@@ -195,7 +191,7 @@ def list_runs(store: Store, state: str | None, limit: int, offset: int) -> list[
 
 def run_parameters(store: Store, run_id: int) -> dict:
     with store.session() as session:
-        return dict(session.get_one(Run, run_id).parameters or {})
+        return dict(run_queries.get_one(session, run_id).parameters or {})
 
 
 # A pit should come with vegetation -> bare change since the reference, a pond with vegetation -> water.
@@ -231,15 +227,11 @@ def publish_result(store: Store, settings: Settings, run_id: int, scene_id: int,
     from amberwatch.track import update_sites
 
     with store.session() as session:
-        run = session.get_one(Run, run_id)
-        for poly in result.polygons:
-            session.add(Detection(
-                run_id=run_id, scene_id=scene_id, cls=poly.cls, confidence=float(poly.confidence),
-                area_ha=float(poly.area_ha), observed_at=result.observed_at,
-                change_class=poly.change_class, change_fraction=poly.change_fraction,
-                geom=from_shape(as_multipolygon(poly.geometry), srid=4326),
-            ))
-        session.flush()
+        run = run_queries.get_one(session, run_id)
+        detection_queries.add_detections(session, run_id, scene_id, result.observed_at, (
+            NewDetection(poly.cls, float(poly.confidence), float(poly.area_ha), poly.change_class,
+                         poly.change_fraction, as_multipolygon(poly.geometry))
+            for poly in result.polygons))
         update_sites(session, run_id, result.clear_sky)
         run.n_detections = len(result.polygons)
         run.provider = result.provider

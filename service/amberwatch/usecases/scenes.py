@@ -9,12 +9,12 @@ from pathlib import Path
 
 from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, Polygon
-from sqlalchemy import select
 
 from amberwatch.errors import ForbiddenPathError, InputError, NotFoundError
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Scene
+from amberwatch.store.queries import scenes as scene_queries
 from amberwatch.types import IngestedScene, Progress, noop_progress
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def ingest(store: Store, settings: Settings, path: Path, progress: Progress = no
     limits = IngestLimits.from_settings(settings)  # size limits of untrusted input (AMBERWATCH_MAX_*)
     key = plan_input(path, limits).scene_key  # recognition only: cheap, and it validates the input
     with store.session() as session:
-        existing = session.scalar(select(Scene).where(Scene.scene_key == key))
+        existing = scene_queries.by_key(session, key)
         if existing is not None and Path(existing.reflectance_path).exists():
             log.info("scene %s already ingested (id %d): reusing it", key, existing.id)
             progress(1.0, f"{key} already ingested")
@@ -76,7 +76,7 @@ def ingest(store: Store, settings: Settings, path: Path, progress: Progress = no
         shutil.rmtree(staging, ignore_errors=True)
         raise
     with store.session() as session:
-        existing = session.scalar(select(Scene).where(Scene.scene_key == scene.scene_key))
+        existing = scene_queries.by_key(session, scene.scene_key)
         if existing is not None and Path(existing.reflectance_path).exists():  # ingested meanwhile by another call
             shutil.rmtree(staging, ignore_errors=True)
             log.info("scene %s already ingested (id %d): reusing it", scene.scene_key, existing.id)
@@ -98,8 +98,7 @@ def ingest(store: Store, settings: Settings, path: Path, progress: Progress = no
         row.reflectance_path = str(scene.reflectance_path)
         row.cloud_mask_path = str(scene.cloud_mask_path) if scene.cloud_mask_path else None
         row.stac_item = _stac_with_paths(scene, final)
-        session.add(row)
-        session.flush()
+        scene_queries.save(session, row)
         log.info("ingested %s as scene %d", scene.scene_key, row.id)
         return row
 
@@ -120,9 +119,9 @@ def get_scene(store: Store, ref: str | int) -> Scene:
     """A stored scene by numeric id or scene key."""
     with store.session() as session:
         if isinstance(ref, int) or str(ref).isdigit():
-            row = session.get(Scene, int(ref))
+            row = scene_queries.by_id(session, int(ref))
         else:
-            row = session.scalar(select(Scene).where(Scene.scene_key == str(ref)))
+            row = scene_queries.by_key(session, str(ref))
         if row is None:
             raise NotFoundError(f"scene {ref!r} not found")
         return row
@@ -140,7 +139,7 @@ def as_multipolygon(geom) -> MultiPolygon:  # noqa: ANN001
 
 def list_scenes(store: Store, limit: int, offset: int) -> list[Scene]:
     with store.session() as session:
-        return list(session.scalars(select(Scene).order_by(Scene.id).limit(limit).offset(offset)))
+        return scene_queries.page(session, limit, offset)
 
 
 def public_stac(row: Scene) -> dict:

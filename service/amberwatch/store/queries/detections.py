@@ -1,9 +1,18 @@
-"""Detections: the polygons of a run, for export."""
+"""Detections: the polygons of a run, stored when it is published and read for export."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+from typing import NamedTuple
+
+from geoalchemy2.shape import from_shape
+from shapely.geometry import MultiPolygon
 from sqlalchemy import Row, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from amberwatch.store.models import Detection
 
 RUN_DETECTIONS = text(
     "select d.id, d.class, d.area_ha, d.confidence, d.observed_at, d.run_id, d.site_id, "
@@ -16,3 +25,30 @@ RUN_DETECTIONS = text(
 def of_run(conn: Connection, run_id: int) -> list[Row]:
     """Every detection of ``run_id`` with its model version, scene key and WKB geometry (EPSG:4326)."""
     return list(conn.execute(RUN_DETECTIONS, {"run": run_id}).all())
+
+
+class NewDetection(NamedTuple):
+    """One polygon of a run to store (see ``amberwatch.types.DetectedPolygon``); ``geom`` in EPSG:4326."""
+
+    cls: str
+    confidence: float
+    area_ha: float
+    change_class: str | None
+    change_fraction: float | None
+    geom: MultiPolygon
+
+
+def add_detections(session: Session, run_id: int, scene_id: int, observed_at: datetime,
+                   detections: Iterable[NewDetection]) -> int:
+    """Insert the run's detections (observed at the scene's acquisition) and flush; returns how many."""
+    n = 0
+    for det in detections:
+        session.add(Detection(
+            run_id=run_id, scene_id=scene_id, cls=det.cls, confidence=float(det.confidence),
+            area_ha=float(det.area_ha), observed_at=observed_at,
+            change_class=det.change_class, change_fraction=det.change_fraction,
+            geom=from_shape(det.geom, srid=4326),
+        ))
+        n += 1
+    session.flush()
+    return n

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from amberwatch.store.models import Run, run_scenes
+from amberwatch.store.models import Run, Scene, run_scenes
 
 TERMINAL = ("published", "failed")
 
@@ -15,6 +15,22 @@ TERMINAL = ("published", "failed")
 def get(session: Session, run_id: int, *, for_update: bool = False) -> Run | None:
     q = select(Run).where(Run.id == run_id)
     return session.scalar(q.with_for_update() if for_update else q)
+
+
+def get_one(session: Session, run_id: int) -> Run:
+    """The run ``run_id``; raises ``sqlalchemy.exc.NoResultFound`` when it is absent (callers that know it exists)."""
+    return session.get_one(Run, run_id)
+
+
+def create(session: Session, model_version_id: int, scene_id: int, parameters: dict, created_by: str | None,
+           message: str = "queued") -> Run:
+    """A new ``pending`` run of one scene (the scene must exist), flushed so it has its id."""
+    run = Run(model_version_id=model_version_id, state="pending", parameters=parameters, progress=0.0,
+              created_by=created_by, message=message)
+    run.scenes = [session.get_one(Scene, scene_id)]
+    session.add(run)
+    session.flush()
+    return run
 
 
 def page(session: Session, state: str | None, limit: int, offset: int) -> list[Run]:
