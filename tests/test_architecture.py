@@ -262,16 +262,7 @@ SQL_CONSTRUCTS = ("text", "select")  # sqlalchemy names that build SQL; exec_dri
 # Modules outside amberwatch.store still allowed to build SQL, each with why. The geoportal is being finished by
 # another engineer (its SQL goes to store/queries/portal.py and store/queries/tiles.py): drop these entries as
 # that lands; nothing else is to be added here.
-SQL_ALLOWED: dict[str, str] = {
-    "amberwatch.portal": "geoportal package (portal/**), being finished",
-    "amberwatch.web.portal": "geoportal routes, being finished",
-    "amberwatch.web.tiles": "vector tile routes, being finished (SQL in store/queries/tiles.py)",
-    "amberwatch.usecases.portal": "geoportal use cases, being finished (SQL in store/queries/portal.py)",
-    "amberwatch.usecases.reports": "evidence/area reports, being finished",
-    # not part of the store move: /health runs "select postgis_lib_version()" on a bare connection (web/app.py,
-    # owned elsewhere); to go to the store (e.g. a postgis_version(conn) query) with the next change there.
-    "amberwatch.web.app": "the /health check's postgis_lib_version()",
-}
+SQL_ALLOWED: dict[str, str] = {}
 
 
 def sql_uses(source: str) -> list[tuple[int, str]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import procrastinate
 
+from amberwatch.detect.registry import ModelInfo
 from amberwatch.errors import AmberWatchError, InputError, NotFoundError
 from amberwatch.jobs.queue import RUN_TASK, defer
 from amberwatch.settings import Settings
@@ -24,15 +25,13 @@ log = logging.getLogger(__name__)
 
 
 # -- models --------------------------------------------------------------------------------------
-def register_model(store: Store, info) -> ModelVersion:  # noqa: ANN001 - ModelInfo from amberwatch.detect
+def register_model(store: Store, info: ModelInfo) -> ModelVersion:
     """Make sure a registry model version has its row (runs refer to it)."""
     with store.session() as session:
         row = model_queries.by_ref(session, info.name, info.version)
         if row is None:
-            row = ModelVersion(name=info.name, version=info.version, family=info.family, sha256=info.sha256,
-                               card=info.card, metrics=info.metrics)
-            session.add(row)
-            session.flush()
+            row = model_queries.add(session, info.name, info.version, info.family, info.sha256, info.card,
+                                    info.metrics)
         elif row.sha256 != info.sha256:
             raise InputError(
                 f"model {info.name}@{info.version} changed on disk (sha256 {info.sha256[:12]} != registered "

@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from amberwatch import __version__
 from amberwatch.jobs.queue import make_queue
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
+from amberwatch.store.queries import catalog as catalog_queries
 from amberwatch.web import errors, jobs, monitoring, registry, runs, scenes
 from amberwatch.web.guard import Guard
 
@@ -64,7 +64,7 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
         """Liveness and the database: details of a failure go to the server log only."""
         try:
             with active.engine.connect() as conn:
-                postgis = conn.execute(text("select postgis_lib_version()")).scalar()
+                postgis = catalog_queries.postgis_version(conn)
         except Exception:
             log.exception("health check: database unavailable")
             return JSONResponse(status_code=503, content={"status": "unavailable", "detail": "database unavailable"})

@@ -199,3 +199,9 @@ def _run_views(conn: Connection) -> list[str]:
         text("select viewname from pg_views where schemaname = current_schema() and viewname ~ '^run_[0-9]+$'")
     )
     return [r[0] for r in rows]
+
+
+def postgis_version(conn: Connection) -> str | None:
+    """The PostGIS library version (the health check's round trip to the database)."""
+    value = conn.execute(text("select postgis_lib_version()")).scalar()
+    return None if value is None else str(value)
