@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     window_size: int = Field(512, description="Inference window (pixels).")
     min_mapping_unit_ha: float = Field(0.05, description="Smallest polygon kept after vectorizing.")
     mapserv_bin: Path = Path("/usr/lib/cgi-bin/mapserv")
+    mapserv_workers: int = Field(
+        2, ge=0, le=64, description="mapserv FastCGI workers that /ows starts and supervises; 0 = CGI per request.")
     ogc_config_dir: Path = Field(
         PROJECT_ROOT / "ogc_config", description="Templates of the MapServer mapfile and the pygeoapi config.")
     # jobs (procrastinate queue in the same database)
@@ -66,6 +68,13 @@ class Settings(BaseSettings):
     basemap_attribution: str = Field("", description="Attribution shown with the basemap (its licence).")
     places_paths: list[Path] = Field(
         default_factory=list, description="GeoJSON point files or folders of place names the portal search reads.")
+    # alerts (docs/portal.md#alerts-for-an-area)
+    webhook_allow_private: bool = Field(
+        False, description="Let alert webhooks reach private, loopback and link-local addresses (tests only).")
+    webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="Timeout of one webhook delivery attempt.")
+    webhook_max_attempts: int = Field(8, ge=1, le=20, description="Attempts of a webhook delivery (backoff 2^n s).")
+    rate_limit_subscriptions: str = Field(
+        "10/hour", description="New alert subscriptions per client address (and per API key).")
 
     @property
     def base_url(self) -> str:

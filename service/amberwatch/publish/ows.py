@@ -1,8 +1,15 @@
-"""``/ows``: WMS 1.3.0 / WFS 2.0 answered by MapServer's ``mapserv`` run as a CGI subprocess per request.
+"""``/ows``: WMS 1.3.0 / WFS 2.0 answered by MapServer's ``mapserv``: a pool of FastCGI workers that the service
+starts and supervises (:mod:`amberwatch.publish.fcgi`, ``AMBERWATCH_MAPSERV_WORKERS``, default 2), or a CGI
+subprocess per request when the pool cannot run (``AMBERWATCH_MAPSERV_WORKERS=0``, no FastCGI support; logged).
 
 The map alias is injected here: clients call ``/ows?SERVICE=WMS&REQUEST=GetCapabilities`` and never see or
 choose a mapfile (any ``map=`` they send is dropped; the config file also allows the alias only).
-For production speed run mapserv as FastCGI workers behind nginx instead (infra/).
+Both paths get the same checks below, the same environment and the same answer handling.
+
+HTTP: GET answers carry a weak ETag keyed on the published version (the ``published-version`` file that
+``refresh`` writes: latest published run id, plus the mapfile's mtime) and the request, with ``Cache-Control:
+no-cache``; ``If-None-Match`` gets a 304 without running mapserv. XML/GML/JSON answers are gzipped for clients that
+accept it.
 
 Hardening (server-side request forgery and information leaks):
 
@@ -17,6 +24,8 @@ Hardening (server-side request forgery and information leaks):
 from __future__ import annotations
 
 import asyncio
+import gzip
+import hashlib
 import logging
 import os
 import re
@@ -29,6 +38,8 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as parse_xml_safely
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+
+from amberwatch.publish.fcgi import FastCGIError, MapServerPool
 
 log = logging.getLogger(__name__)
 
@@ -208,19 +219,89 @@ def parse_cgi_output(output: bytes) -> tuple[int, dict[str, str], bytes]:
 class MapServerCGI:
     """Runs ``mapserv`` for one HTTP request (GET or POST) and turns its CGI output into a Response."""
 
-    def __init__(self, mapserv: Path, config_file: Path, alias: str, max_concurrency: int = 8, timeout: float = 60):
+    def __init__(self, mapserv: Path, config_file: Path, alias: str, max_concurrency: int = 8, timeout: float = 60,
+                 *, workers: int = 0, socket_path: Path | None = None, version_file: Path | None = None,
+                 mapfile: Path | None = None):
         self.mapserv = mapserv
         self.config_file = config_file
         self.alias = alias
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_concurrency)
+        self.version_file = version_file
+        self.mapfile = mapfile
+        self.pool: MapServerPool | None = None
+        self._pool_failed = False
+        self._supervisor: asyncio.Task[None] | None = None
+        if workers > 0:
+            self.pool = MapServerPool(mapserv, socket_path or config_file.with_name("mapserv.sock"),
+                                      self.process_environment(), workers)
+        else:
+            log.info("/ows: mapserv runs as a CGI subprocess per request (AMBERWATCH_MAPSERV_WORKERS=0)")
+
+    @property
+    def mode(self) -> str:
+        return "fastcgi" if self.pool is not None and self.pool.running else "cgi"
+
+    def _ensure_pool(self) -> MapServerPool | None:
+        """The running pool, started on first use (the config file exists by then); None = use CGI."""
+        pool = self.pool
+        if pool is None or self._pool_failed:
+            return None
+        if not pool.running:
+            try:
+                pool.start()
+            except OSError as err:
+                self._pool_failed = True
+                log.warning("mapserv FastCGI pool could not start (%s): /ows falls back to CGI per request", err)
+                return None
+            self._supervisor = asyncio.get_running_loop().create_task(pool.run_supervisor())
+        return pool
+
+    def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        if self.pool is not None:
+            self.pool.stop()
+
+    # -- published version: ETag ---------------------------------------------------------------------------------
+
+    def published_version(self) -> str:
+        parts = []
+        for path in (self.version_file, self.mapfile):
+            if path is None:
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            parts.append(f"{st.st_mtime_ns:x}.{st.st_size:x}")
+            if path is self.version_file:
+                parts.append(path.read_text().strip())
+        return "/".join(parts)
+
+    def etag(self, request: Request) -> str | None:
+        version = self.published_version()
+        if not version:
+            return None
+        digest = hashlib.sha1(f"{version}\n{request.url.query}".encode(), usedforsecurity=False).hexdigest()
+        return f'W/"{digest[:24]}"'
+
+    def process_environment(self) -> dict[str, str]:
+        """What every mapserv process gets: config file, dead proxy, PATH/PROJ/GDAL/PG* pass-through."""
+        env = {k: v for k, v in os.environ.items() if k in _PASSTHROUGH_ENV or k.startswith("PG")}
+        env.update(_PROXY_ENV)
+        env["MAPSERVER_CONFIG_FILE"] = str(self.config_file)
+        return env
 
     def environment(self, request: Request, body: bytes) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k in _PASSTHROUGH_ENV or k.startswith("PG")}
+        """The CGI environment of one request (process environment plus the request's CGI variables)."""
+        return {**self.process_environment(), **self.request_params(request, body)}
+
+    def request_params(self, request: Request, body: bytes) -> dict[str, str]:
+        """The CGI variables of one request (the FastCGI PARAMS)."""
+        env: dict[str, str] = {}
         host = request.headers.get("host", "")
-        env.update(_PROXY_ENV)
         env.update(
-            MAPSERVER_CONFIG_FILE=str(self.config_file),
             GATEWAY_INTERFACE="CGI/1.1",
             SERVER_PROTOCOL="HTTP/1.1",
             REQUEST_METHOD=request.method,
@@ -259,6 +340,42 @@ class MapServerCGI:
         except RefusedRequest as refused:
             log.info("/ows refused from %s: %s", request.client.host if request.client else "?", refused)
             return ogc_exception(str(refused))
+        etag = self.etag(request) if request.method == "GET" else None
+        if etag is not None and _etag_matches(request.headers.get("if-none-match", ""), etag):
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+        pool = self._ensure_pool()
+        out: bytes | None = None
+        if pool is not None:
+            try:
+                async with self._slots:
+                    out, err = await asyncio.wait_for(pool.request(self.request_params(request, body), body),
+                                                      self.timeout)
+            except TimeoutError:
+                log.warning("mapserv (FastCGI) timed out after %.0f s: %s", self.timeout, request.url.query[:300])
+                return PlainTextResponse(f"MapServer took longer than {self.timeout:.0f} s", status_code=504)
+            except (OSError, FastCGIError) as failed:  # a worker died mid-request: restart it, answer by CGI
+                log.warning("mapserv FastCGI request failed (%s): answering this one by CGI", failed)
+                pool.supervise()
+                out = None
+            if out is not None and err:
+                log.debug("mapserv stderr: %s", err.decode(errors="replace")[:2000])
+        if out is None:
+            answer = await self._run_cgi(request, body)
+            if isinstance(answer, Response):
+                return answer
+            out = answer
+        status, headers, content = parse_cgi_output(out)
+        scrubbed = scrub_error_body(status, content)
+        if scrubbed is not content:
+            log.info("mapserv error answer (%s): %s", status, content[:2000].decode(errors="replace"))
+        content = strip_banner(scrubbed)
+        if etag is not None and status == 200 and not any(m in content[:2048] for m in _ERROR_MARKERS):
+            headers.update({"ETag": etag, "Cache-Control": "no-cache"})
+        content = await _maybe_gzip(request, headers, content)
+        return Response(content, status_code=status, headers=headers)
+
+    async def _run_cgi(self, request: Request, body: bytes) -> bytes | Response:
+        """mapserv as a CGI subprocess: its output, or an error Response."""
         env = self.environment(request, body)
         async with self._slots:
             proc = await asyncio.create_subprocess_exec(
@@ -280,8 +397,32 @@ class MapServerCGI:
         if proc.returncode != 0 and not out:
             log.error("mapserv exited with %s: %s", proc.returncode, err.decode(errors="replace")[:2000])
             return PlainTextResponse("MapServer failed (see the server log)", status_code=502)
-        status, headers, content = parse_cgi_output(out)
-        scrubbed = scrub_error_body(status, content)
-        if scrubbed is not content:
-            log.info("mapserv error answer (%s): %s", status, content[:2000].decode(errors="replace"))
-        return Response(strip_banner(scrubbed), status_code=status, headers=headers)
+        return out
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """Weak comparison (RFC 9110 13.1.2) of ``If-None-Match`` against our ETag."""
+    if not header:
+        return False
+    wanted = etag.removeprefix("W/")
+    return any(tag.strip() == "*" or tag.strip().removeprefix("W/") == wanted for tag in header.split(","))
+
+
+_COMPRESSIBLE = re.compile(r"xml|json|gml|text/|javascript", re.I)
+GZIP_MIN_BYTES = 1024
+
+
+async def _maybe_gzip(request: Request, headers: dict[str, str], content: bytes) -> bytes:
+    """Gzip XML/GML/JSON/text answers for clients that accept it (sets Content-Encoding and Vary)."""
+    ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if not _COMPRESSIBLE.search(ctype) or len(content) < GZIP_MIN_BYTES:
+        return content
+    headers["Vary"] = "Accept-Encoding"
+    if "gzip" not in request.headers.get("accept-encoding", "").lower():
+        return content
+    if any(k.lower() == "content-encoding" for k in headers):
+        return content
+    headers["Content-Encoding"] = "gzip"
+    if len(content) > 256_000:
+        return await asyncio.to_thread(gzip.compress, content, 5, mtime=0)
+    return gzip.compress(content, 5, mtime=0)

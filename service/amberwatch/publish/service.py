@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import logging
@@ -72,6 +73,15 @@ class OgcPaths:
     def fontset(self) -> Path:
         return self.root / "fonts.txt"
 
+    @property
+    def version(self) -> Path:
+        """The published version (latest published run id, time of the refresh): /ows ETags are keyed on it."""
+        return self.root / "published-version"
+
+    @property
+    def mapserv_socket(self) -> Path:
+        return self.root / "mapserv.sock"
+
 
 @dataclass(frozen=True)
 class PublishState:
@@ -136,6 +146,8 @@ def refresh(store: Store, settings: Settings) -> PublishState:
         # the OpenAPI document before the config: a reader that sees the new config finds the matching document
         write_atomic(paths.openapi, json.dumps(openapi, default=str))
         write_atomic(paths.pygeoapi_config, config_text)
+        latest = max((run.id for run in catalog.runs), default=0)
+        write_atomic(paths.version, f"{latest} {datetime.now(UTC).isoformat()}\n", mode=0o644)
         for app in list(_mounted):
             if app.config_path == paths.pygeoapi_config:
                 app.swap(config, openapi)
@@ -166,7 +178,8 @@ def refresh(store: Store, settings: Settings) -> PublishState:
 
 
 def mount(app: FastAPI, store: Store, settings: Settings) -> None:
-    """Serve OGC API Features (pygeoapi) at ``/ogcapi`` and WMS/WFS (MapServer CGI) at ``/ows``.
+    """Serve OGC API Features (pygeoapi) at ``/ogcapi`` and WMS/WFS (MapServer) at ``/ows``: a pool of
+    ``settings.mapserv_workers`` FastCGI workers started on the first /ows request, or CGI per request.
 
     Does not touch the database: until ``refresh`` has written the configs both answer 503.
     """
@@ -184,7 +197,10 @@ def mount(app: FastAPI, store: Store, settings: Settings) -> None:
         async def ows(request: Request) -> Response:
             return Response(f"MapServer is not installed ({settings.mapserv_bin} not found)", status_code=503)
     else:
-        cgi = MapServerCGI(Path(mapserv), paths.mapserver_config, MAP_ALIAS)
+        cgi = MapServerCGI(Path(mapserv), paths.mapserver_config, MAP_ALIAS, workers=settings.mapserv_workers,
+                           socket_path=paths.mapserv_socket, version_file=paths.version, mapfile=paths.mapfile)
+        app.state.ows = cgi
+        atexit.register(cgi.close)
 
         async def ows(request: Request) -> Response:
             return await cgi(request)
