@@ -11,6 +11,8 @@ from sqlalchemy.engine import make_url
 QUEUE = "amberwatch"
 RUN_TASK = "amberwatch:run_detection"
 TRACK_TASK = "amberwatch:track_series"
+ALERT_SCAN_TASK = "amberwatch:scan_alerts"
+ALERT_DELIVER_TASK = "amberwatch:deliver_alert"
 
 
 def conninfo(sqlalchemy_url: str) -> str:

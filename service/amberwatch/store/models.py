@@ -279,3 +279,50 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AlertSubscription(Base):
+    """An area of interest (drawn polygon or admin unit) whose new events are sent to a webhook (migration 0007)."""
+
+    __tablename__ = "alert_subscriptions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    area = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True), nullable=False)
+    area_kind: Mapped[str] = mapped_column(String(10))
+    area_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    email: Mapped[str | None] = mapped_column(Text, nullable=True)
+    secret: Mapped[str] = mapped_column(String(100))  # the HMAC key: needed in clear to sign
+    unsubscribe_hash: Mapped[str] = mapped_column(String(64))
+    statuses: Mapped[list[str] | None] = mapped_column(ARRAY(String(12)), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+
+
+class AlertScan(Base):
+    """A published run whose events were matched against the subscriptions (once per run)."""
+
+    __tablename__ = "alert_scans"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AlertDelivery(Base):
+    """One signed JSON message to one subscription's webhook: the new events of one run in its area."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("subscription_id", "run_id", name="alert_deliveries_once"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("alert_subscriptions.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    event_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    body: Mapped[str] = mapped_column(Text)  # signed as stored: every retry sends the same bytes
+    state: Mapped[str] = mapped_column(String(12), default="pending", server_default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    details: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

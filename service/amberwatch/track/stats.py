@@ -10,7 +10,7 @@ import io
 
 from amberwatch.errors import InputError
 
-BY = ("oblast", "raion", "year")
+BY = ("oblast", "raion", "hromada", "year")
 FORMATS = ("json", "csv")
 
 

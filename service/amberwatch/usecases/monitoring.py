@@ -96,12 +96,13 @@ def track_summary(store: Store) -> dict[str, int]:
 def compute_stats(session: Session, by: str = "oblast") -> dict:
     """``{"by": ..., "groups": [...], "total": {...}}`` in the caller's transaction; areas in hectares (geodesic).
 
-    ``by`` is oblast, raion or year (InputError otherwise)."""
+    ``by`` is oblast, raion, hromada or year (InputError otherwise)."""
     check_by(by)
     if by == "year":
         groups, total = stat_queries.stats_by_year(session)
     else:
-        groups, total = stat_queries.stats_by_admin(session, "oblast" if by == "oblast" else "raion")
+        level = next(level for level in stat_queries.ADMIN_LEVELS if level == by)
+        groups, total = stat_queries.stats_by_admin(session, level)
     return {"by": by, "groups": groups, "total": total}
 
 

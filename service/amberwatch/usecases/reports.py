@@ -22,7 +22,7 @@ from amberwatch.store.queries import portal as portal_queries
 from amberwatch.usecases import monitoring
 from amberwatch.usecases import portal as portal_uc
 
-AREA_UNITS = ("oblast", "raion", "year")
+AREA_UNITS = ("oblast", "raion", "hromada", "year")
 MIN_YEAR, MAX_YEAR = 1970, 2100
 
 

@@ -73,9 +73,9 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
 
     for module in (scenes, runs, registry, jobs):
         app.include_router(module.router)
-    from amberwatch.web import portal, tiles  # the geoportal; /api/sites/{id}.{fmt} must precede /api/sites/{id}
+    from amberwatch.web import portal, subscriptions, tiles  # /api/sites/{id}.{fmt} must precede /api/sites/{id}
 
-    for router in (portal.api, portal.router, tiles.router):
+    for router in (portal.api, portal.router, tiles.router, subscriptions.router):
         app.include_router(router)
     app.include_router(monitoring.router, prefix="/api")
 
@@ -83,6 +83,9 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
 
     publish.refresh(active, settings)
     publish.mount(app, active, settings)
+    from amberwatch.web.etag import ETags
+
+    app.add_middleware(ETags)  # 304s on /api/sites, /api/events, /api/stats (docs/portal.md)
     app.add_middleware(Guard, store=active, settings=settings)
     return app
 

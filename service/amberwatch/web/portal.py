@@ -157,7 +157,7 @@ def site_html(request: Request, store: StoreDep, settings: SettingsDep, lang: La
 
 @router.get("/stats", response_class=HTMLResponse, include_in_schema=False)
 def stats_page(request: Request, store: StoreDep, settings: SettingsDep, lang: LangDep,
-               by: Annotated[str, Query(description="oblast, raion or year")] = "oblast") -> HTMLResponse:
+               by: Annotated[str, Query(description="oblast, raion, hromada or year")] = "oblast") -> HTMLResponse:
     stats = monitoring.stats(store, monitoring.check_by(by))
     return _page(portal.render("stats.html", lang.code, stats=stats, by=by, **_common(request, lang, settings)), lang)
 
@@ -223,7 +223,7 @@ def _area(store: Any, unit: str, year_from: str | None, year_to: str | None, lan
                                reports.parse_year("to", year_to), lang)
 
 
-UnitQuery = Annotated[str, Query(description="oblast, raion or year")]
+UnitQuery = Annotated[str, Query(description="oblast, raion, hromada or year")]
 FromQuery = Annotated[str | None, Query(alias="from", description="First year (inclusive).")]
 ToQuery = Annotated[str | None, Query(alias="to", description="Last year (inclusive).")]
 

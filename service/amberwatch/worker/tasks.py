@@ -42,6 +42,7 @@ def run_detection(context: JobContext, run_id: int) -> None:
         execute_run(deps.store, deps.settings, run_id)
     except AmberWatchError as err:  # recorded on the run; not a reason to retry
         log.info("run %d failed: %s", run_id, err)
+    _alerts_after(context)
 
 
 @blueprint.task(name="track_series", queue=QUEUE, pass_context=True)
@@ -54,3 +55,46 @@ def track_series(context: JobContext, job_id: int) -> None:
         execute_track_job(deps.store, deps.settings, job_id)
     except AmberWatchError as err:
         log.info("tracking job %d failed: %s", job_id, err)
+    _alerts_after(context)
+
+
+# -- alerts for an area (usecases/alerts.py) ----------------------------------------------------------------
+def _alerts_after(context: JobContext) -> None:
+    """A run may have been published: queue a scan for new events in subscribed areas."""
+    from amberwatch.usecases.alerts import request_scan
+
+    request_scan(context.app)
+
+
+@blueprint.task(name="scan_alerts", queue=QUEUE, pass_context=True)
+async def scan_alerts(context: JobContext) -> None:
+    """Match newly published runs against the subscriptions and queue one delivery per (subscription, run)."""
+    import asyncio
+
+    from amberwatch.usecases import alerts
+
+    deps = _deps(context)
+    for delivery_id in await asyncio.to_thread(alerts.scan, deps.store, deps.settings):
+        await alerts.queue_delivery(context.app, delivery_id)
+
+
+@blueprint.periodic(cron="* * * * *")
+@blueprint.task(name="scan_alerts_periodic", queue=QUEUE, pass_context=True)
+def scan_alerts_periodic(context: JobContext, timestamp: int) -> None:
+    """Every minute: runs published outside the worker (CLI ``detect``/``track``) are scanned too."""
+    _alerts_after(context)
+
+
+@blueprint.task(name="deliver_alert", queue=QUEUE, pass_context=True,
+                retry=procrastinate.RetryStrategy(max_attempts=20, exponential_wait=2,
+                                                  retry_exceptions={RuntimeError}))
+def deliver_alert(context: JobContext, delivery_id: int) -> None:
+    """POST one signed delivery; a failure worth retrying is retried after 2^n s (the use case stops after
+    AMBERWATCH_WEBHOOK_MAX_ATTEMPTS attempts)."""
+    from amberwatch.usecases.alerts import DeliveryFailed, deliver
+
+    deps = _deps(context)
+    try:
+        deliver(deps.store, deps.settings, delivery_id)
+    except DeliveryFailed as err:
+        raise RuntimeError(str(err)) from None

@@ -1,4 +1,4 @@
-"""SQL of the statistics: disturbed area, new/abandoned sites and protected areas by oblast, raion or year.
+"""SQL of the statistics: disturbed area, new/abandoned sites and protected areas by oblast, raion, hromada or year.
 
 Each report has its group rows and a total computed by a separate query, so "groups add up to the total" is a
 check, not a tautology. Sites outside every loaded admin unit are grouped under ``(unknown)``.
@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 UNKNOWN = "(unknown)"
-AdminLevel = Literal["oblast", "raion"]
-ADMIN_LEVELS: tuple[AdminLevel, ...] = ("oblast", "raion")
+AdminLevel = Literal["oblast", "raion", "hromada"]
+ADMIN_LEVELS: tuple[AdminLevel, ...] = ("oblast", "raion", "hromada")
 
 _PROTECTED_HA = """coalesce((
     select ST_Area(ST_Intersection(s.max_geom, u.g)::geography) / 10000 from (
