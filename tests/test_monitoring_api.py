@@ -118,9 +118,14 @@ def test_site_ids_out_of_range_are_404(app_client: TestClient, site_id: str) -> 
     assert_clean_4xx(app_client.get(f"/api/sites/{site_id}"), 404, "not found")
 
 
-@pytest.mark.parametrize("site_id", ["abc", "1.5", "1e3", "%20"])
+@pytest.mark.parametrize("site_id", ["abc", "1e3", "%20"])
 def test_site_ids_that_are_not_numbers_are_400(app_client: TestClient, site_id: str) -> None:
     assert_clean_4xx(app_client.get(f"/api/sites/{site_id}"), 400, "expected a whole number")
+
+
+def test_a_site_id_with_a_dot_is_a_download_in_an_unknown_format(app_client: TestClient) -> None:
+    """``/api/sites/{id}.{format}`` downloads a site (the portal): ``1.5`` asks for format "5", a clear 400."""
+    assert_clean_4xx(app_client.get("/api/sites/1.5"), 400, "use one of geojson, gpkg, kml")
 
 
 @pytest.mark.parametrize(("path", "params", "message"), [
