@@ -155,3 +155,60 @@ def test_cgi_fallback_when_the_pool_cannot_start(store: Store, tmp_path: Path, c
 def test_fastcgi_params_encoding():
     encoded = encode_params({"A": "b", "LONG": "x" * 200})
     assert encoded[:4] == b"\x01\x01Ab" and encoded[4:5] == b"\x04" and encoded[5:9] == (200 | 1 << 31).to_bytes(4)
+
+
+# -- OGC API Features: no whole-table count on unfiltered pages (publish.pgprovider, count: filtered) -----------
+
+@pytest.fixture(scope="module")
+def three_areas(store: Store) -> Iterator[None]:
+    from geoalchemy2.shape import from_shape
+    from shapely.geometry import MultiPolygon, box
+    from sqlalchemy import delete
+
+    from amberwatch.store.models import ProtectedArea
+
+    with store.session() as s:
+        for i in range(3):
+            x = 27.6 + i * 0.01
+            s.add(ProtectedArea(name=f"Serving test {i}", category="test", code=f"S{i}", source="test_serving",
+                                geom=from_shape(MultiPolygon([box(x, 51.6, x + 0.005, 51.605)]), srid=4326)))
+    yield
+    with store.session() as s:
+        s.execute(delete(ProtectedArea).where(ProtectedArea.source == "test_serving"))
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def test_unfiltered_items_do_not_count_the_table(pooled, three_areas):
+    import json
+
+    host, _, _ = pooled
+    base = "/ogcapi/collections/protected_areas/items?f=json"
+    with statements() as seen:
+        status, _, body = call(host, f"{base}&limit=2")
+    page = json.loads(body)
+    assert status == 200 and page["numberReturned"] == 2 and "numberMatched" not in page
+    assert any(link["rel"] == "next" for link in page["links"])  # paging still works (the page is full)
+    assert seen and not any("count(" in s.lower() for s in seen), seen
+    # filtered requests and resulttype=hits still count
+    with statements() as seen:
+        status, _, body = call(host, f"{base}&bbox=27.59,51.59,27.63,51.61&limit=1")
+    assert status == 200 and json.loads(body)["numberMatched"] == 3
+    assert any("count(" in s.lower() for s in seen)
+    status, _, body = call(host, f"{base}&resulttype=hits")
+    assert status == 200 and json.loads(body)["numberMatched"] >= 3
