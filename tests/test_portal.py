@@ -454,3 +454,69 @@ def test_static_files_are_versioned_cached_compressed_and_the_map_page_is_small(
     assert unversioned.headers["cache-control"] == "public, max-age=300"
     assert httpx.get(base + "/portal/static/../../settings.py").status_code == 404
     assert httpx.get(base + "/portal/static/%2e%2e/__init__.py").status_code == 404
+
+
+# -- accessibility -----------------------------------------------------------------------------------------------
+AXE = portal.HERE / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _axe(page: Any) -> list[dict]:
+    """axe-core (npm, from the portal's node_modules: no CDN) on the page: its serious and critical violations."""
+    if not AXE.is_file():
+        pytest.fail("axe-core is not installed: run `make portal` (npm ci in service/amberwatch/portal)")
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ["violations"],
+                                           runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a",
+                                                                             "wcag21aa", "best-practice"]}});
+        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                       nodes: v.nodes.slice(0, 3).map(n => n.target.join(" "))}));
+    }""")
+    return [v for v in result if v["impact"] in ("serious", "critical")]
+
+
+def _first_site(app_server: dict) -> int:
+    return int(httpx.get(app_server["base"] + "/api/sites", params={"limit": 1}).json()["features"][0]["id"])
+
+
+@pytest.mark.parametrize("lang", ["en-GB", "uk-UA"])
+def test_axe_no_serious_or_critical_violations(app_server: dict, browser: Any, lang: str):
+    base = app_server["base"]
+    pages = {"/": '#map[data-state="idle"]', f"/sites/{_first_site(app_server)}": "#status",
+             "/stats": "#stats-table", "/stats?by=hromada": "#stats-table"}
+    found = {}
+    for path, ready in pages.items():
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, locale=lang)
+        page.goto(base + path)
+        page.wait_for_selector(ready, timeout=30000)
+        page.wait_for_timeout(300)
+        found[path] = _axe(page)
+        page.close()
+    assert found == {p: [] for p in pages}, json.dumps(found, indent=1, ensure_ascii=False)
+
+
+def test_keyboard_navigation(app_server: dict, browser: Any):
+    """Tab order starts with the skip link (which moves focus to the content), then the header links; the search,
+    slider and layer switches work from the keyboard, and focus is visible."""
+    page = _open_map(browser, app_server["base"])
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle + "
+                            "getComputedStyle(document.activeElement).boxShadow")
+    assert outline not in ("nonenone", "none"), outline
+    order = []
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id || document.activeElement.getAttribute('href')"))
+    assert order[:5] == ["/", "/", "/stats", "/docs", "/ogcapi"], order
+    assert "search-q" in order, order
+    page.focus("#search-q")
+    page.keyboard.type(HROMADA[:6])
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#search-results li", timeout=10000)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.focus('input[value="detections"]')
+    page.keyboard.press("Space")  # a layer switch toggles from the keyboard
+    assert not page.is_checked('input[value="detections"]')
+    page.close()
