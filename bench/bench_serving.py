@@ -163,6 +163,48 @@ def serve_and_measure(store, settings, total: int, label: str) -> list[str]:  # 
         app.state.ows.close()
 
 
+def items_with_and_without_count(store, settings, repeat: int) -> None:  # noqa: ANN001
+    """OGC API ``items?limit=10`` without a filter: ``count: filtered`` (the generated config) vs pygeoapi's
+    exact count of the whole table (the provider forced to ``count: true``)."""
+    import urllib.request
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from amberwatch.publish import mount
+    from amberwatch.publish.pgprovider import PostgreSQLProvider
+
+    app = FastAPI()
+    mount(app, store, settings)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
+                                       lifespan="off"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{settings.port}/ogcapi/collections/detections/items?f=json&limit=10"
+    original = PostgreSQLProvider._counts
+    try:
+        for label, counts in (("count: filtered (no count)", None), ("count: true (exact count)", True)):
+            if counts:
+                PostgreSQLProvider._counts = lambda self, resulttype, filtered: True  # type: ignore[method-assign]
+            urllib.request.urlopen(url, timeout=120).read()
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                body = json.loads(urllib.request.urlopen(url, timeout=120).read())
+                times.append((time.perf_counter() - t0) * 1000)
+            times.sort()
+            print(f"OAPIF items limit=10 unfiltered, {label:28s} p50={statistics.median(times):7.1f} ms  "
+                  f"p95={times[int(0.95 * (len(times) - 1))]:7.1f} ms  numberMatched={body.get('numberMatched')}",
+                  flush=True)
+    finally:
+        PostgreSQLProvider._counts = original  # type: ignore[method-assign]
+        uv.should_exit = True
+        thread.join(timeout=10)
+        app.state.ows.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--detections", type=int, default=20_000)
@@ -205,6 +247,7 @@ def main() -> None:
         serve_and_measure(store, settings, args.requests, "CGI per request")
         fast = settings.model_copy(update={"mapserv_workers": args.workers, "port": free_port()})
         serve_and_measure(store, fast, args.requests, f"FastCGI pool ({args.workers} workers)")
+        items_with_and_without_count(store, settings.model_copy(update={"port": free_port()}), 50)
         print(f"load average after {os.getloadavg()}")
     finally:
         store.stop()

@@ -20,12 +20,15 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
 from publish_helpers import publish_settings
+from sqlalchemy import text
 
 from amberwatch.publish import mount, refresh
 from amberwatch.publish.fcgi import encode_params
@@ -212,3 +215,194 @@ def test_unfiltered_items_do_not_count_the_table(pooled, three_areas):
     assert any("count(" in s.lower() for s in seen)
     status, _, body = call(host, f"{base}&resulttype=hits")
     assert status == 200 and json.loads(body)["numberMatched"] >= 3
+
+
+# -- versions without a layer explosion ---------------------------------------------------------------------------
+
+VX, VY = 28.305, 51.905  # a corner no other test uses (north of Zhytomyr oblast)
+V_DAY = datetime(2021, 5, 4, 9, 30, tzinfo=UTC)
+
+
+@dataclass
+class Versions:
+    host: str
+    settings: Settings
+    run_a: int
+    run_b: int
+    added: list[int]
+
+
+def _published_run(session, model_id: int, scene_id: int, spots: list[tuple[float, float]]) -> int:  # noqa: ANN001
+    from geoalchemy2.shape import from_shape
+    from shapely.geometry import MultiPolygon, box
+
+    from amberwatch.store.models import Detection, Run
+
+    run = Run(model_version_id=model_id, state="published", parameters={}, n_detections=len(spots),
+              published_at=datetime.now(UTC), progress=1.0)
+    session.add(run)
+    session.flush()
+    for x, y in spots:
+        session.add(Detection(run_id=run.id, scene_id=scene_id, cls="pit", confidence=0.9, area_ha=1.0,
+                              observed_at=V_DAY, geom=from_shape(MultiPolygon([box(x, y, x + 0.002, y + 0.002)]),
+                                                                   srid=4326)))
+    session.flush()
+    return run.id
+
+
+@pytest.fixture(scope="module")
+def versions(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Versions]:
+    from geoalchemy2.shape import from_shape
+    from shapely.geometry import MultiPolygon, box
+    from sqlalchemy import delete
+
+    from amberwatch.publish.catalog import drop_run_views
+    from amberwatch.store.models import Detection, ModelVersion, Run, Scene
+
+    with store.session() as s:
+        scene = Scene(scene_key="TEST_SERVING_VERSIONS", sensor="sentinel2", family="sentinel2", level="L2A",
+                      acquired=V_DAY, resolution=10.0, crs="EPSG:32635", bands=["B02"], cloud_fraction=0.0,
+                      footprint=from_shape(MultiPolygon([box(VX - 0.05, VY - 0.05, VX + 0.05, VY + 0.05)]), srid=4326),
+                      source="test_serving", reflectance_path="/nonexistent", stac_item={})
+        model = ModelVersion(name="test-serving", version="0.0.1", family="sentinel2", sha256="1" * 64, card={},
+                             metrics={})
+        s.add_all([scene, model])
+        s.flush()
+        scene_id, model_id = scene.id, model.id
+        run_a = _published_run(s, model_id, scene_id, [(VX, VY)])
+        run_b = _published_run(s, model_id, scene_id, [(VX + 0.01, VY)])
+    settings = publish_settings(store, tmp_path_factory.mktemp("versions"))
+    assert settings.published_run_layers == 5  # the default
+    added: list[int] = []
+    try:
+        with running(store, settings) as (host, _ows):
+            yield Versions(host, settings, run_a, run_b, added)
+    finally:
+        all_runs = [run_a, run_b, *added]
+        drop_run_views(store.engine, all_runs)
+        with store.session() as s:
+            s.execute(delete(Detection).where(Detection.run_id.in_(all_runs)))
+            s.execute(delete(Run).where(Run.id.in_(all_runs)))
+            s.execute(delete(Scene).where(Scene.id == scene_id))
+            s.execute(delete(ModelVersion).where(ModelVersion.id == model_id))
+
+
+def _getmap(host: str, **extra: str) -> tuple[int, bytes]:
+    params = {"SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": "detections", "STYLES": "",
+              "CRS": "EPSG:4326", "BBOX": f"{VY - 0.005},{VX - 0.005},{VY + 0.0075},{VX + 0.02}",
+              "WIDTH": "200", "HEIGHT": "100", "FORMAT": "image/png", "TRANSPARENT": "TRUE",
+              "TIME": V_DAY.date().isoformat(), **extra}
+    status, _, body = call(host, "/ows?" + urllib.parse.urlencode(params))
+    return status, body
+
+
+def _drawn(png: bytes) -> tuple[bool, bool]:
+    """(run A's square drawn, run B's square drawn): alpha in the left and right parts of the image."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    assert png[:4] == b"\x89PNG", png[:400]
+    alpha = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))[:, :, 3]
+    return bool(alpha[:, :70].max() > 0), bool(alpha[:, 110:].max() > 0)
+
+
+def test_wms_run_dimension_selects_a_version(versions: Versions):
+    host = versions.host
+    assert _drawn(_getmap(host)[1]) == (True, True)
+    assert _drawn(_getmap(host, DIM_RUN=str(versions.run_a))[1]) == (True, False)
+    assert _drawn(_getmap(host, DIM_RUN=str(versions.run_b))[1]) == (False, True)
+    status, body = call(host, "/ows?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetCapabilities")[::2]
+    assert b'<Dimension name="run"' in body
+
+
+@pytest.mark.parametrize("value", ["abc", "1 or 1=1", "1);drop table runs;--", "-1", "1e3", "%27"])
+def test_wms_run_dimension_refuses_anything_but_an_integer(versions: Versions, value: str):
+    status, body = _getmap(versions.host, DIM_RUN=value)
+    assert status < 500 and body[:4] != b"\x89PNG" or _drawn(body) == (False, False), body[:400]
+    assert b"/" + b"tmp" not in body and b"postgres" not in body.lower()
+
+
+def test_sld_and_context_still_refused_with_the_dimension(versions: Versions):
+    status, body = _getmap(versions.host, DIM_RUN=str(versions.run_a), SLD="http://127.0.0.1:1/x.sld")
+    assert status == 400 and b"does not fetch remote" in body
+    status, body = _getmap(versions.host, DIM_RUN=str(versions.run_a), CONTEXT="/etc/passwd")
+    assert status == 400
+
+
+def test_wfs_filter_and_ogcapi_run_id(versions: Versions):
+    import json
+
+    from amberwatch.publish.versions import wfs_run_filter
+
+    host, run_a = versions.host, versions.run_a
+    wfs = urllib.parse.urlencode({"SERVICE": "WFS", "VERSION": "2.0.0", "REQUEST": "GetFeature",
+                                  "TYPENAMES": "detections", "OUTPUTFORMAT": "geojson",
+                                  "FILTER": wfs_run_filter(run_a)})
+    status, _, body = call(host, f"/ows?{wfs}")
+    assert status == 200, body[:500]
+    assert {f["properties"]["run_id"] for f in json.loads(body)["features"]} == {run_a}
+    for query in (f"run_id={run_a}", "filter-lang=cql2-text&filter=" + urllib.parse.quote(f"run_id={run_a}"),
+                  "filter-lang=cql2-text&filter=" + urllib.parse.quote(
+                      f"run_id={run_a} AND model_version='test-serving@0.0.1'")):
+        status, _, body = call(host, f"/ogcapi/collections/detections/items?f=json&limit=100&{query}")
+        assert status == 200, body[:500]
+        feats = json.loads(body)["features"]
+        assert len(feats) == 1 and feats[0]["properties"]["run_id"] == run_a, query
+
+
+def test_versions_listing(versions: Versions):
+    import json
+
+    status, headers, body = call(versions.host, "/api/versions?limit=2")
+    doc = json.loads(body)
+    assert status == 200 and doc["type"] == "Collection" and doc["stac_version"] == "1.0.0"
+    ids = [v["run_id"] for v in doc["versions"]]
+    assert ids == sorted(ids, reverse=True) and versions.run_b in ids
+    entry = next(v for v in doc["versions"] if v["run_id"] == versions.run_b)
+    rels = {link["rel"]: link["href"] for link in entry["links"]}
+    assert {"wms", "wfs", "ogcapi-features", "ogcapi-features-cql2"} <= set(rels)
+    for rel in ("wms", "wfs", "ogcapi-features", "ogcapi-features-cql2"):  # every link answers for real
+        target = rels[rel].split("127.0.0.1:", 1)[1].split("/", 1)[1]
+        status, _, answer = call(versions.host, "/" + target)
+        assert status == 200, (rel, answer[:300])
+        if rel == "ogcapi-features":
+            assert {f["properties"]["run_id"] for f in json.loads(answer)["features"]} == {versions.run_b}
+        if rel == "wms":
+            assert _drawn(answer)[1] or answer[:4] == b"\x89PNG"
+
+
+def test_300_runs_keep_the_catalog_size(versions: Versions, store: Store):
+    """300 published runs: GetCapabilities and /ogcapi/collections list the same layers as with 5."""
+    import json
+    import re
+
+    from amberwatch.store.models import ModelVersion
+
+    with store.session() as s:
+        model_id = s.query(ModelVersion.id).filter(ModelVersion.name == "test-serving").scalar()
+        scene_id = s.execute(text("select id from scenes where scene_key = 'TEST_SERVING_VERSIONS'")).scalar_one()
+        for i in range(3):
+            versions.added.append(_published_run(s, model_id, scene_id, [(VX + 0.03, VY + 0.001 * i)]))
+    refresh(store, versions.settings)
+
+    def sizes() -> tuple[int, int, int]:
+        caps = call(versions.host, CAPS)[2]
+        cols = json.loads(call(versions.host, "/ogcapi/collections?f=json")[2])["collections"]
+        return len(re.findall(rb"<Layer\b", caps)), len(cols), len(caps)
+
+    layers_5, collections_5, bytes_5 = sizes()
+    with store.session() as s:
+        for _ in range(295):
+            versions.added.append(_published_run(s, model_id, scene_id, [(VX + 0.03, VY)]))
+    t0 = time.perf_counter()
+    state = refresh(store, versions.settings)
+    took = time.perf_counter() - t0
+    layers_300, collections_300, bytes_300 = sizes()
+    assert len(state.runs) >= 300
+    assert (layers_300, collections_300) == (layers_5, collections_5)
+    assert abs(bytes_300 - bytes_5) < 0.1 * bytes_5, (bytes_5, bytes_300)
+    run_layers = [name for name in state.layers if name.startswith("run_")]
+    assert run_layers == [f"run_{i}" for i in versions.added[-5:]]
+    assert took < 30

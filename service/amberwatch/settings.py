@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     mapserv_bin: Path = Path("/usr/lib/cgi-bin/mapserv")
     mapserv_workers: int = Field(
         2, ge=0, le=64, description="mapserv FastCGI workers that /ows starts and supervises; 0 = CGI per request.")
+    published_run_layers: int = Field(
+        5, ge=0, le=1000, description="Latest published runs also served as their own layer run_<id> (compatibility).")
     ogc_config_dir: Path = Field(
         PROJECT_ROOT / "ogc_config", description="Templates of the MapServer mapfile and the pygeoapi config.")
     # jobs (procrastinate queue in the same database)

@@ -20,8 +20,10 @@ MAP_ALIAS = "amberwatch"
 
 KEYWORDS = ("amber", "illegal mining", "Ukraine", "Rivne", "Zhytomyr", "Volyn", "remote sensing", "AmberWatch")
 VERSIONS_NOTE = (
-    "Runs are versions: every published detection run is one version of the data, kept as its own layer "
-    "run_<id>; a run becomes visible only once it is published, all at once. "
+    "Runs are versions: every published detection run is one version of the data, selected in the detections "
+    "layer by run_id (WMS: RUN=<id>; WFS 2.0: FILTER on run_id; OGC API Features: run_id=<id> or a CQL2 filter; "
+    "/api/versions lists the runs with these links); the latest runs are also their own layer run_<id>. "
+    "A run becomes visible only once it is published, all at once. "
     "In the AmberWatch demo the mining is simulated: demo detections are not evidence of real mining."
 )
 RULES_DOC = "docs/monitoring.md in the AmberWatch repository"
@@ -332,13 +334,21 @@ def _protected_layer(catalog: Catalog) -> Layer:
     )
 
 
-def build_layers(catalog: Catalog) -> list[Layer]:
-    """``mining_sites``, ``detections``, one ``run_<id>`` per published run, then ``events``, ``site_history``,
-    ``oblasts``, ``raions``, ``hromadas`` and ``protected_areas`` (also while their tables are empty)."""
+def recent_runs(catalog: Catalog, run_layers: int | None) -> tuple[PublishedRun, ...]:
+    """The published runs that also get their own ``run_<id>`` layer: the latest ``run_layers`` (None = all)."""
+    if run_layers is None:
+        return catalog.runs
+    return catalog.runs[-run_layers:] if run_layers > 0 else ()
+
+
+def build_layers(catalog: Catalog, run_layers: int | None = None) -> list[Layer]:
+    """``mining_sites``, ``detections``, one ``run_<id>`` per published run (the latest ``run_layers`` of them;
+    None = all), then ``events``, ``site_history``, ``oblasts``, ``raions``, ``hromadas`` and ``protected_areas``
+    (also while their tables are empty)."""
     layers = [
         _sites_layer(catalog),
         _detections_layer(catalog),
-        *(_run_layer(run) for run in catalog.runs),
+        *(_run_layer(run) for run in recent_runs(catalog, run_layers)),
         _events_layer(catalog),
         _history_layer(catalog),
         *(_admin_layer(catalog, kind) for kind in ADMIN_VIEWS),

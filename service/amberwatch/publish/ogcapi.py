@@ -247,6 +247,19 @@ def load_files(config_path: Path, openapi_path: Path) -> tuple[dict, dict]:
     return config, openapi
 
 
+_CQL2_LANG = re.compile(rb"(^|&)(filter-lang=)cql2-(text|json)(?=&|$)", re.I)
+
+
+def cql2_lang(scope: Scope) -> Scope:
+    """``filter-lang=cql2-text`` / ``cql2-json`` (OGC API Features Part 3, what QGIS and GDAL send) as pygeoapi
+    0.21 names them (``cql-text`` / ``cql-json``; it parses the text with pygeofilter's ECQL parser, which reads
+    CQL2 text comparisons, AND/OR/NOT, LIKE, BETWEEN, IN and spatial predicates)."""
+    query = scope.get("query_string", b"")
+    if b"cql2-" not in query.lower():
+        return scope
+    return {**scope, "query_string": _CQL2_LANG.sub(rb"\1\2cql-\3", query)}
+
+
 class OgcApiApp:
     """ASGI app serving the pygeoapi app of the current config file; rebuilt when the file is replaced."""
 
@@ -294,6 +307,7 @@ class OgcApiApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        scope = cql2_lang(scope)
         refused = check_request(_route_path(scope), scope.get("query_string", b""), app.state.id_types,
                                 app.state.timeless)
         if refused is not None:

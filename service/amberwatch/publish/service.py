@@ -19,12 +19,12 @@ import yaml
 from fastapi import FastAPI
 from pygeoapi.openapi import get_oas
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from amberwatch.publish.atomic import write_atomic
 from amberwatch.publish.catalog import PublishedRun, ensure_layer_views, ensure_run_views, read_catalog
 from amberwatch.publish.connection import DbParams
-from amberwatch.publish.layers import ADMIN_LAYERS, MAP_ALIAS, build_layers
+from amberwatch.publish.layers import ADMIN_LAYERS, MAP_ALIAS, build_layers, recent_runs
 from amberwatch.publish.ogcapi import OgcApiApp
 from amberwatch.publish.ows import MapServerCGI, find_mapserv
 from amberwatch.publish.render import (
@@ -34,6 +34,7 @@ from amberwatch.publish.render import (
     render_mapserver_config,
     render_pygeoapi_config,
 )
+from amberwatch.publish.versions import versions_document
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 
@@ -124,8 +125,9 @@ def refresh(store: Store, settings: Settings) -> PublishState:
     with _exclusive(paths.root):
         created = ensure_layer_views(store.engine)
         catalog = read_catalog(store.engine)
-        created += ensure_run_views(store.engine, [run.id for run in catalog.runs])
-        layers = build_layers(catalog)
+        keep = settings.published_run_layers
+        created += ensure_run_views(store.engine, [run.id for run in recent_runs(catalog, keep)])
+        layers = build_layers(catalog, keep)
         font = find_label_font()
         if font is None:
             log.warning("no DejaVuSans.ttf found (apt-get install fonts-dejavu-core): WMS layers have no labels")
@@ -205,6 +207,15 @@ def mount(app: FastAPI, store: Store, settings: Settings) -> None:
         async def ows(request: Request) -> Response:
             return await cgi(request)
 
+    def versions(limit: int = 100, offset: int = 0) -> JSONResponse:
+        """The published runs (versions) as a STAC Collection, newest first, with each version's filtered
+        WMS (DIM_RUN), WFS 2.0 (FILTER on run_id) and OGC API Features (run_id=, CQL2) URLs."""
+        doc = versions_document(store.engine, settings.base_url, settings.published_run_layers, limit, offset)
+        return JSONResponse(doc, headers={"Cache-Control": "no-cache"})
+
+    app.add_api_route("/api/versions", versions, methods=["GET"], operation_id="versions",
+                      summary="Versions (published runs) of the detections, as a STAC Collection", tags=["ogc"])
+
     for method in ("GET", "POST"):
         app.add_api_route(
             "/ows",
@@ -214,8 +225,9 @@ def mount(app: FastAPI, store: Store, settings: Settings) -> None:
             include_in_schema=True,
             summary=f"OGC WMS 1.3.0 / WFS 2.0 (MapServer), {method}",
             description=(
-                "Layers: mining_sites (WMS TIME on first_seen), detections, events and site_history (WMS TIME on "
-                "observed_at), run_<id> per published run, oblasts, raions, hromadas, protected_areas."
+                "Layers: mining_sites (WMS TIME on first_seen), detections (WMS TIME on observed_at, DIM_RUN=<run "
+                "id> selects a version), events and site_history (WMS TIME on observed_at), run_<id> for the latest "
+                "published runs (AMBERWATCH_PUBLISHED_RUN_LAYERS), oblasts, raions, hromadas, protected_areas."
             ),
             tags=["ogc"],
         )

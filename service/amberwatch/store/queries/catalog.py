@@ -205,3 +205,31 @@ def postgis_version(conn: Connection) -> str | None:
     """The PostGIS library version (the health check's round trip to the database)."""
     value = conn.execute(text("select postgis_lib_version()")).scalar()
     return None if value is None else str(value)
+
+
+# One row per published run for the versions listing (/api/versions), newest first, without touching detections:
+# id, model version (name@version or None), published_at, n_detections (as stored on the run), scene acquisition
+# time (None without a scene).
+VersionRow = tuple[int, str | None, datetime | None, int, datetime | None]
+
+_VERSIONS_SQL = text(
+    """
+    select r.id, case when m.id is null then null else m.name || '@' || m.version end, r.published_at,
+           coalesce(r.n_detections, 0),
+           (select max(s.acquired) from run_scenes rs join scenes s on s.id = rs.scene_id where rs.run_id = r.id)
+    from runs r
+    left join model_versions m on m.id = r.model_version_id
+    where r.state = 'published'
+    order by r.id desc
+    limit :limit offset :offset
+    """
+)
+
+
+def published_versions(conn: Connection, limit: int = 100, offset: int = 0) -> list[VersionRow]:
+    """Published runs, newest first (see :data:`VersionRow`): cheap, reads ``runs`` and the run's scenes only."""
+    return [tuple(row) for row in conn.execute(_VERSIONS_SQL, {"limit": limit, "offset": offset})]
+
+
+def count_published_runs(conn: Connection) -> int:
+    return int(conn.execute(text("select count(*) from runs where state = 'published'")).scalar_one())
