@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from pygeoapi.openapi import get_oas
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -207,7 +207,7 @@ def mount(app: FastAPI, store: Store, settings: Settings) -> None:
         async def ows(request: Request) -> Response:
             return await cgi(request)
 
-    def versions(limit: int = 100, offset: int = 0) -> JSONResponse:
+    def versions(limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31 - 1)) -> JSONResponse:
         """The published runs (versions) as a STAC Collection, newest first, with each version's filtered
         WMS (DIM_RUN), WFS 2.0 (FILTER on run_id) and OGC API Features (run_id=, CQL2) URLs."""
         doc = versions_document(store.engine, settings.base_url, settings.published_run_layers, limit, offset)
