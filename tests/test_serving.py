@@ -406,3 +406,18 @@ def test_300_runs_keep_the_catalog_size(versions: Versions, store: Store):
     run_layers = [name for name in state.layers if name.startswith("run_")]
     assert run_layers == [f"run_{i}" for i in versions.added[-5:]]
     assert took < 30
+
+
+def test_refresh_without_changes_rewrites_no_configuration(pooled, store: Store):
+    from amberwatch.publish.service import OgcPaths
+
+    _, _, settings = pooled
+    refresh(store, settings)
+    paths = OgcPaths.of(settings)
+    files = (paths.mapfile, paths.mapserver_config, paths.pygeoapi_config, paths.openapi)
+    before = {p: p.stat().st_mtime_ns for p in files}
+    version = paths.version.read_text()
+    time.sleep(0.01)
+    refresh(store, settings)
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    assert paths.version.read_text() != version  # the published version (ETags) still moves on

@@ -6,6 +6,7 @@ import atexit
 import fcntl
 import json
 import logging
+import re
 import threading
 import time
 import weakref
@@ -114,6 +115,18 @@ def _exclusive(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+_GENERATED = re.compile(r"Generated [0-9T:+.-]+\.")
+
+
+def _same(path: Path, text: str) -> bool:
+    """``path`` holds ``text`` already (ignoring the "Generated <time>." stamp)."""
+    try:
+        old = path.read_text()
+    except FileNotFoundError:
+        return False
+    return _GENERATED.sub("", old, count=1) == _GENERATED.sub("", text, count=1)
+
+
 def refresh(store: Store, settings: Settings) -> PublishState:
     """Publish what the database says is published: the layer views (``run_<id>``, admin kinds, mapped site
     history), mapfile, MapServer config, pygeoapi config + OpenAPI document (each replaced atomically), and swap
@@ -138,21 +151,29 @@ def refresh(store: Store, settings: Settings) -> PublishState:
         mapserver_config_text = render_mapserver_config(paths.mapfile, config_dir=settings.ogc_config_dir)
         config_text = render_pygeoapi_config(layers, db, base_url, settings.host, settings.port,
                                              config_dir=settings.ogc_config_dir)
-        config = yaml.safe_load(config_text)
-        openapi = get_oas(config)
+        # publishing changes data, not configuration, when it can: a config that is the same (but for its
+        # "Generated" time) is not rewritten, and pygeoapi is not rebuilt
+        pygeoapi_changed = not (_same(paths.pygeoapi_config, config_text) and paths.openapi.exists())
+        if pygeoapi_changed:
+            config = yaml.safe_load(config_text)
+            openapi = get_oas(config)
 
         if font is not None:
             write_atomic(paths.fontset, render_fontset(font), mode=0o644)
-        write_atomic(paths.mapfile, mapfile_text)
-        write_atomic(paths.mapserver_config, mapserver_config_text)
-        # the OpenAPI document before the config: a reader that sees the new config finds the matching document
-        write_atomic(paths.openapi, json.dumps(openapi, default=str))
-        write_atomic(paths.pygeoapi_config, config_text)
+        if not _same(paths.mapfile, mapfile_text):
+            write_atomic(paths.mapfile, mapfile_text)
+        if not _same(paths.mapserver_config, mapserver_config_text):
+            write_atomic(paths.mapserver_config, mapserver_config_text)
+        if pygeoapi_changed:
+            # the OpenAPI document before the config: a reader that sees the new config finds the matching document
+            write_atomic(paths.openapi, json.dumps(openapi, default=str))
+            write_atomic(paths.pygeoapi_config, config_text)
+            for app in list(_mounted):
+                if app.config_path == paths.pygeoapi_config:
+                    app.swap(config, openapi)
+        # the published version (ETags of /ows): always new, also when no configuration changed
         latest = max((run.id for run in catalog.runs), default=0)
         write_atomic(paths.version, f"{latest} {datetime.now(UTC).isoformat()}\n", mode=0o644)
-        for app in list(_mounted):
-            if app.config_path == paths.pygeoapi_config:
-                app.swap(config, openapi)
 
     state = PublishState(
         layers=tuple(layer.name for layer in layers),
