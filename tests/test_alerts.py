@@ -223,7 +223,7 @@ def _pending(store: Store) -> list[dict[str, Any]]:
 
 def test_through_the_job_queue_with_an_admin_unit(env: dict[str, Any]) -> None:
     """The worker path: scan_alerts finds the run and queues deliver_alert, which POSTs the signed body."""
-    from amberwatch.jobs.queue import make_queue
+    from amberwatch.jobs.queue import QUEUE, make_queue
     from amberwatch.usecases.monitoring import load_layer_files
     from amberwatch.worker.loop import run_worker
 
@@ -242,9 +242,10 @@ def test_through_the_job_queue_with_an_admin_unit(env: dict[str, Any]) -> None:
     async def work() -> None:
         queue = make_queue(store.url)
         async with queue.open_async():
-            await alerts.queue_scan(queue)
-            await run_worker(queue, store, settings, wait=False, concurrency=1)
-            await run_worker(queue, store, settings, wait=False, concurrency=1)  # the deliveries it queued
+            # the periodic job (a sync task) queues scan_alerts, which queues deliver_alert
+            await queue.configure_task("amberwatch:scan_alerts_periodic", queue=QUEUE).defer_async(timestamp=0)
+            for _ in range(3):  # each pass runs what the one before queued
+                await run_worker(queue, store, settings, wait=False, concurrency=1)
 
     asyncio.run(work())
     sent = [r for r in receiver.received if r["path"] == "/unit"]

@@ -88,7 +88,7 @@ def check_webhook_url(url: str, allow_private: bool) -> Target:
     port = port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+    except (OSError, UnicodeError, ValueError):  # no such name, an IDNA error, a NUL byte
         raise InputError(f"webhook_url: the host {host[:100]!r} does not resolve") from None
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:

@@ -20,6 +20,7 @@ from amberwatch.web.deps import SettingsDep, StoreDep, get_principal
 from amberwatch.web.monitoring import base_url
 
 router = APIRouter(prefix="/api/subscriptions", tags=["alerts"])
+PUBLIC_WRITES = ("create_subscription", "unsubscribe")  # the only writes anonymous callers may make (docs)
 SubscriptionId = Annotated[str, Path(pattern=r"^sub_[A-Za-z0-9_-]{16}$", description="The subscription's id.")]
 
 
@@ -55,7 +56,7 @@ def _limiter(request: Request, settings: SettingsDep) -> tuple[MovingWindowRateL
     return limiter
 
 
-@router.post("", status_code=201, response_model=SubscriptionOut,
+@router.post("", status_code=201, response_model=SubscriptionOut, operation_id="create_subscription",
              responses={400: {"description": "bad area or webhook URL"}, 429: {"description": "too many"}})
 async def create_subscription(request: Request, body: SubscriptionIn, store: StoreDep, settings: SettingsDep,
                               principal: Annotated[Principal, Depends(get_principal)]) -> SubscriptionOut:
@@ -97,7 +98,7 @@ async def subscription_feed(request: Request, store: StoreDep, subscription_id: 
     return Response(body, media_type="application/atom+xml; charset=utf-8")
 
 
-@router.delete("/{subscription_id}", status_code=204, response_class=Response)
+@router.delete("/{subscription_id}", status_code=204, response_class=Response, operation_id="unsubscribe")
 async def unsubscribe(store: StoreDep, subscription_id: SubscriptionId,
                       principal: Annotated[Principal, Depends(get_principal)],
                       token: Annotated[str | None, Query(max_length=200, description="The unsubscribe token.")] = None
