@@ -301,3 +301,5 @@ def test_stats_by_hromada(env: dict[str, Any]) -> None:
     assert abs(sum(g["disturbed_area_ha"] for g in stats["groups"]) - stats["total"]["disturbed_area_ha"]) < 1e-3
     csv = env["client"].get("/api/stats?by=hromada&format=csv")
     assert csv.status_code == 200 and csv.text.startswith("hromada,sites,")
+    report = env["client"].get("/api/reports/area.html?unit=hromada&lang=uk")
+    assert report.status_code == 200 and "Висоцька" in report.text and "Громада" in report.text
