@@ -138,6 +138,38 @@ def seed(store, n_detections: int, n_runs: int) -> None:  # noqa: ANN001 - amber
             run.state, run.published_at, run.n_detections, run.progress = "published", datetime.now(UTC), per_run, 1.0
 
 
+def raw_fastcgi(socket_path: Path, alias: str, total: int, concurrency: int) -> dict:
+    """The same GetMaps sent straight to the pool's socket (FastCGI, no HTTP server, no checks)."""
+    import asyncio
+
+    from amberwatch.publish.fcgi import fcgi_request
+
+    targets = [t.split("?", 1)[1] for t in getmap_targets("/ows", "detections")]
+
+    async def run() -> tuple[list[float], float]:
+        times: list[float] = []
+
+        async def worker(i: int) -> None:
+            for k in range(total // concurrency):
+                query = f"map={alias}&" + targets[(i * 131 + k) % len(targets)]
+                params = {"REQUEST_METHOD": "GET", "QUERY_STRING": query, "GATEWAY_INTERFACE": "CGI/1.1",
+                          "SERVER_PROTOCOL": "HTTP/1.1", "SCRIPT_NAME": "/ows", "SERVER_NAME": "127.0.0.1",
+                          "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1"}
+                t0 = time.perf_counter()
+                out, _ = await fcgi_request(socket_path, params)
+                times.append((time.perf_counter() - t0) * 1000)
+                if b"image/png" not in out[:200]:
+                    raise RuntimeError(out[:300])
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        return sorted(times), time.perf_counter() - t0
+
+    times, wall = asyncio.run(run())
+    return {"n": len(times), "p50": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))],
+            "rps": len(times) / wall}
+
+
 def serve_and_measure(store, settings, total: int, label: str) -> list[str]:  # noqa: ANN001
     import uvicorn
     from fastapi import FastAPI
@@ -156,6 +188,13 @@ def serve_and_measure(store, settings, total: int, label: str) -> list[str]:  # 
         lines = measure(f"http://127.0.0.1:{settings.port}/ows", "detections", total, label)
         ows = app.state.ows
         lines.append(f"  (mode after the run: {ows.mode}, pool pids: {ows.pool.pids if ows.pool else '-'})")
+        print(lines[-1], flush=True)
+        if ows.pool is not None and ows.pool.running:  # the peer without HTTP/Python proxy: mapserv alone
+            for c in (1, 8):
+                r = raw_fastcgi(ows.pool.socket_path, ows.alias, total, c)
+                lines.append(f"{'raw mapserv FastCGI (no HTTP)':28s} c={c}  n={r['n']}  p50={r['p50']:7.1f} ms  "
+                             f"p95={r['p95']:7.1f} ms  {r['rps']:6.1f} req/s")
+                print(lines[-1], flush=True)
         return lines
     finally:
         uv.should_exit = True
