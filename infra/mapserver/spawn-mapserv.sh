@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start mapserv as FastCGI workers on a unix socket (production variant of /ows; see infra/README-production.md).
+# Start mapserv as FastCGI workers on a unix socket for nginx (infra/scripts/run-production.sh). The app itself
+# needs no such script: amberwatch.publish.fcgi starts and supervises its own pool (AMBERWATCH_MAPSERV_WORKERS).
 #
 #   spawn-mapserv.sh OGC_DIR SOCKET [WORKERS]
 #

@@ -36,6 +36,9 @@ listen_host=${AW_LISTEN%:*}
 export AMBERWATCH_PUBLIC_URL=${AMBERWATCH_PUBLIC_URL:-http://$listen_host:${AW_LISTEN##*:}}
 # uvicorn itself listens on loopback only; clients reach it through nginx
 export AMBERWATCH_HOST=127.0.0.1 AMBERWATCH_PORT=$AW_APP_PORT
+# nginx sends GET /ows to the spawn-fcgi workers below; the app's own pool (amberwatch.publish.fcgi) only answers
+# the POSTs nginx hands it: one worker per uvicorn process is enough
+export AMBERWATCH_MAPSERV_WORKERS=${AMBERWATCH_MAPSERV_WORKERS:-1}
 
 for tool in nginx spawn-fcgi envsubst; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {

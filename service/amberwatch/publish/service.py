@@ -6,6 +6,7 @@ import atexit
 import fcntl
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -82,7 +83,8 @@ class OgcPaths:
 
     @property
     def mapserv_socket(self) -> Path:
-        return self.root / "mapserv.sock"
+        """The FastCGI pool's socket, one per process (``uvicorn --workers N`` runs N apps with N pools)."""
+        return self.root / f"mapserv-{os.getpid()}.sock"
 
 
 @dataclass(frozen=True)
