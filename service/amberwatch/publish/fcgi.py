@@ -10,7 +10,7 @@ nobody is left to notice a dead worker. The pool does what spawn-fcgi does — b
 ``mapserv`` as its standard input (FastCGI's FCGI_LISTENSOCK_FILENO; mapserv speaks FastCGI when fd 0 is a listening
 socket) — for N processes sharing the socket, keeps their ``Popen`` handles and restarts any that exits.
 The workers get the same environment as the CGI subprocess (``MAPSERVER_CONFIG_FILE``, the dead HTTP proxy,
-PATH/PROJ/PG* pass-through) and die with the thread that started them (PR_SET_PDEATHSIG).
+PATH/PROJ/PG* pass-through) and die with the pool's supervisor thread or the process (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -109,28 +108,38 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 class MapServerPool:
-    """N ``mapserv`` FastCGI workers sharing one listening unix socket; dead workers are restarted."""
+    """N ``mapserv`` FastCGI workers sharing one listening unix socket; dead workers are restarted.
 
-    def __init__(self, mapserv: Path, socket_path: Path, env: Mapping[str, str], workers: int = 2):
+    A supervisor thread of the pool starts the workers and restarts any that exits (checked every
+    ``interval`` seconds, at once after :meth:`wake`). The workers are its children in the PR_SET_PDEATHSIG
+    sense: they die with that thread (``stop``) or the process, never with the thread or event loop that happened
+    to serve the first request. Requests that arrive while no worker is up wait in the socket's backlog.
+    """
+
+    def __init__(self, mapserv: Path, socket_path: Path, env: Mapping[str, str], workers: int = 2,
+                 interval: float = 0.5):
         self.mapserv = mapserv
         self.socket_path = socket_path
         self.env = dict(env)
         self.size = max(1, workers)
+        self.interval = interval
         self.restarts = 0
         self._procs: list[subprocess.Popen[bytes]] = []
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self._checked = 0.0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p.poll() is None]
+        return [p.pid for p in list(self._procs) if p.poll() is None]
 
     @property
     def running(self) -> bool:
         return self._sock is not None
 
-    def start(self) -> None:
+    def start(self, timeout: float = 10.0) -> None:
         """Bind the socket and start the workers (raises OSError when that is impossible)."""
         with self._lock:
             if self._sock is not None:
@@ -143,12 +152,21 @@ class MapServerPool:
                 sock.bind(str(self.socket_path))
                 os.chmod(self.socket_path, 0o600)
                 sock.listen(128)
-                self._sock = sock
-                self._procs = [self._spawn() for _ in range(self.size)]
             except Exception:
                 sock.close()
-                self._sock = None
                 raise
+            self._sock = sock
+            self._stopping.clear()
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            self._thread = threading.Thread(target=self._supervise_loop, args=(ready, failure),
+                                            name="mapserv-pool", daemon=True)
+            self._thread.start()
+        ready.wait(timeout)
+        if failure or not ready.is_set():
+            self.stop()
+            err = failure[0] if failure else TimeoutError("mapserv workers did not start")
+            raise OSError(f"mapserv FastCGI workers did not start: {err}") from err
         log.info("mapserv FastCGI pool: %d workers on %s (pids %s)", self.size, self.socket_path, self.pids)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
@@ -158,35 +176,48 @@ class MapServerPool:
             close_fds=True, preexec_fn=_die_with_parent, start_new_session=True,
         )
 
-    def supervise(self, min_interval: float = 0.0) -> int:
-        """Restart the workers that have exited; returns how many were restarted."""
-        now = time.monotonic()
-        if self._sock is None or now - self._checked < min_interval:
-            return 0
-        self._checked = now
+    def _supervise_loop(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        try:
+            self._procs = [self._spawn() for _ in range(self.size)]
+        except BaseException as err:  # noqa: BLE001 - reported to start()
+            failure.append(err)
+            ready.set()
+            return
+        ready.set()
+        while not self._stopping.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            self._restart_dead()
+
+    def _restart_dead(self) -> int:
         restarted = 0
-        with self._lock:
-            for i, proc in enumerate(self._procs):
-                code = proc.poll()
-                if code is not None and self._sock is not None:
-                    log.warning("mapserv FastCGI worker %d exited (%s): restarting it", proc.pid, code)
+        for i, proc in enumerate(list(self._procs)):
+            code = proc.poll()
+            if code is not None and self._sock is not None and not self._stopping.is_set():
+                log.warning("mapserv FastCGI worker %d exited (%s): restarting it", proc.pid, code)
+                try:
                     self._procs[i] = self._spawn()
-                    restarted += 1
+                except OSError as err:
+                    log.error("mapserv FastCGI worker could not be restarted: %s", err)
+                    continue
+                restarted += 1
         self.restarts += restarted
         return restarted
 
-    async def run_supervisor(self, interval: float = 1.0) -> None:
-        """Check the workers every ``interval`` seconds until cancelled."""
-        while self._sock is not None:
-            self.supervise()
-            await asyncio.sleep(interval)
+    def wake(self) -> None:
+        """Ask the supervisor to check the workers now (a request found a dead one)."""
+        self._wake.set()
 
     async def request(self, params: Mapping[str, str], body: bytes = b"") -> tuple[bytes, bytes]:
-        self.supervise(min_interval=0.5)
         return await fcgi_request(self.socket_path, params, body)
 
     def stop(self) -> None:
         with self._lock:
+            self._stopping.set()
+            self._wake.set()
+            thread, self._thread = self._thread, None
             procs, self._procs = self._procs, []
             if self._sock is not None:
                 self._sock.close()
@@ -199,3 +230,5 @@ class MapServerPool:
                     proc.wait(timeout=5)
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)

@@ -231,7 +231,6 @@ class MapServerCGI:
         self.mapfile = mapfile
         self.pool: MapServerPool | None = None
         self._pool_failed = False
-        self._supervisor: asyncio.Task[None] | None = None
         if workers > 0:
             self.pool = MapServerPool(mapserv, socket_path or config_file.with_name("mapserv.sock"),
                                       self.process_environment(), workers)
@@ -254,12 +253,9 @@ class MapServerCGI:
                 self._pool_failed = True
                 log.warning("mapserv FastCGI pool could not start (%s): /ows falls back to CGI per request", err)
                 return None
-            self._supervisor = asyncio.get_running_loop().create_task(pool.run_supervisor())
         return pool
 
     def close(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
         if self.pool is not None:
             self.pool.stop()
 
@@ -355,7 +351,7 @@ class MapServerCGI:
                 return PlainTextResponse(f"MapServer took longer than {self.timeout:.0f} s", status_code=504)
             except (OSError, FastCGIError) as failed:  # a worker died mid-request: restart it, answer by CGI
                 log.warning("mapserv FastCGI request failed (%s): answering this one by CGI", failed)
-                pool.supervise()
+                pool.wake()
                 out = None
             if out is not None and err:
                 log.debug("mapserv stderr: %s", err.decode(errors="replace")[:2000])

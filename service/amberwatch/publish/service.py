@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import json
 import logging
@@ -225,7 +224,8 @@ def mount(app: FastAPI, store: Store, settings: Settings) -> None:
         cgi = MapServerCGI(Path(mapserv), paths.mapserver_config, MAP_ALIAS, workers=settings.mapserv_workers,
                            socket_path=paths.mapserv_socket, version_file=paths.version, mapfile=paths.mapfile)
         app.state.ows = cgi
-        atexit.register(cgi.close)
+        if cgi.pool is not None:  # stop the workers when the app goes away (or at exit), without keeping it alive
+            weakref.finalize(cgi, cgi.pool.stop)
 
         async def ows(request: Request) -> Response:
             return await cgi(request)
