@@ -242,6 +242,12 @@ def scan(store: Store, settings: Settings) -> list[int]:
     return created
 
 
+def scan_needed(store: Store) -> bool:
+    """Whether a published run has not been matched against the subscriptions yet (a cheap check)."""
+    with store.session() as session:
+        return sub_queries.has_unscanned_runs(session)
+
+
 def deliver(store: Store, settings: Settings, delivery_id: int) -> str:
     """One attempt at a delivery; returns its state (delivered, refused, failed or pending). Raises
     DeliveryFailed when it is worth another attempt (the job queue retries with backoff)."""

@@ -78,11 +78,14 @@ async def scan_alerts(context: JobContext) -> None:
         await alerts.queue_delivery(context.app, delivery_id)
 
 
-@blueprint.periodic(cron="* * * * *")
+@blueprint.periodic(cron="*/2 * * * *")
 @blueprint.task(name="scan_alerts_periodic", queue=QUEUE, pass_context=True)
 def scan_alerts_periodic(context: JobContext, timestamp: int) -> None:
-    """Every minute: runs published outside the worker (CLI ``detect``/``track``) are scanned too."""
-    _alerts_after(context)
+    """Every 2 minutes: runs published outside the worker (CLI ``detect``/``track``) are scanned too."""
+    from amberwatch.usecases.alerts import scan_needed
+
+    if scan_needed(_deps(context).store):
+        _alerts_after(context)
 
 
 @blueprint.task(name="deliver_alert", queue=QUEUE, pass_context=True,

@@ -77,6 +77,12 @@ def claim_unscanned_runs(session: Session) -> list[dict]:
         "select id, published_at from runs where id = any(:ids) order by id"), {"ids": ids}).mappings()]
 
 
+def has_unscanned_runs(session: Session) -> bool:
+    return bool(session.scalar(text(
+        "select exists (select 1 from runs r where r.state = 'published'"
+        " and not exists (select 1 from alert_scans a where a.run_id = r.id))")))
+
+
 def matches(session: Session, run_id: int) -> list[dict]:
     """For one run: each active subscription (created before the run was published) with the run's events inside
     its area, as rows (subscription_id, event rows)."""
