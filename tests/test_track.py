@@ -486,7 +486,7 @@ def test_api_sites_events_feed_and_stats(client, clean: Store, tmp_path: Path) -
     ("/api/events?min_area_ha=big", "min_area_ha='big': expected a number"),
     ("/api/events?limit=0", "limit=0: must be between 1 and 1000"),
     ("/api/events.atom?to_status=gone", "to_status='gone': unknown status gone"),
-    ("/api/stats?by=district", "unknown grouping 'district': use one of oblast, raion, year"),
+    ("/api/stats?by=district", "unknown grouping 'district': use one of oblast, raion, hromada, year"),
     ("/api/stats?format=xlsx", "unknown format 'xlsx': use one of json, csv"),
 ])
 def test_api_bad_filters_are_400(client, url: str, message: str) -> None:
