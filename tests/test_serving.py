@@ -421,3 +421,16 @@ def test_refresh_without_changes_rewrites_no_configuration(pooled, store: Store)
     refresh(store, settings)
     assert {p: p.stat().st_mtime_ns for p in files} == before
     assert paths.version.read_text() != version  # the published version (ETags) still moves on
+
+
+def test_ogcapi_items_gzip(pooled, three_areas):
+    import json
+
+    host, _, _ = pooled
+    target = "/ogcapi/collections/protected_areas/items?f=json&limit=10"
+    status, headers, plain = call(host, target)
+    assert status == 200 and "content-encoding" not in headers
+    status, headers, packed = call(host, target, {"Accept-Encoding": "gzip"})
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    unpacked = json.loads(gzip.decompress(packed))
+    assert unpacked["features"] == json.loads(plain)["features"]  # (timeStamp differs)

@@ -32,6 +32,7 @@ from pygeoapi.api import API, APIRequest, apply_gzip
 from pygeoapi.api import itemtypes as itemtypes_api
 from sqlalchemy.exc import ArgumentError, CompileError, DataError, DBAPIError
 from starlette.applications import Starlette
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -321,7 +322,8 @@ class OgcApiApp:
             await send(message)
 
         try:
-            await app(scope, receive, tracked_send)
+            # gzip for clients that accept it (GeoJSON pages shrink about 5x; images and small answers as they are)
+            await GZipMiddleware(app, minimum_size=1024)(scope, receive, tracked_send)
         except Exception:
             # Starlette's error middleware has already answered 500 when started: re-raising would only make
             # the server drop the keep-alive connection
