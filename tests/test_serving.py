@@ -434,3 +434,18 @@ def test_ogcapi_items_gzip(pooled, three_areas):
     assert status == 200 and headers["content-encoding"] == "gzip"
     unpacked = json.loads(gzip.decompress(packed))
     assert unpacked["features"] == json.loads(plain)["features"]  # (timeStamp differs)
+
+
+def test_stale_sockets_of_dead_processes_are_removed(tmp_path: Path):
+    import subprocess
+
+    from amberwatch.publish.fcgi import remove_stale_sockets
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, live, other = (tmp_path / f"mapserv-{dead.pid}.sock", tmp_path / f"mapserv-{os.getpid()}.sock",
+                          tmp_path / "mapserv.sock")
+    for path in (stale, live, other):
+        path.write_text("")
+    assert remove_stale_sockets(tmp_path) == [stale]
+    assert live.exists() and other.exists()

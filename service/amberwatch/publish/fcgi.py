@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import signal
 import socket
 import struct
@@ -107,6 +108,27 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+_SOCKET_NAME = re.compile(r"^mapserv-(\d+)\.sock$")
+
+
+def remove_stale_sockets(directory: Path) -> list[Path]:
+    """Remove ``mapserv-<pid>.sock`` files of processes that no longer exist (a killed service leaves its own)."""
+    removed = []
+    for path in directory.glob("mapserv-*.sock"):
+        match = _SOCKET_NAME.match(path.name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+        except PermissionError:  # another user's live process
+            continue
+    return removed
+
+
 class MapServerPool:
     """N ``mapserv`` FastCGI workers sharing one listening unix socket; dead workers are restarted.
 
@@ -147,6 +169,7 @@ class MapServerPool:
             self.socket_path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+            remove_stale_sockets(self.socket_path.parent)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.bind(str(self.socket_path))
