@@ -167,6 +167,9 @@ def test_ten_runs_are_queued_and_bounded(env: dict, scene_id: int) -> None:
         time.sleep(0.2)
     assert max_running <= 1, max_running  # AMBERWATCH_WORKER_CONCURRENCY=1
     assert set(states.values()) == {"published"}, states
+    run = httpx.get(f"{base}/api/runs/{max(ids)}").json()  # each run stays addressable as a version
+    items = httpx.get(run["layers"]["ogcapi"] + "&limit=10000").json()["features"]
+    assert len(items) == run["n_detections"] > 0 and {f["properties"]["run_id"] for f in items} == {run["id"]}
 
 
 def test_kill9_during_a_run_then_restart_recovers(env: dict, scene_id: int) -> None:

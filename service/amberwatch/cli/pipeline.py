@@ -66,7 +66,7 @@ def detect(
         n = write_run(store, run.id, out)
         typer.echo(f"wrote {n} polygons to {out}")
     typer.echo(f"run {run.id} published: {run.n_detections} detections ({run.provider})")
-    typer.echo(f"  layer run_{run.id}: {cfg.base_url}/ogcapi/collections/run_{run.id}")
+    typer.echo(f"  version {run.id}: {cfg.base_url}/ogcapi/collections/detections/items?run_id={run.id}")
 
 
 def scene_arg(store: Store, cfg: Settings, ref: str) -> Scene:

@@ -28,11 +28,9 @@ log = logging.getLogger(__name__)
 def register_model(store: Store, info: ModelInfo) -> ModelVersion:
     """Make sure a registry model version has its row (runs refer to it)."""
     with store.session() as session:
-        row = model_queries.by_ref(session, info.name, info.version)
-        if row is None:
-            row = model_queries.add(session, info.name, info.version, info.family, info.sha256, info.card,
-                                    info.metrics)
-        elif row.sha256 != info.sha256:
+        row = model_queries.get_or_add(session, info.name, info.version, info.family, info.sha256, info.card,
+                                       info.metrics)
+        if row.sha256 != info.sha256:
             raise InputError(
                 f"model {info.name}@{info.version} changed on disk (sha256 {info.sha256[:12]} != registered "
                 f"{row.sha256[:12]}): give the new model a new version"

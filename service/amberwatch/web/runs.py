@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from amberwatch.accounts import Principal
+from amberwatch.publish.versions import wfs_run_filter
 from amberwatch.settings import Settings
 from amberwatch.store.models import Run
 from amberwatch.usecases import runs as runs_uc
@@ -28,10 +30,13 @@ def run_out(run: Run, settings: Settings) -> RunOut:
     layers = {}
     if run.state == "published":
         base = settings.base_url
-        layers = {
-            "ogcapi": f"{base}/ogcapi/collections/run_{run.id}",
-            "wfs": f"{base}/ows?SERVICE=WFS&REQUEST=GetFeature&VERSION=2.0.0&TYPENAMES=run_{run.id}",
-            "wms": f"{base}/ows?SERVICE=WMS&REQUEST=GetCapabilities",
+        wfs = {"SERVICE": "WFS", "VERSION": "2.0.0", "REQUEST": "GetFeature", "TYPENAMES": "detections",
+               "FILTER": wfs_run_filter(run.id)}
+        layers = {  # one version of the fixed `detections` layer (docs: versions without a layer per run)
+            "ogcapi": f"{base}/ogcapi/collections/detections/items?f=json&run_id={run.id}",
+            "wfs": f"{base}/ows?{urlencode(wfs)}",
+            "wms": f"{base}/ows?SERVICE=WMS&REQUEST=GetCapabilities (layer detections, DIM_RUN={run.id})",
+            "versions": f"{base}/api/versions",
         }
     return RunOut(
         id=run.id, state=run.state, progress=run.progress, message=run.message,
