@@ -59,6 +59,7 @@ async def run_worker(queue: procrastinate.App, store: Store, settings: Settings,
             queues=queues or [QUEUE], concurrency=concurrency, wait=wait, install_signal_handlers=False,
             additional_context={"deps": WorkerDeps(store, settings)}, update_heartbeat_interval=HEARTBEAT_S,
             stalled_worker_timeout=settings.job_stalled_after_s, listen_notify=True,
+            delete_jobs="successful",  # the runs and jobs rows keep what users see; failed queue rows stay
         )
     finally:
         recovery.cancel()
