@@ -62,7 +62,8 @@ def app_server(make_database, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ({"Унормована назва": "Круглий Єльник", "Унормована назва латиницею": "Kruhlyi Yelnyk",
           "Вид географічного об'єкту": "урочище"}, Point(27.2253, 51.4808))])
     settings = Settings(data_dir=tmp / "data", database_url=make_database("amberwatch_portal"), port=port,
-                        allowed_roots=[REPO / "demo"], places_paths=[places])
+                        allowed_roots=[REPO / "demo"], places_paths=[places],
+                        webhook_allow_private=True)  # the alerts panel subscribes a loopback receiver
     store = Store(settings).start()
     rows = sorted((scenes_uc.ingest(store, settings, p) for p in DEMO), key=lambda r: r.acquired)
     for row in rows:
@@ -520,3 +521,98 @@ def test_keyboard_navigation(app_server: dict, browser: Any):
     page.keyboard.press("Space")  # a layer switch toggles from the keyboard
     assert not page.is_checked('input[value="detections"]')
     page.close()
+
+
+# -- alerts for this area ------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def receiver() -> Iterator[str]:
+    """A webhook receiver on loopback (reachable because the app runs with webhook_allow_private)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def test_alerts_panel_subscribes_a_unit_and_the_map_view_from_the_keyboard(app_server: dict, browser: Any,
+                                                                            receiver: str):
+    base = app_server["base"]
+    page = _open_map(browser, base)
+    assert page.is_hidden("#alerts-panel")
+    page.focus("#alerts-toggle")
+    page.keyboard.press("Enter")  # a disclosure button: opens the panel and moves focus into it
+    assert page.get_attribute("#alerts-toggle", "aria-expanded") == "true" and page.is_visible("#alerts-panel")
+    assert page.evaluate("document.activeElement.name") == "alerts-area"
+    assert page.is_visible("#alerts-unit-q") and page.is_hidden("#alerts-view-box")
+    assert _axe(page) == [], "the open panel"
+
+    page.focus("#alerts-unit-q")  # an admin unit, found by /api/places
+    page.keyboard.type(HROMADA[:6])
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#alerts-unit:not([disabled])", timeout=10000)
+    assert HROMADA in page.inner_text("#alerts-unit")
+    page.select_option("#alerts-unit", label=f"{HROMADA} (hromada)")
+    page.fill("#alerts-url", receiver)
+    page.click("#alerts-submit")
+    page.wait_for_selector("#alerts-result:not([hidden])", timeout=15000)
+    assert page.evaluate("document.activeElement.id") == "alerts-done-h"
+    sid = page.inner_text("#alerts-id")
+    assert page.input_value("#alerts-secret").startswith("whsec_")
+    assert page.input_value("#alerts-token").startswith("unsub_")
+    assert page.get_attribute("#alerts-feed", "href") == f"{base}/api/subscriptions/{sid}/events.atom"
+    assert "X-AmberWatch-Signature" in page.inner_text("#alerts-verify")
+    assert page.get_attribute('a[href^="/docs#/alerts"]', "href")
+    info = httpx.get(f"{base}/api/subscriptions/{sid}").json()
+    assert (info["area_kind"], info["area_name"], info["statuses"]) == ("hromada", HROMADA, None), info
+    assert httpx.get(f"{base}/api/subscriptions/{sid}/events.atom").status_code == 200
+    page.click('button[data-copy="alerts-secret"]')
+    page.wait_for_function("document.getElementById('alerts-copied').textContent === 'Copied'", timeout=5000)
+    assert _axe(page) == [], "the panel with the result"
+
+    page.click("#alerts-again")  # the current map view: its bounds as a polygon, drawn on the map
+    assert page.input_value("#alerts-secret") == ""
+    page.check('input[name="alerts-area"][value="view"]')
+    assert page.is_visible("#alerts-view-box") and "ha" in page.inner_text("#alerts-view-info")
+    bounds = page.evaluate("(() => { const b = window.amberwatchMap.getBounds();"
+                           " return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; })()")
+    page.uncheck('input[name="alerts-status"][value="recovering"]')
+    page.fill("#alerts-url", receiver)
+    page.evaluate("window.amberwatchMap.zoomOut({animate: false})")  # the drawn rectangle stays where it was
+    page.wait_for_selector('#map[data-state="idle"]', timeout=30000)
+    page.screenshot(path=str(app_server["tmp"] / "alerts-form.png"))
+    page.click("#alerts-submit")
+    page.wait_for_selector("#alerts-result:not([hidden])", timeout=15000)
+    info = httpx.get(f"{base}/api/subscriptions/{page.inner_text('#alerts-id')}").json()
+    assert info["area_kind"] == "polygon" and info["statuses"] == ["new", "active", "abandoned"], info
+    got = shape(info["area"]).bounds
+    assert np.allclose(got, bounds, atol=1e-4), (got, bounds)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(_shot_path("portal_alerts.png", app_server["tmp"])))
+    assert page.evaluate("window.amberwatchMap.getSource('alerts-area').getData()"
+                         ".then((d) => d.features.length)") == 1
+    page.keyboard.press("Escape")  # closes the panel and removes the rectangle
+    assert page.is_hidden("#alerts-panel") and page.evaluate("document.activeElement.id") == "alerts-toggle"
+    assert page.evaluate("window.amberwatchMap.getSource('alerts-area').getData()"
+                         ".then((d) => d.features.length)") == 0
+    page.close()
+
+    uk = browser.new_page(viewport={"width": 1280, "height": 800}, locale="uk-UA")
+    uk.goto(base + "/")
+    uk.wait_for_selector('#map[data-state="idle"]', timeout=30000)
+    uk.click("#alerts-toggle")
+    assert "Сповіщення" in uk.inner_text("#alerts-h") and "URL вебхука" in uk.inner_text("#alerts-panel")
+    assert _axe(uk) == [], "the open panel in Ukrainian"
+    uk.close()

@@ -2,6 +2,7 @@
 // a legend with layer switches, place search and a permalink (#map=zoom/lat/lon&at=date&off=layers).
 import * as maplibregl from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
+import { initAlerts } from "./alerts.js";
 import { el, fmt, t } from "./common.js";
 
 const cfg = JSON.parse(document.getElementById("aw-config").textContent);
@@ -221,5 +222,6 @@ document.getElementById("search-form").addEventListener("submit", async (ev) => 
 });
 
 map.on("load", () => { applyVisibility(); writeHash(); });
+initAlerts(map);
 map.on("idle", () => { container.dataset.state = "idle"; });
 map.on("error", (e) => { console.warn("map error", e && e.error && e.error.message); });
