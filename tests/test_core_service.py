@@ -386,3 +386,47 @@ def test_wms_remote_sld_makes_no_request(env: dict) -> None:
         assert listener.connections == 0, "MapServer fetched the remote SLD"
     finally:
         listener.close()
+
+
+def test_task_names_survive_several_queue_apps_in_one_process() -> None:
+    """Every app registers the same task names (procrastinate renames a shared blueprint's tasks in place)."""
+    from amberwatch.jobs.queue import RUN_TASK, TRACK_TASK, make_queue
+    from amberwatch.worker.loop import register_tasks
+
+    for _ in range(3):
+        queue = make_queue("postgresql+psycopg2://nobody@127.0.0.1:1/none")
+        register_tasks(queue)
+        assert {RUN_TASK, TRACK_TASK} <= set(queue.tasks)
+        assert not any(name.startswith("amberwatch:amberwatch:") for name in queue.tasks)
+
+
+def test_a_run_whose_queue_job_died_is_failed_not_left_queued(env: dict, scene_id: int) -> None:
+    import asyncio
+
+    from amberwatch.jobs.queue import make_queue
+    from amberwatch.settings import Settings
+    from amberwatch.store.db import Store
+    from amberwatch.usecases import runs as runs_uc
+    from amberwatch.usecases import scenes as scenes_uc
+
+    settings = Settings(data_dir=env["data_dir"], database_url=env["url"], inprocess_worker=False)
+    store = Store(settings).start(migrate=False)
+    queue = make_queue(store.url)
+    try:
+        run = runs_uc.create_run(store, settings, scenes_uc.get_scene(store, scene_id))
+        with store.engine.begin() as conn:  # a queue job that failed before the run began (e.g. an unknown task)
+            job_id = conn.execute(text(
+                "insert into procrastinate_jobs (queue_name, task_name, args, status) "
+                "values ('nobody-listens', 'amberwatch:run_detection', '{}', 'failed') returning id")).scalar()
+            conn.execute(text("update runs set state = 'queued', queue_job_id = :j where id = :r"),
+                         {"j": job_id, "r": run.id})
+
+        async def recover() -> None:
+            async with queue.open_async():
+                await runs_uc.queue_orphans(queue, store, older_than_s=60)
+
+        asyncio.run(recover())
+        done = runs_uc.get_run(store, run.id)
+        assert done.state == "failed" and "ended before the run started" in (done.error or "")
+    finally:
+        store.stop()

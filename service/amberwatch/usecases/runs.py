@@ -155,8 +155,14 @@ async def queue_run(queue: procrastinate.App, store: Store, run_id: int) -> None
 
 
 async def queue_orphans(queue: procrastinate.App, store: Store, older_than_s: float) -> int:
-    """Queue the runs that were created but never queued (a crash between the two steps)."""
+    """Queue the runs that were created but never queued (a crash between the two steps) or whose queue job was
+    lost; fail the runs whose queue job ended without running them (never left ``queued`` for ever)."""
     with store.session() as session:
+        for run_id in run_queries.waiting_on_dead_jobs(session):
+            log.warning("run %d: its queue job ended without running it: failed", run_id)
+            run_queries.mark_failed(session, run_id, "its job ended before the run started (see the worker log)")
+        for run_id in run_queries.waiting_on_lost_jobs(session):
+            run_queries.back_to_pending(session, run_id)
         orphans = run_queries.orphaned_pending(session, older_than_s)
     for run_id in orphans:
         log.warning("run %d was never queued: queuing it now", run_id)

@@ -12,7 +12,7 @@ import procrastinate
 from amberwatch.jobs.queue import QUEUE
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
-from amberwatch.worker.tasks import WorkerDeps, blueprint
+from amberwatch.worker.tasks import WorkerDeps, make_blueprint
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
@@ -21,7 +21,7 @@ HEARTBEAT_S = 5.0
 def register_tasks(queue: procrastinate.App) -> None:
     """Make the task bodies known to ``queue`` (once)."""
     if not any(name.startswith("amberwatch:") for name in queue.tasks):
-        queue.add_tasks_from(blueprint, namespace="amberwatch")
+        queue.add_tasks_from(make_blueprint(), namespace="amberwatch")
 
 
 async def recover_stalled(queue: procrastinate.App, stalled_after_s: float) -> int:

@@ -14,7 +14,6 @@ from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 
 log = logging.getLogger(__name__)
-blueprint = procrastinate.Blueprint()
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,6 @@ def _deps(context: JobContext) -> WorkerDeps:
     return deps
 
 
-@blueprint.task(name="run_detection", queue=QUEUE, pass_context=True)
 def run_detection(context: JobContext, run_id: int) -> None:
     """Execute one detection run (idempotent: a finished run is left as it is)."""
     from amberwatch.usecases.runs import execute_run
@@ -45,7 +43,6 @@ def run_detection(context: JobContext, run_id: int) -> None:
     _alerts_after(context)
 
 
-@blueprint.task(name="track_series", queue=QUEUE, pass_context=True)
 def track_series(context: JobContext, job_id: int) -> None:
     """Ingest a series of scenes and detect them in date order (idempotent: finished scenes are skipped)."""
     from amberwatch.usecases.tracking import execute_track_job
@@ -66,7 +63,6 @@ def _alerts_after(context: JobContext) -> None:
     request_scan(context.app)
 
 
-@blueprint.task(name="scan_alerts", queue=QUEUE, pass_context=True)
 async def scan_alerts(context: JobContext) -> None:
     """Match newly published runs against the subscriptions and queue one delivery per (subscription, run)."""
     import asyncio
@@ -78,8 +74,6 @@ async def scan_alerts(context: JobContext) -> None:
         await alerts.queue_delivery(context.app, delivery_id)
 
 
-@blueprint.periodic(cron="*/2 * * * *")
-@blueprint.task(name="scan_alerts_periodic", queue=QUEUE, pass_context=True)
 def scan_alerts_periodic(context: JobContext, timestamp: int) -> None:
     """Every 2 minutes: runs published outside the worker (CLI ``detect``/``track``) are scanned too."""
     from amberwatch.usecases.alerts import scan_needed
@@ -88,9 +82,6 @@ def scan_alerts_periodic(context: JobContext, timestamp: int) -> None:
         _alerts_after(context)
 
 
-@blueprint.task(name="deliver_alert", queue=QUEUE, pass_context=True,
-                retry=procrastinate.RetryStrategy(max_attempts=20, exponential_wait=2,
-                                                  retry_exceptions={RuntimeError}))
 def deliver_alert(context: JobContext, delivery_id: int) -> None:
     """POST one signed delivery; a failure worth retrying is retried after 2^n s (the use case stops after
     AMBERWATCH_WEBHOOK_MAX_ATTEMPTS attempts)."""
@@ -101,3 +92,19 @@ def deliver_alert(context: JobContext, delivery_id: int) -> None:
         deliver(deps.store, deps.settings, delivery_id)
     except DeliveryFailed as err:
         raise RuntimeError(str(err)) from None
+
+
+def make_blueprint() -> procrastinate.Blueprint:
+    """A fresh blueprint of our tasks for one App. (``App.add_tasks_from`` renames the blueprint's tasks in place, so
+    one module-level blueprint shared by two Apps in a process — tests, or the CLI beside a server app — would get
+    its names prefixed twice and its jobs would find no task.)"""
+    bp = procrastinate.Blueprint()
+    bp.task(name="run_detection", queue=QUEUE, pass_context=True)(run_detection)
+    bp.task(name="track_series", queue=QUEUE, pass_context=True)(track_series)
+    bp.task(name="scan_alerts", queue=QUEUE, pass_context=True)(scan_alerts)
+    periodic = bp.task(name="scan_alerts_periodic", queue=QUEUE, pass_context=True)(scan_alerts_periodic)
+    bp.periodic(cron="*/2 * * * *")(periodic)
+    bp.task(name="deliver_alert", queue=QUEUE, pass_context=True,
+            retry=procrastinate.RetryStrategy(max_attempts=20, exponential_wait=2,
+                                              retry_exceptions={RuntimeError}))(deliver_alert)
+    return bp

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from amberwatch.store.models import Run, Scene, run_scenes
@@ -91,3 +91,27 @@ def latest_published_for_scene(session: Session, scene_id: int) -> Run | None:
     q = (select(Run).join(run_scenes, run_scenes.c.run_id == Run.id)
          .where(run_scenes.c.scene_id == scene_id, Run.state == "published").order_by(Run.id.desc()).limit(1))
     return session.scalar(q)
+
+
+# runs waiting on a queue job that ended without running them (failed before the task began, cancelled, aborted)
+_DEAD_QUEUE_JOB = text(
+    "select r.id from runs r join procrastinate_jobs j on j.id = r.queue_job_id "
+    "where r.state in ('queued', 'running') and j.status in ('failed', 'cancelled', 'aborted') order by r.id")
+# runs waiting on a queue job that no longer exists
+_LOST_QUEUE_JOB = text(
+    "select r.id from runs r where r.state = 'queued' and r.queue_job_id is not null "
+    "and not exists (select 1 from procrastinate_jobs j where j.id = r.queue_job_id) order by r.id")
+
+
+def waiting_on_dead_jobs(session: Session) -> list[int]:
+    return list(session.scalars(_DEAD_QUEUE_JOB))
+
+
+def waiting_on_lost_jobs(session: Session) -> list[int]:
+    return list(session.scalars(_LOST_QUEUE_JOB))
+
+
+def back_to_pending(session: Session, run_id: int) -> None:
+    run = session.get(Run, run_id)
+    if run is not None and run.state == "queued":
+        run.state, run.queue_job_id, run.message = "pending", None, "queued again"
