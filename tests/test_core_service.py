@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, Listener, free_port
 from sqlalchemy import create_engine, text
 
 DEMO = sorted((REPO / "demo").glob("S2_*amber_demo*.tif"))
@@ -308,38 +308,6 @@ def test_a_run_whose_worker_died_too_often_is_failed_with_the_reason(env: dict, 
         store.stop()
 
 
-class Listener:
-    """A TCP listener on loopback that counts the connections it receives."""
-
-    def __init__(self) -> None:
-        import socket
-        import threading
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
-
-
 def vrt(source: str) -> bytes:
     return (f'<VRTDataset rasterXSize="64" rasterYSize="64"><SRS>EPSG:32633</SRS>'
             f'<GeoTransform>300000,10,0,5800000,0,-10</GeoTransform>'
@@ -347,45 +315,37 @@ def vrt(source: str) -> bytes:
             f'</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>').encode()
 
 
-def test_vrt_uploads_read_no_file_and_fetch_no_url(env: dict) -> None:
+def test_vrt_uploads_read_no_file_and_fetch_no_url(env: dict, listener: Listener) -> None:
     base, data_dir = env["service"].base, env["data_dir"]
     n_scenes = len(httpx.get(f"{base}/api/scenes").json())
-    listener = Listener()
-    try:
-        payloads = {
-            "passwd.vrt": vrt("/etc/passwd"),
-            "passwd.tif": vrt("/etc/passwd"),  # a VRT renamed .tif
-            "ssrf.tif": vrt(f"/vsicurl/http://127.0.0.1:{listener.port}/x.tif"),
-            "ssrf2.vrt": vrt(f"/vsicurl/http://127.0.0.1:{listener.port}/y.tif"),
-        }
-        for name, content in payloads.items():
-            r = httpx.post(f"{base}/api/scenes", headers=env["auth"],
-                           files={"file": (name, content, "application/octet-stream")}, timeout=60)
-            assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
-            assert "root:" not in r.text and "/etc" not in r.text
-        time.sleep(0.5)
-        assert listener.connections == 0, "the server made an outbound request"
-    finally:
-        listener.close()
+    payloads = {
+        "passwd.vrt": vrt("/etc/passwd"),
+        "passwd.tif": vrt("/etc/passwd"),  # a VRT renamed .tif
+        "ssrf.tif": vrt(f"/vsicurl/http://127.0.0.1:{listener.port}/x.tif"),
+        "ssrf2.vrt": vrt(f"/vsicurl/http://127.0.0.1:{listener.port}/y.tif"),
+    }
+    for name, content in payloads.items():
+        r = httpx.post(f"{base}/api/scenes", headers=env["auth"],
+                       files={"file": (name, content, "application/octet-stream")}, timeout=60)
+        assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
+        assert "root:" not in r.text and "/etc" not in r.text
+    time.sleep(0.5)
+    assert listener.connections == 0, "the server made an outbound request"
     assert len(httpx.get(f"{base}/api/scenes").json()) == n_scenes
     for tif in (data_dir / "scenes").rglob("*.tif") if (data_dir / "scenes").exists() else []:
         assert b"root:x:0:0" not in tif.read_bytes()
 
 
-def test_wms_remote_sld_makes_no_request(env: dict) -> None:
+def test_wms_remote_sld_makes_no_request(env: dict, listener: Listener) -> None:
     base = env["service"].base
-    listener = Listener()
-    try:
-        for name in ("SLD", "sld"):
-            r = httpx.get(f"{base}/ows", params={
-                "SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": "mining_sites", "STYLES": "",
-                "CRS": "EPSG:4326", "BBOX": "52,12,53,13", "WIDTH": "64", "HEIGHT": "64", "FORMAT": "image/png",
-                name: f"http://127.0.0.1:{listener.port}/style.sld"}, timeout=30)
-            assert r.status_code < 500
-        time.sleep(0.5)
-        assert listener.connections == 0, "MapServer fetched the remote SLD"
-    finally:
-        listener.close()
+    for name in ("SLD", "sld"):
+        r = httpx.get(f"{base}/ows", params={
+            "SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": "mining_sites", "STYLES": "",
+            "CRS": "EPSG:4326", "BBOX": "52,12,53,13", "WIDTH": "64", "HEIGHT": "64", "FORMAT": "image/png",
+            name: f"http://127.0.0.1:{listener.port}/style.sld"}, timeout=30)
+        assert r.status_code < 500
+    time.sleep(0.5)
+    assert listener.connections == 0, "MapServer fetched the remote SLD"
 
 
 def test_task_names_survive_several_queue_apps_in_one_process() -> None:

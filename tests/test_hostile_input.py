@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 import resource
 import shutil
-import socket
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, Listener
 from rasterio.transform import from_origin
 from shapely.geometry import MultiPolygon
 from sqlalchemy import delete, func, select
@@ -99,44 +97,6 @@ def make_band_folder(folder: Path, stamp: str, size: int = 12) -> Path:
         write_tif(folder / f"T35UNR_{stamp}_{band}.tif", np.full((size // k, size // k), 1500, np.uint16),
                   S2_RES[band])
     return folder
-
-
-class Listener:
-    """A real TCP listener on loopback that counts the connections it accepts."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    lst = Listener()
-    yield lst
-    lst.close()
 
 
 @pytest.fixture

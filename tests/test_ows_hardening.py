@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import free_port
+from conftest import Listener, free_port
 from geoalchemy2.shape import from_shape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -53,38 +53,6 @@ from amberwatch.store.models import ProtectedArea
 X0, Y0, SIZE = 26.905, 51.905, 0.01
 BBOX_130 = f"{Y0 - 0.005},{X0 - 0.005},{Y0 + SIZE + 0.005},{X0 + SIZE + 0.005}"  # WMS 1.3.0 EPSG:4326: lat,lon
 SOURCE = "test_ows_hardening"
-
-
-class Listener:
-    """A TCP listener on loopback that counts (and closes) every connection it accepts."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    lst = Listener()
-    yield lst
-    lst.close()
 
 
 @pytest.fixture(scope="module")

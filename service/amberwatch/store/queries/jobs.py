@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amberwatch.store.models import Job
+from amberwatch.store.queries.attempts import claim
 
 TERMINAL = ("succeeded", "failed")
 
@@ -41,17 +42,12 @@ def set_queue_job(session: Session, job_id: int, queue_job_id: int) -> None:
 def start_attempt(session: Session, job_id: int, max_attempts: int) -> tuple[str, Job | None]:
     """Claim the job for one more attempt: 'start', 'done' or 'exhausted' (failed now)."""
     job = get(session, job_id, for_update=True)
-    if job is None or job.state in TERMINAL:
-        return "done", job
-    job.attempts = (job.attempts or 0) + 1
-    now = datetime.now(UTC)
-    if job.attempts > max_attempts:
-        job.state, job.finished_at, job.message = "failed", now, "failed"
-        job.error = (f"the worker stopped during each of {max_attempts} attempts (killed, or out of memory); "
-                     "not retried again")
-        return "exhausted", job
-    job.state, job.started_at = "running", job.started_at or now
-    return "start", job
+    if job is None:
+        return "done", None
+    outcome = claim(job, max_attempts, TERMINAL)
+    if outcome == "start":
+        job.started_at = job.started_at or datetime.now(UTC)
+    return outcome, job
 
 
 def set_progress(session: Session, job_id: int, fraction: float, message: str,

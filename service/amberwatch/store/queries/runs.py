@@ -8,6 +8,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from amberwatch.store.models import Run, Scene, run_scenes
+from amberwatch.store.queries.attempts import claim
 
 TERMINAL = ("published", "failed")
 
@@ -60,18 +61,13 @@ def mark_queued(session: Session, run_id: int, queue_job_id: int) -> None:
 def start_attempt(session: Session, run_id: int, max_attempts: int) -> tuple[str, Run | None]:
     """Claim the run for one more attempt: 'start', 'done' (already finished) or 'exhausted' (failed now)."""
     run = get(session, run_id, for_update=True)
-    if run is None or run.state in TERMINAL:
-        return "done", run
-    run.attempts = (run.attempts or 0) + 1
-    now = datetime.now(UTC)
-    if run.attempts > max_attempts:
-        run.state, run.finished_at, run.message = "failed", now, "failed"
-        run.error = (f"the worker stopped during each of {max_attempts} attempts (killed, or out of memory); "
-                     "not retried again")
-        return "exhausted", run
-    run.state, run.started_at, run.progress = "running", now, 0.0
-    run.message = "detecting" if run.attempts == 1 else f"detecting (attempt {run.attempts} of {max_attempts})"
-    return "start", run
+    if run is None:
+        return "done", None
+    outcome = claim(run, max_attempts, TERMINAL)
+    if outcome == "start":
+        run.started_at, run.progress = datetime.now(UTC), 0.0
+        run.message = "detecting" if run.attempts == 1 else f"detecting (attempt {run.attempts} of {max_attempts})"
+    return outcome, run
 
 
 def set_progress(session: Session, run_id: int, fraction: float, message: str) -> None:
