@@ -1,37 +1,50 @@
-"""/ows GetMap latency: mapserv as a CGI subprocess per request vs the supervised FastCGI pool (publish.fcgi).
+"""Serving speed, side by side with peers on the same data: OGC API Features (ours vs tipg), WMS GetMap and
+WFS GetFeature (ours vs raw MapServer FastCGI behind nginx).
 
-Starts its own embedded PostGIS in a temp dir, stores N synthetic detections through the store code
-(``store.queries.runs.create`` + ``store.queries.detections.add_detections``), publishes them (``publish.refresh``),
-serves the app with uvicorn twice (``AMBERWATCH_MAPSERV_WORKERS=0`` = CGI, then the pool) and times GetMap
-requests from a separate client process (so the client does not share the server's GIL), at concurrency 1 and 8,
-each client thread on its own keep-alive connection. The bounding boxes rotate so no answer is a 304.
+One run: starts its own embedded PostGIS in a temp dir, stores N synthetic detections over the three oblasts'
+bounding box (Rivne/Zhytomyr/Volyn, lon 23.5-29.5, lat 49.5-52.0) with ``store.queries.runs.create`` and
+``store.queries.detections.bulk_insert_detections`` (COPY), publishes them (``publish.refresh``) and serves
+``publish.mount`` (``/ogcapi`` pygeoapi, ``/ows`` MapServer FastCGI pool) with one uvicorn process. The peers read
+the same PostGIS view ``published_detections``:
 
-    .venv/bin/python bench/bench_serving.py [--detections 20000] [--requests 200] [--workers 2]
-    .venv/bin/python bench/bench_serving.py --url http://127.0.0.1:8080/ows   # time a running /ows (e.g. nginx)
+* tipg (``pip install tipg`` into the venv, not a project dependency) as its own uvicorn process;
+* the very same ``mapserv`` FastCGI workers (our pool's socket) behind a private nginx: MapServer without our
+  Python proxy in front.
+
+The load generator is ``wrk`` (``apt-get install wrk``), one connection per concurrent client, keep-alive, all
+traffic to 127.0.0.1, each line bounded by ``--duration`` seconds. Every target rotates over 64 boxes (so no
+answer is a cache hit), each target is checked once (status, content) before it is timed, and every server is
+warmed up first. The table gives req/s, p50, p95 per line and the ratio ours/peer; the machine's load average is
+printed at the start and the end.
+
+    .venv/bin/python bench/bench_serving.py [--detections 1000000] [--duration 8] [--workers 2] [--cgi]
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import logging
 import os
 import random
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-LON0, LAT0, LON1, LAT1 = 23.5, 49.5, 30.0, 52.2  # north-west Ukraine
+LON0, LAT0, LON1, LAT1 = 23.5, 49.5, 29.5, 52.0  # Rivne, Zhytomyr and Volyn oblasts
+BOXES = 64
+CONCURRENCY = (1, 8)
 
 
 def free_port() -> int:
@@ -40,70 +53,169 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def getmap_targets(path: str, layer: str, n: int = 64) -> list[str]:
-    """``n`` GetMap targets over 0.1-degree windows inside the seeded area (WMS 1.3.0, EPSG:4326 lat/lon)."""
-    rnd = random.Random(7)
+def boxes(size: float, seed: int, n: int = BOXES) -> list[tuple[float, float, float, float]]:
+    """``n`` square windows of ``size`` degrees inside the seeded area (lon0, lat0, lon1, lat1)."""
+    rnd = random.Random(seed)
     out = []
     for _ in range(n):
-        lon, lat = rnd.uniform(LON0, LON1 - 0.1), rnd.uniform(LAT0, LAT1 - 0.1)
-        out.append(path + "?" + urllib.parse.urlencode({
-            "SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": layer, "STYLES": "",
-            "CRS": "EPSG:4326", "BBOX": f"{lat},{lon},{lat + 0.1},{lon + 0.1}", "WIDTH": "256", "HEIGHT": "256",
-            "FORMAT": "image/png", "TRANSPARENT": "TRUE"}))
+        lon, lat = rnd.uniform(LON0, LON1 - size), rnd.uniform(LAT0, LAT1 - size)
+        out.append((round(lon, 5), round(lat, 5), round(lon + size, 5), round(lat + size, 5)))
     return out
 
 
-# -- the client (runs in a child process) --------------------------------------------------------------------------
+# -- the targets -----------------------------------------------------------------------------------------------------
 
-def client(host: str, port: int, targets: list[str], total: int, concurrency: int) -> dict:
-    per_thread = [total // concurrency + (1 if i < total % concurrency else 0) for i in range(concurrency)]
-
-    def worker(i: int) -> list[float]:
-        conn = http.client.HTTPConnection(host, port, timeout=120)
-        times = []
-        for k in range(per_thread[i]):
-            target = targets[(i * 131 + k) % len(targets)]
-            t0 = time.perf_counter()
-            conn.request("GET", target)
-            resp = conn.getresponse()
-            body = resp.read()
-            times.append((time.perf_counter() - t0) * 1000)
-            if resp.status != 200 or body[:4] != b"\x89PNG":
-                raise RuntimeError(f"{resp.status}: {body[:300]!r}")
-        conn.close()
-        return times
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        times = sorted(t for chunk in pool.map(worker, range(concurrency)) for t in chunk)
-    wall = time.perf_counter() - t0
-    return {"n": len(times), "p50": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))],
-            "rps": len(times) / wall}
+Check = Callable[[int, str, bytes], str]  # (status, content type, body) -> a short note; raises when wrong
 
 
-def run_client(url: str, layer: str, total: int, concurrency: int) -> dict:
-    parts = urllib.parse.urlsplit(url)
-    cmd = [sys.executable, __file__, "--client", url, "--layer", layer, "--requests", str(total),
-           "--concurrency", str(concurrency)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr[-2000:])
-    del parts
-    return json.loads(res.stdout.strip().splitlines()[-1])
+def check_features(status: int, ctype: str, body: bytes) -> str:
+    if status != 200:
+        raise RuntimeError(f"{status}: {body[:300]!r}")
+    doc = json.loads(body)
+    if doc.get("type") != "FeatureCollection" or not doc.get("features"):
+        raise RuntimeError(f"no features: {body[:300]!r}")
+    return f"{len(doc['features'])} features, {len(body) // 1024} KiB"
 
 
-def measure(url: str, layer: str, total: int, label: str) -> list[str]:
-    lines = []
-    run_client(url, layer, 16, 2)  # warm-up (pool start, PostGIS caches)
-    for c in (1, 8):
-        r = run_client(url, layer, total, c)
-        lines.append(f"{label:28s} c={c}  n={r['n']}  p50={r['p50']:7.1f} ms  p95={r['p95']:7.1f} ms  "
-                     f"{r['rps']:6.1f} req/s")
-        print(lines[-1], flush=True)
-    return lines
+def check_png(status: int, ctype: str, body: bytes) -> str:
+    if status != 200 or body[:4] != b"\x89PNG":
+        raise RuntimeError(f"{status} {ctype}: {body[:300]!r}")
+    return f"PNG {len(body) // 1024} KiB"
 
 
-# -- seeding through the store -------------------------------------------------------------------------------------
+@dataclass
+class Target:
+    name: str
+    paths: list[str]  # path?query, rotated by the load generator
+    check: Check
+
+
+def oapif_paths(base: str, size: float | None, limit: int, seed: int) -> list[str]:
+    if size is None:  # no bbox: first pages at rotating offsets
+        return [f"{base}?limit={limit}&offset={i * limit}" for i in range(BOXES)]
+    return [f"{base}?bbox={a},{b},{c},{d}&limit={limit}" for a, b, c, d in boxes(size, seed)]
+
+
+OAPIF_CASES = (("bbox 0.05°, limit 100", 0.05, 100), ("bbox 0.5°, limit 1000", 0.5, 1000),
+               ("no bbox, limit 10", None, 10))
+
+
+def oapif_targets(base: str, extra: str = "") -> list[Target]:
+    out = []
+    for i, (name, size, limit) in enumerate(OAPIF_CASES):
+        paths = [p + extra for p in oapif_paths(base, size, limit, 100 + i)]
+        out.append(Target(f"OAPIF items {name}", paths, check_features))
+    return out
+
+
+def ows_targets(path: str, layer: str) -> list[Target]:
+    getmap = [path + "?" + urllib.parse.urlencode({
+        "SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": layer, "STYLES": "",
+        "CRS": "EPSG:4326", "BBOX": f"{b},{a},{d},{c}", "WIDTH": "512", "HEIGHT": "512",
+        "FORMAT": "image/png", "TRANSPARENT": "TRUE"}) for a, b, c, d in boxes(0.1, 7)]
+    out = [Target("WMS GetMap 512² PNG, 0.1° box", getmap, check_png)]
+    for i, (size, count) in enumerate(((0.05, 100), (0.5, 1000))):
+        paths = [path + "?" + urllib.parse.urlencode({
+            "SERVICE": "WFS", "VERSION": "2.0.0", "REQUEST": "GetFeature", "TYPENAMES": layer, "COUNT": str(count),
+            "OUTPUTFORMAT": "geojson", "SRSNAME": "urn:ogc:def:crs:EPSG::4326",
+            "BBOX": f"{b},{a},{d},{c},urn:ogc:def:crs:EPSG::4326"}) for a, b, c, d in boxes(size, 200 + i)]
+        out.append(Target(f"WFS GetFeature GeoJSON bbox {size}°, count {count}", paths, check_features))
+    return out
+
+
+# -- the load generator (wrk) ----------------------------------------------------------------------------------------
+
+WRK_LUA = """
+local paths = {%s}
+local next_id = 0
+function setup(thread)
+  thread:set("offset", next_id * 17)
+  next_id = next_id + 1
+end
+local k = 0
+function request()
+  k = k + 1
+  return wrk.format("GET", paths[((offset or 0) + k) %% #paths + 1])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRKJSON {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"p50_us\\": %%d, \\"p95_us\\": %%d, \\"status\\": %%d, " ..
+    "\\"connect\\": %%d, \\"read\\": %%d, \\"write\\": %%d, \\"timeout\\": %%d}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95), e.status, e.connect,
+    e.read, e.write, e.timeout))
+end
+"""
+
+
+@dataclass
+class Result:
+    rps: float
+    p50: float
+    p95: float
+    errors: int
+
+
+def wrk(base_url: str, target: Target, concurrency: int, duration: float, workdir: Path) -> Result:
+    script = workdir / "wrk.lua"
+    script.write_text(WRK_LUA % ", ".join(json.dumps(p) for p in target.paths))
+    host = urllib.parse.urlsplit(base_url).hostname
+    if host != "127.0.0.1":
+        raise ValueError("loopback only")
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "30s", "-s", str(script),
+           base_url]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
+    line = next((x for x in res.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if res.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed: {res.stdout[-1000:]} {res.stderr[-1000:]}")
+    r = json.loads(line.split(" ", 1)[1])
+    errors = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+    return Result(r["requests"] / (r["duration_us"] / 1e6), r["p50_us"] / 1000, r["p95_us"] / 1000, errors)
+
+
+def probe(base_url: str, target: Target) -> str:
+    req = urllib.request.Request(base_url + target.paths[0])
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            status, ctype, body = resp.status, resp.headers.get("content-type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        status, ctype, body = exc.code, exc.headers.get("content-type", ""), exc.read()
+    return target.check(status, ctype, body)
+
+
+def measure(label: str, base_url: str, targets: list[Target], duration: float, workdir: Path,
+            results: dict[tuple[str, str, int], Result]) -> None:
+    for t in targets:
+        note = probe(base_url, t)
+        wrk(base_url, t, 2, min(2.0, duration), workdir)  # warm-up: caches, pool, connections
+        for c in CONCURRENCY:
+            r = wrk(base_url, t, c, duration, workdir)
+            results[(t.name, label, c)] = r
+            print(f"  {label:28s} {t.name:44s} c={c}  {r.rps:7.1f} req/s  p50 {r.p50:7.1f} ms  p95 {r.p95:7.1f} ms"
+                  f"  errors {r.errors}  ({note})", flush=True)
+
+
+# -- seeding through the store ---------------------------------------------------------------------------------------
+
+def synthetic(n: int, seed: int) -> Iterator:  # Iterator[NewDetection]
+    import numpy as np
+    import shapely
+
+    from amberwatch.store.queries.detections import NewDetection
+
+    rng = np.random.default_rng(seed)
+    step = 100_000
+    for start in range(0, n, step):
+        m = min(step, n - start)
+        xs, ys = rng.uniform(LON0, LON1 - 0.0005, m), rng.uniform(LAT0, LAT1 - 0.0004, m)
+        polys = shapely.box(xs, ys, xs + rng.uniform(0.0002, 0.0008, m), ys + rng.uniform(0.0002, 0.0006, m))
+        multis = shapely.multipolygons(polys, indices=np.arange(m))
+        classes = np.where(rng.random(m) < 0.7, "pit", "pond")
+        conf = rng.random(m)
+        areas = shapely.area(polys) * 111_000 * 70_000 / 10_000  # roughly, in ha at these latitudes
+        for i in range(m):
+            yield NewDetection(str(classes[i]), float(conf[i]), float(areas[i]), None, None, multis[i])
+
 
 def seed(store, n_detections: int, n_runs: int) -> None:  # noqa: ANN001 - amberwatch.store.db.Store
     from geoalchemy2.shape import from_shape
@@ -111,9 +223,8 @@ def seed(store, n_detections: int, n_runs: int) -> None:  # noqa: ANN001 - amber
 
     from amberwatch.store.models import ModelVersion, Scene
     from amberwatch.store.queries import runs
-    from amberwatch.store.queries.detections import NewDetection, add_detections
+    from amberwatch.store.queries.detections import bulk_insert_detections
 
-    rnd = random.Random(11)
     day = datetime(2024, 6, 1, 9, tzinfo=UTC)
     with store.session() as s:
         scene = Scene(scene_key="BENCH_SERVING", sensor="sentinel2", family="sentinel2", level="L2A", acquired=day,
@@ -125,169 +236,243 @@ def seed(store, n_detections: int, n_runs: int) -> None:  # noqa: ANN001 - amber
         s.add_all([scene, model])
         s.flush()
         scene_id, model_id = scene.id, model.id
-    per_run = n_detections // n_runs
     for r in range(n_runs):
+        per_run = n_detections // n_runs + (1 if r < n_detections % n_runs else 0)
         with store.session() as s:
             run = runs.create(s, model_id, scene_id, {}, None)
-            dets = []
-            for _ in range(per_run):
-                x, y = rnd.uniform(LON0, LON1), rnd.uniform(LAT0, LAT1)
-                dets.append(NewDetection("pit" if rnd.random() < 0.7 else "pond", rnd.random(), 0.2, None, None,
-                                         MultiPolygon([box(x, y, x + 0.0005, y + 0.0004)])))
-            add_detections(s, run.id, scene_id, day + timedelta(days=r), dets)
-            run.state, run.published_at, run.n_detections, run.progress = "published", datetime.now(UTC), per_run, 1.0
+            n = bulk_insert_detections(s.connection(), run.id, scene_id, day + timedelta(days=r),
+                                       synthetic(per_run, 11 + r))
+            run.state, run.published_at, run.n_detections, run.progress = "published", datetime.now(UTC), n, 1.0
 
 
-def raw_fastcgi(socket_path: Path, alias: str, total: int, concurrency: int) -> dict:
-    """The same GetMaps sent straight to the pool's socket (FastCGI, no HTTP server, no checks)."""
-    import asyncio
+# -- the servers -----------------------------------------------------------------------------------------------------
 
-    from amberwatch.publish.fcgi import fcgi_request
+class Ours:
+    """``publish.mount`` (``/ogcapi`` + ``/ows``) in uvicorn, in a thread of this process (the client is wrk)."""
 
-    targets = [t.split("?", 1)[1] for t in getmap_targets("/ows", "detections")]
+    def __init__(self, store, settings) -> None:  # noqa: ANN001
+        import uvicorn
+        from fastapi import FastAPI
 
-    async def run() -> tuple[list[float], float]:
-        times: list[float] = []
+        from amberwatch.publish import mount
 
-        async def worker(i: int) -> None:
-            for k in range(total // concurrency):
-                query = f"map={alias}&" + targets[(i * 131 + k) % len(targets)]
-                params = {"REQUEST_METHOD": "GET", "QUERY_STRING": query, "GATEWAY_INTERFACE": "CGI/1.1",
-                          "SERVER_PROTOCOL": "HTTP/1.1", "SCRIPT_NAME": "/ows", "SERVER_NAME": "127.0.0.1",
-                          "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1"}
-                t0 = time.perf_counter()
-                out, _ = await fcgi_request(socket_path, params)
-                times.append((time.perf_counter() - t0) * 1000)
-                if b"image/png" not in out[:200]:
-                    raise RuntimeError(out[:300])
+        self.app = FastAPI()
+        mount(self.app, store, settings)
+        self.url = f"http://127.0.0.1:{settings.port}"
+        self.uv = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning",
+                                                lifespan="off"))
+        self.thread = threading.Thread(target=self.uv.run, daemon=True)
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        return sorted(times), time.perf_counter() - t0
+    def __enter__(self) -> Ours:
+        self.thread.start()
+        while not self.uv.started:
+            time.sleep(0.05)
+        return self
 
-    times, wall = asyncio.run(run())
-    return {"n": len(times), "p50": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))],
-            "rps": len(times) / wall}
+    def __exit__(self, *exc: object) -> None:
+        self.uv.should_exit = True
+        self.thread.join(timeout=10)
+        self.app.state.ows.close()
 
 
-def serve_and_measure(store, settings, total: int, label: str) -> list[str]:  # noqa: ANN001
-    import uvicorn
-    from fastapi import FastAPI
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+            return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
 
-    from amberwatch.publish import mount
 
-    app = FastAPI()
-    mount(app, store, settings)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                       lifespan="off"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.05)
+def start_tipg(database_url: str, workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "TIPG_DB_SCHEMAS": '["public"]',
+           "TIPG_DB_TABLES": '["public.published_detections"]', "TIPG_DB_SPATIAL_EXTENT": "false",
+           "TIPG_DB_DATETIME_EXTENT": "false", "TIPG_MAX_FEATURES_PER_QUERY": "10000"}
+    log = (workdir / "tipg.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "tipg.main:app", "--host", "127.0.0.1", "--port",
+                             str(port), "--log-level", "warning", "--no-access-log"], env=env, cwd=workdir,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        lines = measure(f"http://127.0.0.1:{settings.port}/ows", "detections", total, label)
-        ows = app.state.ows
-        lines.append(f"  (mode after the run: {ows.mode}, pool pids: {ows.pool.pids if ows.pool else '-'})")
-        print(lines[-1], flush=True)
-        if ows.pool is not None and ows.pool.running:  # the peer without HTTP/Python proxy: mapserv alone
-            for c in (1, 8):
-                r = raw_fastcgi(ows.pool.socket_path, ows.alias, total, c)
-                lines.append(f"{'raw mapserv FastCGI (no HTTP)':28s} c={c}  n={r['n']}  p50={r['p50']:7.1f} ms  "
-                             f"p95={r['p95']:7.1f} ms  {r['rps']:6.1f} req/s")
-                print(lines[-1], flush=True)
-        return lines
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        app.state.ows.close()
+        wait_http(url + "/collections", proc)
+    except RuntimeError as exc:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"tipg: {exc}: {(workdir / 'tipg.log').read_text()[-1500:]}") from exc
+    return proc, url
 
 
-def items_with_and_without_count(store, settings, repeat: int) -> None:  # noqa: ANN001
-    """OGC API ``items?limit=10`` without a filter: ``count: filtered`` (the generated config) vs pygeoapi's
-    exact count of the whole table (the provider forced to ``count: true``)."""
-    import urllib.request
+NGINX_CONF = """
+user root;
+worker_processes 1;
+daemon off;
+pid {run}/nginx.pid;
+error_log {run}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        location /ows {{
+            fastcgi_pass unix:{sock};
+            fastcgi_param QUERY_STRING "map={alias}&$query_string";
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param SCRIPT_NAME /ows;
+            fastcgi_param REQUEST_URI $request_uri;
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+            fastcgi_param SERVER_NAME 127.0.0.1;
+            fastcgi_param SERVER_PORT {port};
+            fastcgi_param REMOTE_ADDR $remote_addr;
+        }}
+    }}
+}}
+"""
 
-    import uvicorn
-    from fastapi import FastAPI
 
-    from amberwatch.publish import mount
-    from amberwatch.publish.pgprovider import PostgreSQLProvider
+def start_nginx(sock: Path, alias: str, workdir: Path) -> tuple[subprocess.Popen, str]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    run = workdir / "nginx"
+    run.mkdir(exist_ok=True)
+    port = free_port()
+    (run / "nginx.conf").write_text(NGINX_CONF.format(run=run, port=port, sock=sock, alias=alias))
+    proc = subprocess.Popen([nginx, "-p", str(run), "-c", str(run / "nginx.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, url
+        if proc.poll() is not None or time.monotonic() - t0 > 20:
+            proc.kill()
+            raise RuntimeError(f"nginx did not start: {(run / 'error.log').read_text()[-1000:]}")
+        time.sleep(0.1)
 
-    app = FastAPI()
-    mount(app, store, settings)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                       lifespan="off"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{settings.port}/ogcapi/collections/detections/items?f=json&limit=10"
-    original = PostgreSQLProvider._counts
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
     try:
-        for label, counts in (("count: filtered (no count)", None), ("count: true (exact count)", True)):
-            if counts:
-                PostgreSQLProvider._counts = lambda self, resulttype, filtered: True  # type: ignore[method-assign]
-            urllib.request.urlopen(url, timeout=120).read()
-            times = []
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                body = json.loads(urllib.request.urlopen(url, timeout=120).read())
-                times.append((time.perf_counter() - t0) * 1000)
-            times.sort()
-            print(f"OAPIF items limit=10 unfiltered, {label:28s} p50={statistics.median(times):7.1f} ms  "
-                  f"p95={times[int(0.95 * (len(times) - 1))]:7.1f} ms  numberMatched={body.get('numberMatched')}",
-                  flush=True)
-    finally:
-        PostgreSQLProvider._counts = original  # type: ignore[method-assign]
-        uv.should_exit = True
-        thread.join(timeout=10)
-        app.state.ows.close()
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# -- the table -------------------------------------------------------------------------------------------------------
+
+def table(results: dict[tuple[str, str, int], Result], pairs: list[tuple[str, str, str]]) -> str:
+    """``pairs``: (test, our label, peer label). One row per test and concurrency, ratio = ours / peer req/s."""
+    rows = ["| test | c | ours req/s | p50 | p95 | peer | peer req/s | p50 | p95 | req/s ours/peer | p95 ours/peer |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(r: Result | None) -> str:
+        if r is None:
+            return "– | – | –"
+        err = f" ({r.errors} errors)" if r.errors else ""
+        return f"{r.rps:.1f}{err} | {r.p50:.1f} ms | {r.p95:.1f} ms"
+
+    for test, ours, peer in pairs:
+        for c in CONCURRENCY:
+            a, b = results.get((test, ours, c)), results.get((test, peer, c))
+            ratio = f"{a.rps / b.rps:.2f}" if a and b and b.rps else "–"
+            p95 = f"{a.p95 / b.p95:.2f}" if a and b and b.p95 else "–"
+            rows.append(f"| {test} | {c} | {cell(a)} | {peer} | {cell(b)} | {ratio} | {p95} |")
+    return "\n".join(rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--detections", type=int, default=20_000)
+    ap.add_argument("--detections", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--requests", type=int, default=200)
-    ap.add_argument("--workers", type=int, default=2, help="FastCGI workers of the pool")
-    ap.add_argument("--url", help="time this running /ows instead of starting one")
-    ap.add_argument("--layer", default="detections")
-    ap.add_argument("--client", help=argparse.SUPPRESS)
-    ap.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--duration", type=int, default=8, help="seconds per measured line")
+    ap.add_argument("--workers", type=int, default=2, help="mapserv FastCGI workers of our pool")
+    ap.add_argument("--cgi", action="store_true", help="also time /ows GetMap with a CGI process per request")
     args = ap.parse_args()
-    if args.client:
-        parts = urllib.parse.urlsplit(args.client)
-        targets = getmap_targets(parts.path, args.layer)
-        print(json.dumps(client(parts.hostname or "127.0.0.1", parts.port or 80, targets, args.requests,
-                                args.concurrency)))
-        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    print(f"machine: {os.cpu_count()} cores, load average before {os.getloadavg()}")
-    if args.url:
-        measure(args.url, args.layer, args.requests, args.url)
-        return
+    load_start = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average at start {load_start}", flush=True)
 
     from amberwatch.publish import refresh
+    from amberwatch.publish.layers import MAP_ALIAS
     from amberwatch.settings import Settings
     from amberwatch.store.db import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="aw-bench-serving-"))
     tmp.chmod(0o755)
-    settings = Settings(data_dir=tmp, embedded_pg_port=free_port(), port=free_port(), mapserv_workers=0)
+    settings = Settings(data_dir=tmp, embedded_pg_port=free_port(), port=free_port(), mapserv_workers=args.workers)
     store = Store(settings).start()
+    results: dict[tuple[str, str, int], Result] = {}
+    pairs: list[tuple[str, str, str]] = []
+    ours_label, tipg_label, ms_label = "ours", "tipg", "mapserv FastCGI + nginx"
     try:
         t0 = time.perf_counter()
         seed(store, args.detections, args.runs)
-        print(f"stored {args.detections} detections in {args.runs} runs through the store in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(f"stored {args.detections} detections in {args.runs} runs (runs.create + bulk_insert_detections) in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
         state = refresh(store, settings)
-        print(f"published {len(state.layers)} layers, {state.n_detections} detections")
-        print(f"GetMap 256x256 px of 0.1 deg windows, layer detections, {args.requests} requests per line")
-        serve_and_measure(store, settings, args.requests, "CGI per request")
-        fast = settings.model_copy(update={"mapserv_workers": args.workers, "port": free_port()})
-        serve_and_measure(store, fast, args.requests, f"FastCGI pool ({args.workers} workers)")
-        items_with_and_without_count(store, settings.model_copy(update={"port": free_port()}), 50)
-        print(f"load average after {os.getloadavg()}")
+        print(f"published {len(state.layers)} layers, {state.n_detections} detections; wrk, {args.duration:g} s "
+              f"per line, concurrency {CONCURRENCY}", flush=True)
+
+        ogc = oapif_targets("/ogcapi/collections/detections/items", "&f=json")
+        ows = ows_targets("/ows", "detections")
+        with Ours(store, settings) as ours:
+            measure(ours_label, ours.url, ogc + ows, args.duration, tmp, results)
+            pool = ours.app.state.ows.pool
+            if pool is not None and pool.running:
+                print(f"  (our /ows: {ours.app.state.ows.mode}, pool pids {pool.pids})", flush=True)
+                try:
+                    proc, url = start_nginx(pool.socket_path, MAP_ALIAS, tmp)
+                except (OSError, RuntimeError) as exc:
+                    print(f"  raw MapServer FastCGI peer not measured: {exc}", flush=True)
+                else:
+                    try:
+                        measure(ms_label, url, ows, args.duration, tmp, results)
+                    finally:
+                        stop(proc)
+            else:
+                print("  our /ows has no FastCGI pool: raw MapServer FastCGI peer not measured", flush=True)
+        pairs += [(t.name, ours_label, ms_label) for t in ows]
+
+        try:
+            proc, url = start_tipg(store.url.replace("postgresql+psycopg2://", "postgresql://"), tmp)
+        except (OSError, RuntimeError) as exc:
+            print(f"  tipg not measured: {exc}", flush=True)
+        else:
+            try:
+                measure(tipg_label, url, oapif_targets("/collections/public.published_detections/items"),
+                        args.duration, tmp, results)
+            finally:
+                stop(proc)
+        pairs = [(t.name, ours_label, tipg_label) for t in ogc] + pairs
+
+        if args.cgi:
+            cgi = settings.model_copy(update={"mapserv_workers": 0, "port": free_port()})
+            with Ours(store, cgi) as ours:
+                measure("ours, CGI per request", ours.url, ows[:1], args.duration, tmp, results)
+            pairs.append((ows[0].name, ours_label, "ours, CGI per request"))
+
+        print()
+        print(f"{args.detections} detections, {os.cpu_count()} cores, wrk -t1 -c<c> -d{args.duration:g}s")
+        print(table(results, pairs))
+        print(f"\nload average at start {load_start}, at end {os.getloadavg()}")
     finally:
         store.stop()
         shutil.rmtree(tmp, ignore_errors=True)
