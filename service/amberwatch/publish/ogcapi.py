@@ -24,7 +24,8 @@ import threading
 from collections.abc import Callable
 from copy import deepcopy
 from pathlib import Path
-from urllib.parse import parse_qsl
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote_plus
 
 import yaml
 from pygeoapi import api as core_api
@@ -210,6 +211,48 @@ def _endpoint(api: API, function: Callable, params: tuple[str, ...] = (), skip_v
     return endpoint
 
 
+# OGC API Features Part 3 and CQL2 classes that pygeoapi 0.21 implements (``filter``/``filter-lang`` with CQL2 text
+# through pygeofilter, S_INTERSECTS & co. via :func:`cql2_lang`) but does not declare; Part 4 (create, replace,
+# delete) it declares although this service has no transactions.
+FILTER_CONFORMANCE = (
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+)
+UNSUPPORTED_CONFORMANCE = ("http://www.opengis.net/spec/ogcapi-features-4/",)
+
+
+def conformance(api: API, request: APIRequest) -> tuple[dict, int, Any]:
+    """pygeoapi's conformance declaration with :data:`FILTER_CONFORMANCE` and without Part 4."""
+    headers, status, content = core_api.conformance(api, request)
+    if status != 200 or request.format == "html":
+        return headers, status, content
+    try:
+        doc = json.loads(content)
+    except (TypeError, ValueError):
+        return headers, status, content
+    classes = {c for c in doc.get("conformsTo", []) if not c.startswith(UNSUPPORTED_CONFORMANCE)}
+    doc["conformsTo"] = sorted(classes | set(FILTER_CONFORMANCE))
+    return headers, status, json.dumps(doc)
+
+
+GEOJSON = "application/geo+json"
+
+
+def geojson(function: Callable) -> Callable:
+    """Items and single items as ``application/geo+json`` (OGC API Features /req/geojson/content; pygeoapi 0.21
+    says ``application/json``)."""
+    def wrapped(api: API, request: APIRequest, *args: Any) -> tuple[dict, int, Any]:
+        headers, status, content = function(api, request, *args)
+        if status < 400 and str(headers.get("Content-Type", "")).startswith("application/json"):
+            headers["Content-Type"] = GEOJSON
+        return headers, status, content
+
+    return wrapped
+
+
 def build_app(config: dict, openapi: dict) -> Starlette:
     """A Starlette app with pygeoapi's OGC API Features (and common) routes for one config."""
     api = make_api(config, openapi)
@@ -217,7 +260,7 @@ def build_app(config: dict, openapi: dict) -> Starlette:
     routes = [
         Route("/", _endpoint(api, core_api.landing_page)),
         Route("/openapi", _endpoint(api, core_api.openapi_)),
-        Route("/conformance", _endpoint(api, core_api.conformance)),
+        Route("/conformance", _endpoint(api, conformance)),
         Route("/collections", _endpoint(api, core_api.describe_collections)),
         Route(f"/collections/{cid}/schema", _endpoint(api, core_api.get_collection_schema, ("collection_id",))),
         Route(
@@ -226,11 +269,11 @@ def build_app(config: dict, openapi: dict) -> Starlette:
         ),
         Route(
             f"/collections/{cid}/items",
-            _endpoint(api, itemtypes_api.get_collection_items, ("collection_id",), skip_valid_check=True),
+            _endpoint(api, geojson(itemtypes_api.get_collection_items), ("collection_id",), skip_valid_check=True),
         ),
         Route(
             f"/collections/{cid}/items/{{item_id:path}}",
-            _endpoint(api, itemtypes_api.get_collection_item, ("collection_id", "item_id")),
+            _endpoint(api, geojson(itemtypes_api.get_collection_item), ("collection_id", "item_id")),
         ),
         Route(f"/collections/{cid}", _endpoint(api, core_api.describe_collections, ("collection_id",))),
     ]
@@ -249,16 +292,33 @@ def load_files(config_path: Path, openapi_path: Path) -> tuple[dict, dict]:
 
 
 _CQL2_LANG = re.compile(rb"(^|&)(filter-lang=)cql2-(text|json)(?=&|$)", re.I)
+# CQL2 spatial functions (S_INTERSECTS ...) under their ECQL names, which pygeofilter's ECQL parser reads
+_CQL2_SPATIAL = re.compile(r"\bS_(INTERSECTS|DISJOINT|CONTAINS|WITHIN|TOUCHES|CROSSES|OVERLAPS|EQUALS)(?=\s*\()", re.I)
+_FILTER_PARAM = re.compile(rb"(^|&)(filter=)([^&]*)", re.I)
+
+
+def _ecql_spatial(match: re.Match[bytes]) -> bytes:
+    text = unquote_plus(match.group(3).decode("utf-8", errors="replace"))
+    if not _CQL2_SPATIAL.search(text):
+        return match.group(0)
+    # outside string literals only ('...' with '' as the escaped quote)
+    parts = re.split(r"('(?:[^']|'')*')", text)
+    text = "".join(p if p.startswith("'") else _CQL2_SPATIAL.sub(lambda m: m.group(1).upper(), p) for p in parts)
+    return match.group(1) + match.group(2) + quote(text, safe="").encode()
 
 
 def cql2_lang(scope: Scope) -> Scope:
     """``filter-lang=cql2-text`` / ``cql2-json`` (OGC API Features Part 3, what QGIS and GDAL send) as pygeoapi
     0.21 names them (``cql-text`` / ``cql-json``; it parses the text with pygeofilter's ECQL parser, which reads
-    CQL2 text comparisons, AND/OR/NOT, LIKE, BETWEEN, IN and spatial predicates)."""
+    CQL2 text comparisons, AND/OR/NOT, LIKE, BETWEEN, IN and spatial predicates), and CQL2's ``S_INTERSECTS``,
+    ``S_WITHIN`` ... as ECQL's ``INTERSECTS``, ``WITHIN`` ..."""
     query = scope.get("query_string", b"")
-    if b"cql2-" not in query.lower():
+    lowered = query.lower()
+    if b"cql2-" not in lowered and b"s_" not in lowered:
         return scope
-    return {**scope, "query_string": _CQL2_LANG.sub(rb"\1\2cql-\3", query)}
+    query = _CQL2_LANG.sub(rb"\1\2cql-\3", query)
+    query = _FILTER_PARAM.sub(_ecql_spatial, query)
+    return {**scope, "query_string": query}
 
 
 class OgcApiApp:

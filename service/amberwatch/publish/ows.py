@@ -154,6 +154,9 @@ _POSTGIS_MESSAGE = re.compile(r"msPostGIS\w*\(\)[^<]*", re.S)
 _LIBPQ_KEYS = re.compile(r"\b(host|hostaddr|port|dbname|user|password|sslmode|options)\s*=\s*('[^']*'|\S+)", re.I)
 _VERSION_BANNER = re.compile(r"<!-- ?MapServer version [^>]*-->\n?")
 _PG_SERVER = re.compile(r"connection to server[^<]*", re.I | re.S)
+# MapServer 8 answers a WMS 1.3.0 CRS it does not offer with the WMS 1.1.1 code InvalidSRS; 1.3.0 says InvalidCRS
+_WMS13_INVALID_SRS = re.compile(
+    r'(<ServiceExceptionReport version="1\.3\.0"[^>]*>\s*<ServiceException code=")InvalidSRS"')
 
 
 def scrub_error_text(text: str) -> str:
@@ -162,6 +165,7 @@ def scrub_error_text(text: str) -> str:
     text = _POSTGIS_MESSAGE.sub("database query failed (details are in the server log)", text)
     text = _PG_SERVER.sub("database connection failed (details are in the server log)", text)
     text = _LIBPQ_KEYS.sub(lambda m: f"{m.group(1)}=***", text)
+    text = _WMS13_INVALID_SRS.sub(r'\1InvalidCRS"', text)
     return _ABS_PATH.sub("[path]", text)
 
 

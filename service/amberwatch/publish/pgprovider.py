@@ -12,10 +12,16 @@ Python 3.12. This provider reads the same option from the provider definition:
   last page, where ``offset + numberReturned`` is the exact total at no cost.
 
 Paging keeps working without ``numberMatched``: pygeoapi adds ``next`` when a page is full.
+
+CQL2 geometry literals: pygeoapi 0.21 labels them with the storage CRS as ``urn:ogc:def:crs:OGC::CRS84`` and
+pygeofilter turns that into ``SRID=CRS84;...``, which PostGIS refuses (every spatial filter failed). The geometry
+columns are SRID 4326 in lon/lat order, i.e. CRS84: literals are relabelled as ``EPSG::4326`` (coordinates as they
+are) before the SQL translation.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 from pygeoapi.provider.sql import PostgreSQLProvider as _PostgreSQLProvider
@@ -33,12 +39,33 @@ def _count_mode(value: Any) -> bool | str:
     return True if value is None else bool(value)
 
 
+_CRS84_NAMES = ("urn:ogc:def:crs:OGC::CRS84", "urn:ogc:def:crs:OGC:1.3:CRS84",
+                "http://www.opengis.net/def/crs/OGC/1.3/CRS84")
+_EPSG_4326 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::4326"}}
+
+
+def relabel_crs84(node: Any) -> Any:
+    """The pygeofilter AST ``node`` with CRS84-labelled geometry literals labelled EPSG:4326 (same coordinates)."""
+    if isinstance(node, dict):
+        crs = ((node.get("crs") or {}).get("properties") or {}).get("name")
+        return {**node, "crs": _EPSG_4326} if crs in _CRS84_NAMES else node
+    if isinstance(node, list | tuple) and node and not isinstance(node[0], int | float):
+        return type(node)(relabel_crs84(n) for n in node)
+    if is_dataclass(node) and not isinstance(node, type):
+        changes = {f.name: relabel_crs84(getattr(node, f.name)) for f in fields(node) if f.init}
+        return replace(node, **changes)
+    return node
+
+
 class PostgreSQLProvider(_PostgreSQLProvider):  # type: ignore[misc]
     """pygeoapi's provider plus the ``count`` option (see the module docstring)."""
 
     def __init__(self, provider_def: dict) -> None:
         super().__init__(provider_def)
         self.count: bool | str = _count_mode(provider_def.get("count", True))
+
+    def _get_cql_filters(self, filterq: Any) -> Any:
+        return super()._get_cql_filters(relabel_crs84(filterq) if filterq else filterq)
 
     def _counts(self, resulttype: str, filtered: bool) -> bool:
         if resulttype == "hits" or self.count is True:
