@@ -603,7 +603,10 @@ def test_wms_capabilities(server: Server):
     det = wms["detections"]
     assert {"EPSG:4326", "EPSG:3857"} <= set(det.crsOptions), det.crsOptions
     assert det.queryable
-    assert det.timepositions and "2018-09-12" in "".join(det.timepositions), det.timepositions
+    # the TIME extent (first/last/P1D, or a list of dates) spans both seeded days
+    first, last = det.timepositions[0].split("/"), det.timepositions[-1].split("/")
+    start, end = first[0], (last[1] if len(last) == 3 else last[-1])
+    assert start[:10] <= "2018-09-12" and end[:10] >= "2018-09-25", det.timepositions
     methods = {op.name: op for op in wms.operations}
     assert {"GetCapabilities", "GetMap", "GetFeatureInfo"} <= set(methods)
     assert "image/png" in methods["GetMap"].formatOptions
@@ -715,3 +718,32 @@ def test_wms_exceptions_are_xml(http: httpx.Client, case: str, params: dict, cod
     doc = etree.fromstring(resp.content)
     assert etree.QName(doc).localname == "ServiceExceptionReport", resp.text[:300]
     assert code in {e.get("code") for e in doc.iter("{*}ServiceException")}, resp.text[:400]
+
+
+# == pure helpers of the fixes ==================================================================================
+
+def test_cql2_spatial_function_names_become_ecql_outside_literals():
+    from urllib.parse import parse_qs
+
+    from amberwatch.publish.ogcapi import cql2_lang
+
+    text = "s_intersects(geom,POINT(1 2)) AND name='S_WITHIN(x)' OR S_Within (geom, POINT(3 4))"
+    query = urllib.parse.urlencode({"filter-lang": "cql2-text", "filter": text, "limit": "5"}).encode()
+    out = parse_qs(cql2_lang({"type": "http", "query_string": query})["query_string"].decode())
+    assert out["filter"] == ["INTERSECTS(geom,POINT(1 2)) AND name='S_WITHIN(x)' OR WITHIN (geom, POINT(3 4))"]
+    assert out["filter-lang"] == ["cql-text"] and out["limit"] == ["5"]
+    plain = b"f=json&limit=2"
+    assert cql2_lang({"type": "http", "query_string": plain})["query_string"] == plain
+
+
+def test_crs84_geometry_literals_are_labelled_epsg_4326():
+    from pygeoapi.util import modify_pygeofilter
+    from pygeofilter.parsers.ecql import parse
+
+    from amberwatch.publish.pgprovider import relabel_crs84
+
+    ast = modify_pygeofilter(parse("run_id=3 AND INTERSECTS(geom,POINT(30.1 50.9))"), filter_crs_uri=CRS84,
+                             storage_crs_uri=CRS84, geometry_column_name="geom")
+    assert "OGC::CRS84" in repr(ast)
+    fixed = relabel_crs84(ast)
+    assert "OGC::CRS84" not in repr(fixed) and "EPSG::4326" in repr(fixed) and "(30.1, 50.9)" in repr(fixed)
