@@ -273,6 +273,11 @@ def test_oapif_core_items_geojson_and_paging_links(http: httpx.Client, seed: See
         pages += 1
         assert pages < 10
     assert sorted(seen) == sorted(seed.ids[seed.run_a] + seed.ids[seed.run_b])
+    # what the ETS sends: no f, Accept: application/geo+json
+    resp = http.get("/ogcapi/collections/detections/items", params={"limit": 1},
+                    headers={"Accept": "application/geo+json"})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/geo+json")
+    jsonschema.validate(resp.json(), FEATURE_COLLECTION)
 
 
 def test_oapif_core_limit_bounds(http: httpx.Client):

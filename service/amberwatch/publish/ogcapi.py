@@ -11,6 +11,10 @@ bounded integers and item ids that the collection's integer id column cannot hol
 exception instead of a database error; a value the database refuses for its column (``?site_id=abc``) is a 400,
 and any other failure an OGC API exception 500 without internals, answered completely (the keep-alive
 connection stays usable).
+
+Conformance (docs/conformance.md): the conformance declaration adds the OGC API Features Part 3 / CQL2 classes
+pygeoapi 0.21 implements without declaring them and drops Part 4, which this read-only service does not offer;
+items and single items are ``application/geo+json``.
 """
 
 from __future__ import annotations
