@@ -175,6 +175,15 @@ def mark_queued(store: Store, run_id: int, queue_job_id: int) -> None:
         run_queries.mark_queued(session, run_id, queue_job_id)
 
 
+def finished(store: Store, run_id: int) -> bool:
+    """The run is published or failed and its job has ended: layers refreshed, nothing left to do."""
+    with store.session() as session:
+        run = run_queries.get(session, run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id} not found")
+        return run.state in run_queries.TERMINAL and run_queries.queue_job_done(session, run.queue_job_id)
+
+
 def get_run(store: Store, run_id: int) -> Run:
     with store.session() as session:
         run = run_queries.get(session, run_id)

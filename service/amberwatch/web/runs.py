@@ -71,9 +71,8 @@ async def post_run(body: RunIn, store: StoreDep, settings: SettingsDep, queue: Q
     await runs_uc.queue_run(queue, store, run.id)
     if wait:
         deadline = time.monotonic() + WAIT_LIMIT_S
-        while time.monotonic() < deadline:
-            current = await run_in_threadpool(runs_uc.get_run, store, run.id)
-            if current.state in ("published", "failed"):
+        while time.monotonic() < deadline:  # until the job has ended: the run's layers are refreshed by then
+            if await run_in_threadpool(runs_uc.finished, store, run.id):
                 break
             await asyncio.sleep(0.5)
     return run_out(await run_in_threadpool(runs_uc.get_run, store, run.id), settings)

@@ -111,3 +111,14 @@ def back_to_pending(session: Session, run_id: int) -> None:
     run = session.get(Run, run_id)
     if run is not None and run.state == "queued":
         run.state, run.queue_job_id, run.message = "pending", None, "queued again"
+
+
+_QUEUE_JOB_STATUS = text("select status from procrastinate_jobs where id = :id")
+
+
+def queue_job_done(session: Session, queue_job_id: int | None) -> bool:
+    """Whether the run's queue job has ended (finished jobs may be deleted: a missing one has ended too)."""
+    if queue_job_id is None:
+        return True
+    status = session.scalar(_QUEUE_JOB_STATUS, {"id": queue_job_id})
+    return status is None or str(status) not in ("todo", "doing")
