@@ -233,6 +233,7 @@ class MapServerCGI:
         self._slots = asyncio.Semaphore(max_concurrency)
         self.version_file = version_file
         self.mapfile = mapfile
+        self._version_text: tuple[str, str] | None = None  # (stat stamp, text) of version_file
         self.pool: MapServerPool | None = None
         self._pool_failed = False
         if workers > 0:
@@ -266,6 +267,8 @@ class MapServerCGI:
     # -- published version: ETag ---------------------------------------------------------------------------------
 
     def published_version(self) -> str:
+        """Stat of the version file and mapfile plus the version file's text; the text is re-read only when
+        its stat changes (one stat per file per request, no read)."""
         parts = []
         for path in (self.version_file, self.mapfile):
             if path is None:
@@ -274,9 +277,12 @@ class MapServerCGI:
                 st = path.stat()
             except FileNotFoundError:
                 continue
-            parts.append(f"{st.st_mtime_ns:x}.{st.st_size:x}")
+            stamp = f"{st.st_mtime_ns:x}.{st.st_size:x}"
+            parts.append(stamp)
             if path is self.version_file:
-                parts.append(path.read_text().strip())
+                if self._version_text is None or self._version_text[0] != stamp:
+                    self._version_text = (stamp, path.read_text().strip())
+                parts.append(self._version_text[1])
         return "/".join(parts)
 
     def etag(self, request: Request) -> str | None:
