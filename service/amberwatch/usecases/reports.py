@@ -208,9 +208,8 @@ def area_report(store: Store, unit: str, year_from: int | None, year_to: int | N
     doc_id = _document_id(f"A{unit[0].upper()}", {"unit": unit, "from": year_from, "to": year_to,
                                                    "rows": data.rows, "total": data.total})
     t = portal.translator(lang)
-    key = "disturbed_area_ha" if unit != "year" else "disturbed_area_ha"
     labels = [str(r[unit]) if r[unit] != "(unknown)" else t("stats.unknown") for r in data.rows]
-    chart = bars_svg(labels, [float(r[key]) for r in data.rows])
+    chart = bars_svg(labels, [float(r["disturbed_area_ha"]) for r in data.rows])
     html = portal.render("report_area.html", lang, data=data, chart=chart, document_id=doc_id,
                          generated=(now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"), version=__version__)
     return Report(html, doc_id)
