@@ -36,6 +36,7 @@ class Server:
     url: str
     settings: Settings
     state: PublishState
+    app: FastAPI
 
 
 def publish_settings(store: Store, data_dir, port: int | None = None) -> Settings:
@@ -70,7 +71,7 @@ def serve(store: Store, settings: Settings) -> Iterator[Server]:
                 raise
             time.sleep(0.1)
     try:
-        yield Server(url, settings, state)
+        yield Server(url, settings, state, app)
     finally:
         uv.should_exit = True
         thread.join(timeout=10)

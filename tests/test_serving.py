@@ -15,7 +15,6 @@ import http.client
 import logging
 import os
 import signal
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -25,12 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
-from publish_helpers import publish_settings
+from publish_helpers import publish_settings, serve
 from sqlalchemy import text
 
-from amberwatch.publish import mount, refresh
+from amberwatch.publish import refresh
 from amberwatch.publish.fcgi import encode_params
 from amberwatch.publish.ows import MapServerCGI
 from amberwatch.settings import Settings
@@ -44,24 +41,13 @@ GETMAP = "/ows?" + urllib.parse.urlencode({
 
 @contextmanager
 def running(store: Store, settings: Settings) -> Iterator[tuple[str, MapServerCGI]]:
-    refresh(store, settings)
-    app = FastAPI()
-    mount(app, store, settings)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                       lifespan="off"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    ows: MapServerCGI = app.state.ows
-    try:
-        yield f"127.0.0.1:{settings.port}", ows
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        ows.close()
+    """:func:`publish_helpers.serve`, yielding ``host:port`` and the app's /ows handler; stops its pool after."""
+    with serve(store, settings) as server:
+        ows: MapServerCGI = server.app.state.ows
+        try:
+            yield f"127.0.0.1:{settings.port}", ows
+        finally:
+            ows.close()
 
 
 def call(host: str, target: str, headers: dict | None = None) -> tuple[int, dict[str, str], bytes]:
