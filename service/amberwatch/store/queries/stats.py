@@ -11,12 +11,14 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from amberwatch.area import sql_area_ha
+
 UNKNOWN = "(unknown)"
 AdminLevel = Literal["oblast", "raion", "hromada"]
 ADMIN_LEVELS: tuple[AdminLevel, ...] = ("oblast", "raion", "hromada")
 
-_PROTECTED_HA = """coalesce((
-    select ST_Area(ST_Intersection(s.max_geom, u.g)::geography) / 10000 from (
+_PROTECTED_HA = f"""coalesce((
+    select {sql_area_ha("ST_Intersection(s.max_geom, u.g)")} from (
         select ST_Union(p.geom) as g from protected_areas p where ST_Intersects(p.geom, s.max_geom)) u
     where u.g is not null), 0)"""
 
