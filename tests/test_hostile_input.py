@@ -182,13 +182,20 @@ def test_urls_and_vsi_paths_are_refused_before_gdal(tmp_path: Path, listener: Li
     assert listener.connections == 0
 
 
-def test_landsat_mtl_naming_a_file_outside_its_folder_is_refused(tmp_path: Path) -> None:
+@pytest.fixture
+def landsat_mtl(tmp_path: Path) -> Path:
+    """A writable copy of the real Landsat-8 crop in tmp_path/landsat; returns its MTL file."""
     if not LANDSAT.is_dir():
         pytest.skip(f"real Landsat-8 crop not available at {LANDSAT}")
     folder = tmp_path / "landsat"
     shutil.copytree(LANDSAT, folder)
     mtl = folder / "l8_MTL.txt"
     mtl.chmod(0o644)
+    return mtl
+
+
+def test_landsat_mtl_naming_a_file_outside_its_folder_is_refused(tmp_path: Path, landsat_mtl: Path) -> None:
+    mtl, folder = landsat_mtl, landsat_mtl.parent
     secret = tmp_path / "secret_B4.tif"  # another user's raster next to the input
     shutil.copy(LANDSAT / "l8_B4.tif", secret)
     text = (LANDSAT / "l8_MTL.txt").read_text()
@@ -199,13 +206,8 @@ def test_landsat_mtl_naming_a_file_outside_its_folder_is_refused(tmp_path: Path)
         refused(folder, tmp_path, "outside its folder")
 
 
-def test_landsat_product_id_cannot_climb_out_of_the_scenes_folder(tmp_path: Path) -> None:
-    if not LANDSAT.is_dir():
-        pytest.skip(f"real Landsat-8 crop not available at {LANDSAT}")
-    folder = tmp_path / "landsat"
-    shutil.copytree(LANDSAT, folder)
-    mtl = folder / "l8_MTL.txt"
-    mtl.chmod(0o644)
+def test_landsat_product_id_cannot_climb_out_of_the_scenes_folder(landsat_mtl: Path) -> None:
+    mtl, folder = landsat_mtl, landsat_mtl.parent
     mtl.write_text(mtl.read_text().replace(
         '    LANDSAT_SCENE_ID = "LC80200392015216LGN00"',
         '    LANDSAT_SCENE_ID = "LC80200392015216LGN00"\n    LANDSAT_PRODUCT_ID = "../../../../etc/x_y_z_w"'))
