@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl
 from xml.etree.ElementTree import ParseError
 
 from defusedxml import DefusedXmlException
@@ -91,16 +91,6 @@ def check_params(pairs: list[tuple[str, str]]) -> None:
             raise RefusedRequest("NUL characters are not allowed in parameters.")
 
 
-def decode_query(raw: str) -> list[tuple[str, str]]:
-    """Decoded (name, value) pairs as MapServer sees them (``+`` is a space, %-escapes in names too)."""
-    pairs = []
-    for part in raw.split("&"):
-        if part:
-            name, _, value = part.partition("=")
-            pairs.append((unquote_plus(name, errors="replace"), unquote_plus(value, errors="replace")))
-    return pairs
-
-
 def check_xml_body(body: bytes) -> None:
     """An XML POST (WFS GetFeature, ...) must be well formed, without DTD/entities and external references."""
     try:
@@ -123,7 +113,8 @@ def check_xml_body(body: bytes) -> None:
 
 def check_request(query: str, method: str, body: bytes) -> None:
     """Raise :class:`RefusedRequest` for a request mapserv must not see (remote references, NUL bytes)."""
-    check_params(decode_query(query))
+    # decoded as MapServer sees them: "+" is a space, %-escapes in names too, "a" alone is ("a", "")
+    check_params(parse_qsl(query, keep_blank_values=True, errors="replace"))
     if method == "POST" and body.strip():
         if body.lstrip().startswith(b"<"):
             check_xml_body(body)
