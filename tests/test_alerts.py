@@ -214,6 +214,29 @@ def test_retries_then_delivered_and_unsubscribe(env: dict[str, Any]) -> None:
     assert all(d["subscription_id"] != sub["id"] for d in _pending(store))
 
 
+UNIT = box(ORIGIN[0] - 0.2, ORIGIN[1] + 0.1, ORIGIN[0] - 0.1, ORIGIN[1] + 0.15)  # the hromada Висоцька
+
+
+def load_hromada(env: dict[str, Any]) -> None:
+    """The hromada layer: Висоцька (UNIT) only."""
+    from amberwatch.usecases.monitoring import load_layer_files
+
+    path = Path(env["tmp"]) / "hromadas.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"shapeName": "Висоцька"}, "geometry": mapping(UNIT)}]}))
+    load_layer_files(env["store"], "hromada", [path])
+
+
+@pytest.fixture(scope="module")
+def read_data(env: dict[str, Any]) -> dict[str, Any]:
+    """What the read tests below need whichever tests ran before: the hromada layer and a published run with a site
+    inside Висоцька and one outside every hromada."""
+    load_hromada(env)
+    publish(env, datetime(2023, 6, 1, tzinfo=UTC),
+            [small_square(ORIGIN[0] - 0.16, ORIGIN[1] + 0.13), small_square(ORIGIN[0] + 0.21, ORIGIN[1] + 0.01)])
+    return env
+
+
 def _pending(store: Store) -> list[dict[str, Any]]:
     alerts.scan(store, Settings(database_url=store.url))
     with store.session() as s:
@@ -224,15 +247,10 @@ def _pending(store: Store) -> list[dict[str, Any]]:
 def test_through_the_job_queue_with_an_admin_unit(env: dict[str, Any]) -> None:
     """The worker path: scan_alerts finds the run and queues deliver_alert, which POSTs the signed body."""
     from amberwatch.jobs.queue import QUEUE, make_queue
-    from amberwatch.usecases.monitoring import load_layer_files
     from amberwatch.worker.loop import run_worker
 
     store, settings, receiver = env["store"], env["settings"], env["receiver"]
-    path = Path(env["tmp"]) / "hromadas.geojson"
-    unit = box(ORIGIN[0] - 0.2, ORIGIN[1] + 0.1, ORIGIN[0] - 0.1, ORIGIN[1] + 0.15)
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"shapeName": "Висоцька"}, "geometry": mapping(unit)}]}))
-    load_layer_files(store, "hromada", [path])
+    load_hromada(env)
     assert env["client"].post("/api/subscriptions", json={
         "webhook_url": receiver.url + "/unit", "admin": {"kind": "hromada", "name": "Нема такої"}}).status_code == 404
     sub = subscribe(env, "/unit", admin={"kind": "hromada", "name": "висоцька"})
@@ -274,10 +292,9 @@ def test_bad_subscriptions_and_rate_limit(env: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("path", ["/api/sites", "/api/events", "/api/stats?by=hromada", "/api/sites/{id}"])
-def test_api_etags(env: dict[str, Any], path: str) -> None:
-    """GET JSON of the API carries an ETag; If-None-Match with it is a 304 without body; a change is a new tag.
-    (In this module, whose store has sites and events from the tests above.)"""
-    client = env["client"]
+def test_api_etags(read_data: dict[str, Any], path: str) -> None:
+    """GET JSON of the API carries an ETag; If-None-Match with it is a 304 without body; a change is a new tag."""
+    client = read_data["client"]
     site_id = client.get("/api/sites").json()["features"][0]["id"]
     url = path.format(id=site_id)
     first = client.get(url)
@@ -292,7 +309,8 @@ def test_api_etags(env: dict[str, Any], path: str) -> None:
     assert "etag" not in client.get("/api/sites/999999").headers  # errors carry none
 
 
-def test_stats_by_hromada(env: dict[str, Any]) -> None:
+def test_stats_by_hromada(read_data: dict[str, Any]) -> None:
+    env = read_data
     stats = env["client"].get("/api/stats?by=hromada").json()
     assert stats["by"] == "hromada"
     names = {g["hromada"] for g in stats["groups"]}
