@@ -106,6 +106,7 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         mv = run.model_version
         if mv is None:
             raise InputError(f"run {run_id} has no model")
+        params = dict(run.parameters or {})
     scene = scene_from_row(scene_row)
     info = get_model(settings.models_dir, f"{mv.name}@{mv.version}", scene.family, settings.default_models)
 
@@ -123,7 +124,6 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
     try:
         work = settings.path("runs", str(run_id))
         work.mkdir(parents=True, exist_ok=True)
-        params = run_parameters(store, run_id)
         override = params.get("decision_rule")
         rule = DecisionRule(**override) if override else None
         if info.family == "vhr_rgb":  # superpixel classifier; segmentation models go through detect_scene
@@ -199,11 +199,6 @@ def list_runs(store: Store, state: str | None, limit: int, offset: int) -> list[
         for run in rows:
             _ = run.model_version, run.scenes
         return rows
-
-
-def run_parameters(store: Store, run_id: int) -> dict:
-    with store.session() as session:
-        return dict(run_queries.get_one(session, run_id).parameters or {})
 
 
 # A pit should come with vegetation -> bare change since the reference, a pond with vegetation -> water.
