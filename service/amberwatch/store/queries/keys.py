@@ -44,7 +44,3 @@ def audit(session: Session, actor: str, action: str, *, role: str | None = None,
           target: str | None = None, status: int | None = None, details: dict[str, Any] | None = None) -> None:
     session.add(AuditEntry(actor=actor, role=role, client=client, action=action, target=target, status=status,
                            details=details or {}))
-
-
-def audit_page(session: Session, limit: int, offset: int) -> list[AuditEntry]:
-    return list(session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)))

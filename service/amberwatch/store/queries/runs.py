@@ -41,10 +41,6 @@ def page(session: Session, state: str | None, limit: int, offset: int) -> list[R
     return list(session.scalars(q))
 
 
-def count_by_state(session: Session) -> dict[str, int]:
-    return {state: n for state, n in session.execute(select(Run.state, func.count()).group_by(Run.state)).all()}
-
-
 def orphaned_pending(session: Session, older_than_s: float) -> list[int]:
     """Runs created but never queued (their creator died in between), oldest first."""
     cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
