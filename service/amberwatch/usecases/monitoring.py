@@ -107,7 +107,7 @@ def compute_stats(session: Session, by: str = "oblast") -> dict:
 
 
 def stats(store: Store, by: str = "oblast") -> dict:
-    check_by(by)
+    """:func:`compute_stats` in its own transaction (which checks ``by``)."""
     with store.session() as session:
         return compute_stats(session, by)
 
