@@ -30,7 +30,7 @@ DOMAIN = (
     "amberwatch.vhr",
     "amberwatch.track.rules",
     "amberwatch.track.geo",
-    "amberwatch.track.clustering",  # when the clustering is split out of track.sites
+    "amberwatch.track.clustering",
     "amberwatch.area",
     "amberwatch.types",
 )
