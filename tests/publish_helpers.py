@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,30 +52,37 @@ def publish_settings(store: Store, data_dir, port: int | None = None) -> Setting
 
 
 @contextmanager
-def serve(store: Store, settings: Settings) -> Iterator[Server]:
-    """``refresh``, then the FastAPI app with ``mount`` under uvicorn on ``settings.port`` until the block ends."""
-    state = refresh(store, settings)
-    app = FastAPI()
-    mount(app, store, settings)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                       lifespan="off"))
+def uvicorn_thread(app: FastAPI, port: int, probe: str, timeout: float = 20, **config: Any) -> Iterator[str]:
+    """``app`` under uvicorn in a thread on ``port`` (``config``: more uvicorn.Config options), yielding its URL once
+    ``probe`` (a path) answers; stopped when the block ends."""
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{settings.port}"
-    deadline = time.monotonic() + 20
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(f"{url}/ogcapi/conformance?f=json", timeout=2).read()
+            urllib.request.urlopen(f"{url}{probe}", timeout=5).read()
             break
         except (urllib.error.URLError, ConnectionError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
     try:
-        yield Server(url, settings, state, app)
+        yield url
     finally:
         uv.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=15)
+
+
+@contextmanager
+def serve(store: Store, settings: Settings) -> Iterator[Server]:
+    """``refresh``, then the FastAPI app with ``mount`` under uvicorn on ``settings.port`` until the block ends."""
+    state = refresh(store, settings)
+    app = FastAPI()
+    mount(app, store, settings)
+    with uvicorn_thread(app, settings.port, "/ogcapi/conformance?f=json", lifespan="off") as url:
+        yield Server(url, settings, state, app)
 
 
 def get(url: str) -> tuple[int, dict, bytes]:

@@ -16,19 +16,14 @@ Only the ``not_a_server_error`` check runs: the point is "no 5xx", not full conf
 from __future__ import annotations
 
 import inspect
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, settings
-from publish_helpers import publish_settings
+from publish_helpers import publish_settings, uvicorn_thread
 from schemathesis.checks import not_a_server_error
 
 from amberwatch.store.db import Store
@@ -49,22 +44,8 @@ def app_url(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         update={"rate_limit_expensive_reads": "100000/minute", "rate_limit_writes": "100000/minute"})
     kwargs = {"worker": False} if "worker" in inspect.signature(create_app).parameters else {}
     app = create_app(app_settings, store, **kwargs)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=app_settings.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{app_settings.port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/openapi.json", timeout=5).read()
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=15)
+    with uvicorn_thread(app, app_settings.port, "/openapi.json", timeout=60) as url:
+        yield url
 
 
 STATUSES: Counter[int] = Counter()
