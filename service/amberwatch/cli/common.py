@@ -49,7 +49,7 @@ def run_queued(store: Store, cfg: Settings, run_id: int, desc: str = "detect") -
 
 
 async def _run_queued(store: Store, cfg: Settings, run_id: int, desc: str) -> Run:
-    from amberwatch.jobs.queue import RUN_TASK, make_queue
+    from amberwatch.jobs.queue import make_queue
     from amberwatch.usecases import runs as runs_uc
     from amberwatch.worker.loop import run_worker
 
@@ -57,9 +57,7 @@ async def _run_queued(store: Store, cfg: Settings, run_id: int, desc: str) -> Ru
     own_queue = f"cli-{uuid.uuid4().hex[:12]}"
     bar = ProgressBar(desc)
     async with queue.open_async():
-        job_id = await queue.configure_task(RUN_TASK, queue=own_queue, lock=f"run-{run_id}").defer_async(
-            run_id=run_id)
-        await asyncio.to_thread(runs_uc.mark_queued, store, run_id, job_id)
+        await runs_uc.queue_run(queue, store, run_id, queue_name=own_queue)
         worker = asyncio.create_task(run_worker(queue, store, cfg, wait=False, queues=[own_queue]))
         try:
             while True:

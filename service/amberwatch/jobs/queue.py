@@ -29,7 +29,7 @@ def make_queue(sqlalchemy_url: str) -> procrastinate.App:
     return procrastinate.App(connector=connector)
 
 
-async def defer(queue: procrastinate.App, task: str, lock: str, **kwargs: int) -> int:
-    """Queue ``task`` once: the lock keeps two jobs of one object from running together."""
-    deferrer = queue.configure_task(task, queue=QUEUE, lock=lock)
+async def defer(queue: procrastinate.App, task: str, lock: str, *, queue_name: str = QUEUE, **kwargs: int) -> int:
+    """Queue ``task`` once (on ``queue_name``): the lock keeps two jobs of one object from running together."""
+    deferrer = queue.configure_task(task, queue=queue_name, lock=lock)
     return await deferrer.defer_async(**kwargs)

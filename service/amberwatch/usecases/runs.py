@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ import procrastinate
 
 from amberwatch.detect.registry import ModelInfo
 from amberwatch.errors import AmberWatchError, InputError, NotFoundError
-from amberwatch.jobs.queue import RUN_TASK, defer
+from amberwatch.jobs.queue import QUEUE, RUN_TASK, defer
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import ModelVersion, Run, Scene
@@ -148,10 +149,11 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         return done
 
 
-async def queue_run(queue: procrastinate.App, store: Store, run_id: int) -> None:
-    """Put a pending run on the job queue; a worker executes it (``execute_run``)."""
-    job_id = await defer(queue, RUN_TASK, lock=f"run-{run_id}", run_id=run_id)
-    mark_queued(store, run_id, job_id)
+async def queue_run(queue: procrastinate.App, store: Store, run_id: int, queue_name: str = QUEUE) -> None:
+    """Put a pending run on the job queue (``queue_name``: the main one, or a CLI command's own); a worker executes
+    it (``execute_run``)."""
+    job_id = await defer(queue, RUN_TASK, lock=f"run-{run_id}", queue_name=queue_name, run_id=run_id)
+    await asyncio.to_thread(mark_queued, store, run_id, job_id)
 
 
 async def queue_orphans(queue: procrastinate.App, store: Store, older_than_s: float) -> int:
