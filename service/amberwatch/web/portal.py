@@ -128,7 +128,7 @@ def static_file(name: str, request: Request) -> Response:
     return Response(f.raw, media_type=f.media, headers=headers)
 
 
-def _common(request: Request, lang: Lang, settings: Any) -> dict[str, Any]:
+def _common(request: Request, lang: Lang) -> dict[str, Any]:
     other = "en" if lang.code == "uk" else "uk"
     return {"static_url": static_url, "path": request.url.path, "other_lang": other,
             "other_lang_url": f"{request.url.path}?lang={other}"}
@@ -138,13 +138,13 @@ def _common(request: Request, lang: Lang, settings: Any) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def map_page(request: Request, store: StoreDep, settings: SettingsDep, lang: LangDep) -> HTMLResponse:
     config = {**portal_uc.map_config(store, settings), "worker_url": static_url("js/maplibre-gl-worker.mjs")}
-    return _page(portal.render("map.html", lang.code, config=config, **_common(request, lang, settings)), lang)
+    return _page(portal.render("map.html", lang.code, config=config, **_common(request, lang)), lang)
 
 
 @router.get("/sites/{site_id}", response_class=HTMLResponse, include_in_schema=False)
-def site_html(request: Request, store: StoreDep, settings: SettingsDep, lang: LangDep,
+def site_html(request: Request, store: StoreDep, lang: LangDep,
               site_id: Annotated[str, Path()]) -> HTMLResponse:
-    common = _common(request, lang, settings)
+    common = _common(request, lang)
     try:
         sid = site_id_path(site_id)
         page = portal_uc.site_page(store, sid)
@@ -157,10 +157,10 @@ def site_html(request: Request, store: StoreDep, settings: SettingsDep, lang: La
 
 
 @router.get("/stats", response_class=HTMLResponse, include_in_schema=False)
-def stats_page(request: Request, store: StoreDep, settings: SettingsDep, lang: LangDep,
+def stats_page(request: Request, store: StoreDep, lang: LangDep,
                by: Annotated[str, Query(description="oblast, raion, hromada or year")] = "oblast") -> HTMLResponse:
     stats = monitoring.stats(store, monitoring.check_by(by))
-    return _page(portal.render("stats.html", lang.code, stats=stats, by=by, **_common(request, lang, settings)), lang)
+    return _page(portal.render("stats.html", lang.code, stats=stats, by=by, **_common(request, lang)), lang)
 
 
 # -- API: search, downloads, chips, reports ------------------------------------------------------------
