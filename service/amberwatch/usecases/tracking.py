@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,25 @@ def plan_track(settings: Settings, paths: list[str]) -> list[Path]:
 
 async def queue_track(queue: procrastinate.App, store: Store, settings: Settings, paths: list[str],
                       model: str | None, principal: Principal) -> Job:
-    scene_paths = plan_track(settings, paths)
-    with store.session() as session:
-        job = job_queries.create(session, "track", {"paths": [str(p) for p in scene_paths], "model": model},
-                                 principal.name)
-    queue_job_id = await defer(queue, TRACK_TASK, lock=f"job-{job.id}", job_id=job.id)
-    with store.session() as session:
-        job_queries.set_queue_job(session, job.id, queue_job_id)
-    return get_job(store, job.id)
+    """Check and expand the paths, store the job and queue it (the file system and database work off the event
+    loop)."""
+
+    def create() -> int:
+        scene_paths = plan_track(settings, paths)
+        with store.session() as session:
+            return job_queries.create(session, "track", {"paths": [str(p) for p in scene_paths], "model": model},
+                                      principal.name).id
+
+    def queued(job_id: int, queue_job_id: int) -> Job:
+        with store.session() as session:
+            job_queries.set_queue_job(session, job_id, queue_job_id)
+            job = job_queries.get(session, job_id)
+            assert job is not None
+            return job
+
+    job_id = await asyncio.to_thread(create)
+    queue_job_id = await defer(queue, TRACK_TASK, lock=f"job-{job_id}", job_id=job_id)
+    return await asyncio.to_thread(queued, job_id, queue_job_id)
 
 
 def get_job(store: Store, job_id: int) -> Job:
