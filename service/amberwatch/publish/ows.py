@@ -39,6 +39,7 @@ from defusedxml.ElementTree import fromstring as parse_xml_safely
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from amberwatch.httpcache import etag_matches
 from amberwatch.publish.fcgi import FastCGIError, MapServerPool
 
 log = logging.getLogger(__name__)
@@ -338,7 +339,7 @@ class MapServerCGI:
             log.info("/ows refused from %s: %s", request.client.host if request.client else "?", refused)
             return ogc_exception(str(refused))
         etag = self.etag(request) if request.method == "GET" else None
-        if etag is not None and _etag_matches(request.headers.get("if-none-match", ""), etag):
+        if etag is not None and etag_matches(request.headers.get("if-none-match", ""), etag):
             return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
         pool = self._ensure_pool()
         out: bytes | None = None
@@ -395,14 +396,6 @@ class MapServerCGI:
             log.error("mapserv exited with %s: %s", proc.returncode, err.decode(errors="replace")[:2000])
             return PlainTextResponse("MapServer failed (see the server log)", status_code=502)
         return out
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    """Weak comparison (RFC 9110 13.1.2) of ``If-None-Match`` against our ETag."""
-    if not header:
-        return False
-    wanted = etag.removeprefix("W/")
-    return any(tag.strip() == "*" or tag.strip().removeprefix("W/") == wanted for tag in header.split(","))
 
 
 _COMPRESSIBLE = re.compile(r"xml|json|gml|text/|javascript", re.I)

@@ -12,6 +12,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from amberwatch.httpcache import etag_matches
+
 PATHS = re.compile(r"^/api/(sites|events|stats|sites/[0-9]+)$")
 JSON_TYPES = (b"application/json", b"application/geo+json")
 
@@ -20,10 +22,6 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def matches(if_none_match: str, etag: str) -> bool:
-    """RFC 9110 weak comparison: ``*``, or any listed tag equal to ours with or without ``W/``."""
-    tags = [t.strip() for t in if_none_match.split(",")]
-    return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
 
 
 class ETags:
@@ -63,7 +61,7 @@ class ETags:
             kept.append((b"etag", tag.encode()))
             if not any(k.lower() == b"cache-control" for k, _ in kept):
                 kept.append((b"cache-control", b"no-cache"))
-            if if_none_match and matches(if_none_match, tag):
+            if if_none_match and etag_matches(if_none_match, tag):
                 kept = [(k, v) for k, v in kept if k.lower() not in (b"content-length", b"content-type")]
                 await send({"type": "http.response.start", "status": 304, "headers": kept})
                 await send({"type": "http.response.body", "body": b""})

@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 
 from amberwatch import portal
 from amberwatch.errors import InputError, NotFoundError
+from amberwatch.httpcache import etag_matches
 from amberwatch.usecases import monitoring, reports
 from amberwatch.usecases import portal as portal_uc
 from amberwatch.web.deps import SettingsDep, StoreDep
-from amberwatch.web.etag import matches
 from amberwatch.web.monitoring import base_url, site_id_path
 
 router = APIRouter()
@@ -121,7 +121,7 @@ def static_file(name: str, request: Request) -> Response:
     versioned = request.query_params.get("v") == f.etag.strip('"')[:12]
     headers = {"ETag": f.etag, "Vary": "Accept-Encoding", "X-Content-Type-Options": "nosniff",
                "Cache-Control": "public, max-age=31536000, immutable" if versioned else "public, max-age=300"}
-    if matches(request.headers.get("if-none-match", ""), f.etag):
+    if etag_matches(request.headers.get("if-none-match", ""), f.etag):
         return Response(status_code=304, headers=headers)
     if f.gz is not None and "gzip" in request.headers.get("accept-encoding", ""):
         return Response(f.gz, media_type=f.media, headers={**headers, "Content-Encoding": "gzip"})

@@ -15,10 +15,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from amberwatch.errors import InputError, NotFoundError
+from amberwatch.httpcache import etag_matches
 from amberwatch.store.queries.tiles import LAYERS, MAX_ZOOM
 from amberwatch.usecases import portal as portal_uc
 from amberwatch.web.deps import StoreDep
-from amberwatch.web.etag import matches
 
 router = APIRouter(tags=["tiles"])
 MVT = "application/vnd.mapbox-vector-tile"
@@ -49,7 +49,7 @@ async def vector_tile(
     data = await run_in_threadpool(portal_uc.tile, store, layer, zi, xi, yi, day)
     etag = '"' + hashlib.sha256(data).hexdigest()[:20] + '"'
     headers = {"Cache-Control": "public, max-age=60", "ETag": etag, "Access-Control-Allow-Origin": "*"}
-    if matches(request.headers.get("if-none-match", ""), etag):
+    if etag_matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
     if not data:
         return Response(status_code=204, headers=headers)
