@@ -133,3 +133,32 @@ def getmap(url: str, layers: list[str], bbox3857, size=(300, 200), time_=None) -
     data = img.read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:300]
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+
+
+def publish_polygons(store: Store, settings: Settings, key: str, when: Any, footprint: Any,
+                     polygons: list[Any]) -> int:
+    """A test scene (``footprint`` in EPSG:4326) whose run publishes ``polygons`` as pits through the real use case
+    (``usecases.runs.publish_result``: detections, sites, events, layers); returns the run id."""
+    from geoalchemy2.shape import from_shape
+    from shapely.geometry import MultiPolygon
+
+    from amberwatch.area import area_ha
+    from amberwatch.store.models import Run, Scene
+    from amberwatch.types import DetectedPolygon, DetectionResult
+    from amberwatch.usecases.runs import publish_result
+
+    with store.session() as s:
+        scene = Scene(scene_key=key, sensor="sentinel2a", family="sentinel2", level="L2A", acquired=when,
+                      resolution=10.0, crs="EPSG:32635", bands=["red"], cloud_fraction=0.0,
+                      footprint=from_shape(MultiPolygon([footprint]), srid=4326), source="test",
+                      reflectance_path="/nonexistent.tif", stac_item={})
+        run = Run(state="running", parameters={}, progress=0.0, n_detections=0)
+        run.scenes = [scene]
+        s.add(run)
+        s.flush()
+        scene_id, run_id = scene.id, run.id
+    result = DetectionResult(scene_key=key, model_name="test", model_version="0", observed_at=when,
+                             polygons=[DetectedPolygon(g, "pit", area_ha(g), 0.8) for g in polygons],
+                             probability_path=None, provider="CPUExecutionProvider")
+    publish_result(store, settings, run_id, scene_id, result)
+    return run_id

@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from geoalchemy2.shape import from_shape
-from shapely.geometry import MultiPolygon, box, mapping
+from publish_helpers import publish_polygons
+from shapely.geometry import box, mapping
 from sqlalchemy import text
 
 from amberwatch.errors import InputError
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
-from amberwatch.store.models import Run, Scene
 from amberwatch.usecases import alerts
 
 ORIGIN = (26.55, 51.72)  # Rivne oblast, the amber belt
@@ -91,27 +90,9 @@ _n = iter(range(1, 10_000))
 
 
 def publish(env: dict[str, Any], when: datetime, polygons: list[Any]) -> int:
-    """A run published by the real use case (usecases.runs.publish_result: detections, sites, events)."""
-    from amberwatch.track.geo import to_metric
-    from amberwatch.types import DetectedPolygon, DetectionResult
-    from amberwatch.usecases import runs as pipeline
-
-    key = f"ALERT_{when:%Y%m%d}_{next(_n)}"
-    with env["store"].session() as s:
-        scene = Scene(scene_key=key, sensor="sentinel2a", family="sentinel2", level="L2A", acquired=when,
-                      resolution=10.0, crs="EPSG:32635", bands=["red"], cloud_fraction=0.0,
-                      footprint=from_shape(MultiPolygon([FOOTPRINT]), srid=4326), source="test",
-                      reflectance_path="/nonexistent.tif", stac_item={})
-        run = Run(state="running", parameters={}, progress=0.0, n_detections=0)
-        run.scenes = [scene]
-        s.add(run)
-        s.flush()
-        scene_id, run_id = scene.id, run.id
-    result = DetectionResult(scene_key=key, model_name="test", model_version="0", observed_at=when,
-                             polygons=[DetectedPolygon(g, "pit", float(to_metric(g).area / 1e4), 0.8)
-                                       for g in polygons], probability_path=None, provider="CPUExecutionProvider")
-    pipeline.publish_result(env["store"], env["settings"], run_id, scene_id, result)
-    return run_id
+    """A run published by the real use case (detections, sites, events)."""
+    return publish_polygons(env["store"], env["settings"], f"ALERT_{when:%Y%m%d}_{next(_n)}", when, FOOTPRINT,
+                            polygons)
 
 
 def small_square(cx: float, cy: float, d: float = 0.0008) -> Any:

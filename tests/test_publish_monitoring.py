@@ -22,10 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from geoalchemy2.shape import from_shape
-from publish_helpers import Server, get, getmap, ogrinfo_counts, ogrinfo_fields, publish_settings, serve
+from publish_helpers import (
+    Server,
+    get,
+    getmap,
+    ogrinfo_counts,
+    ogrinfo_fields,
+    publish_polygons,
+    publish_settings,
+    serve,
+)
 from pyproj import Transformer
-from shapely.geometry import MultiPolygon, Point, box, mapping
+from shapely.geometry import Point, box, mapping
 from sqlalchemy import text
 
 from amberwatch.publish.catalog import REGION_EXTENT
@@ -33,10 +41,7 @@ from amberwatch.publish.layers import LICENSE
 from amberwatch.publish.render import find_label_font
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
-from amberwatch.store.models import Run, Scene
 from amberwatch.track.geo import to_metric, to_wgs84
-from amberwatch.types import DetectedPolygon, DetectionResult
-from amberwatch.usecases import runs as pipeline
 from amberwatch.usecases.monitoring import load_layer
 
 ORIGIN = (26.30, 51.45)  # Rivne oblast, in the amber belt
@@ -80,23 +85,8 @@ def db(make_database) -> Store:
 
 def _publish_scene(db: Store, settings: Settings, when: datetime) -> int:
     widths, footprint = SCENES[when]
-    with db.session() as s:
-        scene = Scene(scene_key=f"TEST_PUBMON_{when:%Y%m%d}", sensor="sentinel2a", family="sentinel2", level="L2A",
-                      acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"], cloud_fraction=0.0,
-                      footprint=from_shape(MultiPolygon([footprint]), srid=4326), source="test",
-                      reflectance_path="/nonexistent.tif", stac_item={})
-        run = Run(state="running", parameters={}, progress=0.0, n_detections=0)
-        run.scenes = [scene]
-        s.add(run)
-        s.flush()
-        scene_id, run_id = scene.id, run.id
     polys = [rect(dx, 0, w, SIDE) for dx, w in widths.items()]
-    result = DetectionResult(
-        scene_key=f"TEST_PUBMON_{when:%Y%m%d}", model_name="test-monitoring", model_version="0", observed_at=when,
-        polygons=[DetectedPolygon(g, "pit", float(to_metric(g).area / 1e4), 0.8) for g in polys],
-        probability_path=None, provider="CPUExecutionProvider")
-    pipeline.publish_result(db, settings, run_id, scene_id, result)  # also refreshes the published layers
-    return run_id
+    return publish_polygons(db, settings, f"TEST_PUBMON_{when:%Y%m%d}", when, footprint, polys)
 
 
 def _geojson(path: Path, features: list[tuple[dict, object]]) -> Path:

@@ -11,6 +11,7 @@ import pytest
 import rasterio
 from conftest import REPO, SHARED_DATA, shared
 from geoalchemy2.shape import from_shape
+from publish_helpers import publish_polygons
 from rasterio.transform import from_origin
 from shapely.geometry import MultiPolygon, Point, box
 from sqlalchemy import select, text
@@ -540,29 +541,10 @@ def test_write_sites_gpkg(clean: Store, tmp_path: Path) -> None:
 
 
 def test_pipeline_publish_result_updates_sites(clean: Store, tmp_path: Path) -> None:
-    """The real caller: pipeline.publish_result inserts the polygons, calls update_sites and publishes."""
-    from amberwatch.types import DetectedPolygon, DetectionResult
-    from amberwatch.usecases import runs as pipeline
-
+    """The real caller: usecases.runs.publish_result inserts the polygons, calls update_sites and publishes."""
     settings = Settings(database_url=clean.url, data_dir=tmp_path)
-    run_ids = []
-    for when, polys in ((T2019, [square(0, 0, 100)]), (T2018, [square(0, 0, 60)])):  # the older scene comes last
-        with clean.session() as s:
-            scene = Scene(scene_key=f"PIPE_{when:%Y}", sensor="sentinel2a", family="sentinel2", level="L2A",
-                          acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"], cloud_fraction=0.0,
-                          footprint=from_shape(MultiPolygon([FOOTPRINT]), srid=4326), source="test",
-                          reflectance_path="/nonexistent.tif", stac_item={})
-            run = Run(state="running", parameters={}, progress=0.0, n_detections=0)
-            run.scenes = [scene]
-            s.add(run)
-            s.flush()
-            scene_id, run_id = scene.id, run.id
-        result = DetectionResult(
-            scene_key=f"PIPE_{when:%Y}", model_name="test", model_version="0", observed_at=when,
-            polygons=[DetectedPolygon(g, "pit", float(to_metric(g).area / 1e4), 0.8) for g in polys],
-            probability_path=None, provider="CPUExecutionProvider")
-        pipeline.publish_result(clean, settings, run_id, scene_id, result)
-        run_ids.append(run_id)
+    run_ids = [publish_polygons(clean, settings, f"PIPE_{when:%Y}", when, FOOTPRINT, polys)
+               for when, polys in ((T2019, [square(0, 0, 100)]), (T2018, [square(0, 0, 60)]))]  # older one last
     site = site_at(clean, 0)
     assert (site.first_seen, site.last_seen, site.status) == (T2018, T2019, "active")
     assert site.last_run_id == run_ids[0] and site.first_run_id == run_ids[1]
