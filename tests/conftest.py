@@ -33,9 +33,13 @@ def shared(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("amberwatch-db")
+    return traversable(tmp_path_factory.mktemp("amberwatch-db"))
+
+
+def traversable(root: Path) -> Path:
+    """Let the postgres system user reach ``root`` (a cluster directory) through the temporary folders above it."""
     os.chmod(root, 0o755)
-    for parent in root.parents:  # the postgres user must traverse into the data dir
+    for parent in root.parents:
         if str(parent).startswith("/tmp/"):
             os.chmod(parent, 0o755)
     return root

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, Listener, free_port
+from conftest import REPO, Listener, free_port, traversable
 from sqlalchemy import create_engine, text
 
 DEMO = sorted((REPO / "demo").glob("S2_*amber_demo*.tif"))
@@ -271,8 +271,7 @@ def test_health_does_not_leak_database_details(tmp_path: Path, store) -> None:
 def test_embedded_cluster_honours_its_port(tmp_path: Path) -> None:
     from amberwatch.store.embedded import EmbeddedPostgres
 
-    root = tmp_path / "pg"
-    os.chmod(tmp_path, 0o755)
+    root = traversable(tmp_path) / "pg"
     first, second = free_port(), free_port()
     db = EmbeddedPostgres(root, first)
     db.start()
@@ -390,3 +389,18 @@ def test_a_run_whose_queue_job_died_is_failed_not_left_queued(env: dict, scene_i
         assert done.state == "failed" and "ended before the run started" in (done.error or "")
     finally:
         store.stop()
+
+
+def test_tracking_is_a_queued_job(env: dict, scene_id: int) -> None:
+    """POST /api/track queues a job; the worker ingests (reusing the stored scene), detects and reports the runs."""
+    base = env["service"].base
+    r = httpx.post(f"{base}/api/track", headers=env["auth"], json={"paths": [str(DEMO[0])]})
+    assert r.status_code == 202 and r.json()["state"] == "queued", r.text
+    job_id, deadline = r.json()["id"], time.monotonic() + 300
+    while (job := httpx.get(f"{base}/api/jobs/{job_id}").json())["state"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    assert job["state"] == "succeeded" and job["progress"] == 1.0, job
+    (run,) = job["result"]["runs"]
+    assert run["scene_id"] == scene_id and sum(job["result"]["sites"].values()) > 0
+    assert httpx.get(f"{base}/api/runs/{run['run_id']}").json()["state"] == "published"
