@@ -395,7 +395,7 @@ def test_tracking_is_a_queued_job(env: dict, scene_id: int) -> None:
     """POST /api/track queues a job; the worker ingests (reusing the stored scene), detects and reports the runs."""
     base = env["service"].base
     r = httpx.post(f"{base}/api/track", headers=env["auth"], json={"paths": [str(DEMO[0])]})
-    assert r.status_code == 202 and r.json()["state"] == "queued", r.text
+    assert r.status_code == 202 and r.json()["state"] in ("queued", "running"), r.text  # a free worker may start it
     job_id, deadline = r.json()["id"], time.monotonic() + 300
     while (job := httpx.get(f"{base}/api/jobs/{job_id}").json())["state"] not in ("succeeded", "failed"):
         assert time.monotonic() < deadline, job
