@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := postgresql-15-postgis-3 mapserver-bin cgi-mapserver gdal-bin nginx-light spawn-fcgi \
-  chromium poppler-utils fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
+  chromium poppler-utils fonts-dejavu-core libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+  ffmpeg
 export AMBERWATCH_PORT ?= 8000
 
 .PHONY: install system-packages demo serve test lint bench train clean
