@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(8, ge=1, le=20, description="Attempts of a webhook delivery (backoff 2^n s).")
     rate_limit_subscriptions: str = Field(
         "10/hour", description="New alert subscriptions per client address (and per API key).")
+    # crowd reports (docs/operations.md#crowd-reports)
+    report_max_upload_mb: int = Field(60, ge=1, le=2048, description="Largest POST /api/reports body, all files.")
+    report_max_files: int = Field(5, ge=1, le=20, description="Files per crowd report.")
+    report_max_image_mb: int = Field(25, ge=1, description="Largest photo of a crowd report (MB).")
+    report_max_image_pixels: int = Field(
+        50_000_000, ge=1, description="Largest photo (width x height, read from its header before decoding).")
+    report_max_video_mb: int = Field(50, ge=1, description="Largest video of a crowd report (MB).")
+    report_max_video_s: float = Field(60.0, gt=0, description="Longest video of a crowd report (seconds).")
+    report_ffmpeg_timeout_s: float = Field(30.0, gt=0, le=600, description="Time limit of one ffprobe/ffmpeg call.")
+    report_retention_days: int = Field(
+        90, ge=0, description="Days the personal data of a report (address, contact) is kept before the purge.")
+    report_duplicate_hours: int = Field(72, ge=0, description="A report like one this recent is a duplicate.")
+    report_duplicate_m: float = Field(300.0, ge=0, description="Same text within this distance = a duplicate.")
+    rate_limit_reports: str = Field("10/hour", description="New crowd reports per client address.")
 
     @property
     def base_url(self) -> str:
