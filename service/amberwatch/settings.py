@@ -46,6 +46,20 @@ class Settings(BaseSettings):
         None, description="onnxruntime execution providers in priority order; unset = CUDA when available, else CPU."
     )
     window_size: int = Field(512, description="Inference window (pixels).")
+    # scale-out on Dask (docs/operations.md#scale-out-with-dask)
+    dask_scheduler: str | None = Field(
+        None, description="Dask scheduler (tcp://host:8786) for `detect --dask`; unset = a local cluster.")
+    dask_workers: int = Field(2, ge=1, le=64, description="Worker processes of the local Dask cluster.")
+    dask_tile_size: int = Field(
+        2048, ge=64, le=16384, description="Pixels per side of one Dask task (rounded up to whole windows).")
+    # GeoServer publishing (docs/operations.md#deploying-with-geoserver)
+    geoserver_url: str | None = Field(
+        None, description="GeoServer base URL (http://host:8080/geoserver); set = publish there after each run.")
+    geoserver_user: str = Field("admin", description="GeoServer REST user.")
+    geoserver_password: str = Field("geoserver", description="GeoServer REST password.")
+    geoserver_workspace: str = Field("amberwatch", description="GeoServer workspace of our layers.")
+    geoserver_db_host: str | None = Field(
+        None, description="PostGIS host as GeoServer reaches it (default: the host of the store's URL).")
     min_mapping_unit_ha: float = Field(0.05, description="Smallest polygon kept after vectorizing.")
     mapserv_bin: Path = Path("/usr/lib/cgi-bin/mapserv")
     mapserv_workers: int = Field(
