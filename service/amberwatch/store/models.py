@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
@@ -10,17 +10,19 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
     Integer,
+    SmallInteger,
     String,
     Table,
     Text,
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -231,7 +233,7 @@ class ApiKey(Base):
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("role in ('admin','analyst','moderator','validator')", name="api_keys_role_check"),
+        CheckConstraint("role in ('admin','analyst','moderator','validator','field')", name="api_keys_role_check"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -326,3 +328,137 @@ class AlertDelivery(Base):
     details: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# -- volunteer validation and field checks (migration 0009) -------------------------------------------------------
+class ValidationItem(Base):
+    """Something for volunteers to look at (a detection, a site or a bare location), and its final answer."""
+
+    __tablename__ = "validation_items"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    detection_id: Mapped[int | None] = mapped_column(ForeignKey("detections.id", ondelete="CASCADE"), nullable=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), nullable=True)
+    geom = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=True))
+    source: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    rank: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    expected_answer: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    votes_needed: Mapped[int] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(12), default="unvalidated", server_default="unvalidated")
+    final_answer: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    final_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    decided_via: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    sample: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    details: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ValidationVote(Base):
+    """One volunteer's answer on one item (one vote per item and volunteer)."""
+
+    __tablename__ = "validation_votes"
+    __table_args__ = (UniqueConstraint("item_id", "voter", name="validation_votes_once"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("validation_items.id", ondelete="CASCADE"), index=True)
+    voter: Mapped[str] = mapped_column(String(100), index=True)
+    answer: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ValidationDecision(Base):
+    """An analyst's final answer on an item (the audit step); the latest one counts."""
+
+    __tablename__ = "validation_decisions"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("validation_items.id", ondelete="CASCADE"), index=True)
+    analyst: Mapped[str] = mapped_column(String(100))
+    answer: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FieldCheck(Base):
+    """A field team's visit to a site; ``id`` is the UUID the phone generated (a retried upload is stored once)."""
+
+    __tablename__ = "field_checks"
+    id = mapped_column(UUID(as_uuid=True), primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    checked_on: Mapped[date] = mapped_column(Date)
+    observer: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(14))
+    disturbance: Mapped[int] = mapped_column(SmallInteger)
+    position = mapped_column(Geometry("POINT", srid=4326, spatial_index=False), nullable=True)
+    position_accuracy_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    photos: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")
+    submitted_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FieldAssignment(Base):
+    """A site a field team (a key name; NULL = every field team) should visit."""
+
+    __tablename__ = "field_assignments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    assignee: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class StacMonitor(Base):
+    """A STAC search watched for new scenes (``amberwatch monitor``, migration 0011)."""
+
+    __tablename__ = "stac_monitors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    stac_url: Mapped[str] = mapped_column(Text)
+    collection: Mapped[str] = mapped_column(String(200))
+    aoi = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)
+    cloud_max: Mapped[float | None] = mapped_column(Float, nullable=True)
+    start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class StacMonitorRun(Base):
+    """One search of a monitor (by the scheduler, the CLI or the API): what it found."""
+
+    __tablename__ = "stac_monitor_runs"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    monitor_id: Mapped[int] = mapped_column(ForeignKey("stac_monitors.id", ondelete="CASCADE"), index=True)
+    trigger: Mapped[str] = mapped_column(String(12))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    found: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    new: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StacMonitorItem(Base):
+    """A STAC item a monitor found: processed once (idempotent by item id), skipped, or failed after retries."""
+
+    __tablename__ = "stac_monitor_items"
+    __table_args__ = (UniqueConstraint("monitor_id", "item_id", name="stac_monitor_items_once"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    monitor_id: Mapped[int] = mapped_column(ForeignKey("stac_monitors.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(String(300))
+    collection: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    acquired: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cloud_cover: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(10), default="found", server_default="found", index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    item: Mapped[dict] = mapped_column(JSONB)
+    scene_id: Mapped[int | None] = mapped_column(ForeignKey("scenes.id", ondelete="SET NULL"), nullable=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), nullable=True)
+    queue_job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
