@@ -106,6 +106,20 @@ class Settings(BaseSettings):
     report_duplicate_m: float = Field(300.0, ge=0, description="Same text within this distance = a duplicate.")
     rate_limit_reports: str = Field("10/hour", description="New crowd reports per client address.")
 
+    # STAC monitors (docs/operations.md#stac-monitors-and-the-scheduler)
+    stac_allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["earth-search.aws.element84.com", "sentinel-cogs.s3.us-west-2.amazonaws.com",
+                                 "sentinel-s2-l1c.s3.amazonaws.com", "landsatlook.usgs.gov",
+                                 "planetarycomputer.microsoft.com", "*.blob.core.windows.net",
+                                 "stac.dataspace.copernicus.eu", "eodata.dataspace.copernicus.eu"],
+        description="Hosts (host or host:port, shell patterns) monitors may search and read assets from; nothing "
+        "else is ever fetched.")
+    monitor_interval_hours: float = Field(120.0, gt=0, description="Hours between two searches of a monitor.")
+    monitor_max_attempts: int = Field(3, ge=1, le=20, description="Attempts of one STAC item before it is failed.")
+    monitor_retry_wait_s: float = Field(
+        60.0, ge=0, description="Wait before the first retry of a failed item; doubled at each further attempt.")
+    stac_api: bool = Field(True, description="Serve our scenes, runs and models as a STAC API at /stac (pgstac).")
+
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
