@@ -11,8 +11,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["admin", "analyst", "moderator", "validator"]
-ROLES: tuple[Role, ...] = ("admin", "analyst", "moderator", "validator")
+Role = Literal["admin", "analyst", "moderator", "validator", "field"]
+ROLES: tuple[Role, ...] = ("admin", "analyst", "moderator", "validator", "field")
 KEY_PREFIX = "aw_"
 
 # What each role may change (admin may do everything). Public users are anonymous and read-only.
@@ -23,6 +23,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "layers": frozenset({"admin", "analyst"}),
     "moderate": frozenset({"admin", "moderator"}),
     "validate": frozenset({"admin", "moderator", "validator"}),
+    "decide": frozenset({"admin", "analyst"}),  # the final word on a disputed validation item
+    "field_check": frozenset({"admin", "analyst", "field"}),
     "admin": frozenset({"admin"}),
 }
 
