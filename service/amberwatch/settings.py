@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,6 +92,12 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(8, ge=1, le=20, description="Attempts of a webhook delivery (backoff 2^n s).")
     rate_limit_subscriptions: str = Field(
         "10/hour", description="New alert subscriptions per client address (and per API key).")
+    # operations (docs/operations.md: Logs; Health, readiness and metrics)
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines of the CLI, serve and worker: text, or json (one object per line).")
+    metrics_token: str | None = Field(
+        None, description="When set, GET /metrics needs 'Authorization: Bearer <token>'; unset = open (keep "
+        "/metrics on the internal network).")
     # crowd reports (docs/operations.md#crowd-reports)
     report_max_upload_mb: int = Field(60, ge=1, le=2048, description="Largest POST /api/reports body, all files.")
     report_max_files: int = Field(5, ge=1, le=20, description="Files per crowd report.")
