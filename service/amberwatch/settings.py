@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     report_duplicate_hours: int = Field(72, ge=0, description="A report like one this recent is a duplicate.")
     report_duplicate_m: float = Field(300.0, ge=0, description="Same text within this distance = a duplicate.")
     rate_limit_reports: str = Field("10/hour", description="New crowd reports per client address.")
+    # volunteer validation and field checks (docs/validation.md)
+    validation_votes: int = Field(3, ge=1, le=15, description="Independent votes an item needs (N); agreed when "
+                                  "at least ceil(2N/3) give the same answer other than unsure.")
+    validation_uncertain_margin: float = Field(
+        0.15, ge=0, le=1, description="Detections whose confidence is this close to the threshold are queued.")
+    field_photo_max_mb: int = Field(15, ge=1, le=100, description="Largest photo of a field check (MB).")
+    field_photo_max_pixels: int = Field(40_000_000, ge=1, description="Largest photo of a field check (pixels).")
+    field_max_photos: int = Field(6, ge=0, le=20, description="Photos per field check.")
 
     # STAC monitors (docs/operations.md#stac-monitors-and-the-scheduler)
     stac_allowed_hosts: list[str] = Field(
