@@ -338,6 +338,79 @@ def test_wfs_filter_and_ogcapi_run_id(versions: Versions):
         assert len(feats) == 1 and feats[0]["properties"]["run_id"] == run_a, query
 
 
+def _fast_queries(v: Versions) -> list[str]:
+    box_ = f"{VX - 0.01},{VY - 0.01},{VX + 0.05},{VY + 0.05}"
+    return [
+        f"detections/items?f=json&bbox={box_}&limit=1",  # a filtered first page: counted, next keeps the bbox
+        f"detections/items?bbox={box_}&limit=1&offset=1",  # its last page: prev link, total known for free
+        f"detections/items?limit=5&run_id={v.run_a}",  # a version by property
+        f"detections/items?run_id={v.run_b}&bbox={box_}",  # both, default limit
+        "detections/items?limit=1",  # unfiltered full page: no numberMatched, a next link
+        "detections/items?limit=2&offset=100000000",  # past the end
+        "mining_sites/items?limit=3",
+        "protected_areas/items?f=json&bbox=27.59,51.59,27.63,51.61&limit=2",
+    ]
+
+
+def _comparable(doc: dict) -> dict:
+    """An items page without its timeStamp, its features sorted by id with coordinates rounded to 1e-9 degrees."""
+    import json
+
+    def rounded(node):  # noqa: ANN001, ANN202
+        if isinstance(node, list):
+            return [rounded(n) for n in node]
+        return round(node, 9) if isinstance(node, float) else node
+
+    features = sorted(doc.pop("features"), key=lambda f: f["id"])
+    for feature in features:
+        if feature.get("geometry"):
+            feature["geometry"]["coordinates"] = rounded(feature["geometry"]["coordinates"])
+        feature["properties"] = json.loads(json.dumps(feature["properties"]))
+    doc.pop("timeStamp")
+    return {**doc, "features": features}
+
+
+def test_fast_items_answer_exactly_as_pygeoapi(versions: Versions, three_areas):
+    """The items fast path (publish.fastitems) answers the plain GeoJSON requests — documents equal to pygeoapi's
+    own answers to the same requests (served with the fast path off), headers included; others go to pygeoapi."""
+    import json
+
+    from starlette.testclient import TestClient
+
+    from amberwatch.publish.ogcapi import build_app, load_files
+    from amberwatch.publish.service import OgcPaths
+
+    paths = OgcPaths.of(versions.settings)
+    config, openapi = load_files(paths.pygeoapi_config, paths.openapi)
+    config["amberwatch"] = {**(config.get("amberwatch") or {}), "fast_items": False}
+    accept = {"Accept": "application/geo+json"}
+    with TestClient(build_app(config, openapi)) as pygeoapi:
+        for query in _fast_queries(versions):
+            status, headers, body = call(versions.host, f"/ogcapi/collections/{query}", accept)
+            assert status == 200 and headers.get("x-amberwatch-items") == "fast", (query, status, body[:300])
+            reference = pygeoapi.get(f"/collections/{query}", headers=accept)
+            assert reference.status_code == 200 and "x-amberwatch-items" not in reference.headers
+            for name in ("content-type", "content-crs", "content-language"):
+                assert headers[name] == reference.headers[name], (query, name)
+            ours, theirs = json.loads(body), reference.json()
+            assert ours["features"] or "offset=100000000" in query or "mining_sites" in query, query
+            assert _comparable(ours) == _comparable(theirs), query
+    # everything else is pygeoapi's: HTML, another CRS, CQL2, sortby, an unknown parameter, a bad bbox
+    for query in ("detections/items?f=html&limit=1", "detections/items?limit=1&crs=http://www.opengis.net/def/crs/EPSG/0/3857",
+                  f"detections/items?limit=1&filter=run_id={versions.run_a}", "detections/items?limit=1&sortby=-id",
+                  "detections/items?limit=1&bbox=1,2,3", "detections/items?limit=1&run_id=1&run_id=2"):
+        status, headers, body = call(versions.host, f"/ogcapi/collections/{query}", accept)
+        assert "x-amberwatch-items" not in headers, query
+        assert status in (200, 400), (query, status, body[:300])
+
+
+def test_fast_items_refuse_a_bad_property_value(versions: Versions):
+    import json
+
+    status, headers, body = call(versions.host, "/ogcapi/collections/detections/items?run_id=abc")
+    assert status == 400 and json.loads(body)["code"] == "InvalidParameterValue", body[:300]
+
+
 def test_versions_listing(versions: Versions):
     import json
 

@@ -44,6 +44,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
+from amberwatch.publish.fastitems import FastItems
+
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(core_api.__file__).resolve().parents[1] / "static"
@@ -257,9 +259,39 @@ def geojson(function: Callable) -> Callable:
     return wrapped
 
 
+def _items_endpoint(api: API, fast: FastItems | None) -> Callable:
+    """Items: the fast path (:mod:`amberwatch.publish.fastitems`) for plain GeoJSON pages, pygeoapi for the rest."""
+    pygeoapi_items = _endpoint(api, geojson(itemtypes_api.get_collection_items), ("collection_id",),
+                               skip_valid_check=True)
+    if fast is None:
+        return pygeoapi_items
+
+    async def endpoint(request: Request) -> Response:
+        api_request = await APIRequest.from_starlette(request, api.locales)
+        collection_id = request.path_params.get("collection_id", "")
+
+        def call() -> Response | None:
+            query = fast.plan(collection_id, request, api_request)
+            return None if query is None else fast.answer(query, api_request)
+
+        try:
+            response = await asyncio.get_running_loop().run_in_executor(None, call)
+        except Exception as err:
+            return _failure(err, request)
+        return response if response is not None else await pygeoapi_items(request)
+
+    return endpoint
+
+
+def fast_items_enabled(config: dict) -> bool:
+    """``amberwatch.fast_items`` of our config (default on; off serves every items request through pygeoapi)."""
+    return bool((config.get("amberwatch") or {}).get("fast_items", True))
+
+
 def build_app(config: dict, openapi: dict) -> Starlette:
     """A Starlette app with pygeoapi's OGC API Features (and common) routes for one config."""
     api = make_api(config, openapi)
+    fast = FastItems(api, config) if fast_items_enabled(config) else None
     cid = "{collection_id:path}"
     routes = [
         Route("/", _endpoint(api, core_api.landing_page)),
@@ -271,10 +303,7 @@ def build_app(config: dict, openapi: dict) -> Starlette:
             f"/collections/{cid}/queryables",
             _endpoint(api, itemtypes_api.get_collection_queryables, ("collection_id",)),
         ),
-        Route(
-            f"/collections/{cid}/items",
-            _endpoint(api, geojson(itemtypes_api.get_collection_items), ("collection_id",), skip_valid_check=True),
-        ),
+        Route(f"/collections/{cid}/items", _items_endpoint(api, fast)),
         Route(
             f"/collections/{cid}/items/{{item_id:path}}",
             _endpoint(api, geojson(itemtypes_api.get_collection_item), ("collection_id", "item_id")),
