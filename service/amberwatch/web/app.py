@@ -77,6 +77,9 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
 
     for router in (portal.api, portal.router, tiles.router, subscriptions.router):
         app.include_router(router)
+    from amberwatch.web import crowd  # after portal.api: /api/reports/area.html is the area report
+
+    app.include_router(crowd.router)
     app.include_router(monitoring.router, prefix="/api")
 
     from amberwatch import publish

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 JSON_BODY_LIMIT = 1 << 20  # any body but a scene upload
 UPLOAD_PATH = "/api/scenes"
+REPORTS_PATH = "/api/reports"  # crowd reports: photos and videos (AMBERWATCH_REPORT_MAX_UPLOAD_MB)
 
 
 def _expensive_read(path: str) -> bool:
@@ -70,6 +71,8 @@ class Guard:
                     return
 
         cap = self.settings.max_upload_mb << 20 if path == UPLOAD_PATH else JSON_BODY_LIMIT
+        if path == REPORTS_PATH and method == "POST":
+            cap = self.settings.report_max_upload_mb << 20
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -126,8 +129,9 @@ def _identities(client: str, headers: dict[str, str]) -> list[str]:
 
 
 def _too_large(cap: int, path: str) -> str:
-    what = "upload" if path == UPLOAD_PATH else "request body"
-    setting = " (AMBERWATCH_MAX_UPLOAD_MB)" if path == UPLOAD_PATH else ""
+    what = "upload" if path in (UPLOAD_PATH, REPORTS_PATH) else "request body"
+    setting = {UPLOAD_PATH: " (AMBERWATCH_MAX_UPLOAD_MB)",
+               REPORTS_PATH: " (AMBERWATCH_REPORT_MAX_UPLOAD_MB)"}.get(path, "")
     return f"{what} larger than {cap >> 20} MB{setting}: refused before it was stored"
 
 
