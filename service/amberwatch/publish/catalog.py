@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 
 from amberwatch.store.queries import catalog as q
-from amberwatch.store.queries.catalog import ADMIN_VIEWS, HISTORY_VIEW, LAYER_SOURCES, run_view_name
+from amberwatch.store.queries.catalog import ADMIN_VIEWS, HISTORY_VIEW, LAYER_SOURCES, REPORTS_VIEW, run_view_name
 
 __all__ = [
     "ADMIN_VIEWS", "HISTORY_VIEW", "LAYER_SOURCES", "REGION_EXTENT", "Catalog", "Extent", "PublishedRun",
@@ -71,6 +71,7 @@ class Catalog:
     history: SourceStats = SourceStats()
     admin: dict[str, SourceStats] = field(default_factory=dict)  # kind -> stats
     protected_areas: SourceStats = SourceStats()
+    reports: SourceStats = SourceStats()  # approved crowd reports (time = reported_at)
     column_types: dict[str, dict[str, str]] = field(default_factory=dict)  # relation -> column -> PostgreSQL type
 
 
@@ -124,6 +125,7 @@ def read_catalog(engine: Engine) -> Catalog:
         history = _stats(conn, HISTORY_VIEW, "observed_at")
         admin = {kind: _stats(conn, view) for kind, view in ADMIN_VIEWS.items()}
         protected = _stats(conn, "protected_areas")
+        reports = _stats(conn, REPORTS_VIEW, "reported_at")
         column_types = q.column_types(conn, [*LAYER_SOURCES, *ADMIN_VIEWS.values()])
     dates = tuple(sorted({d for run in runs for d in run.dates}))
     return Catalog(
@@ -140,6 +142,7 @@ def read_catalog(engine: Engine) -> Catalog:
         history=history,
         admin=admin,
         protected_areas=protected,
+        reports=reports,
         column_types=column_types,
     )
 

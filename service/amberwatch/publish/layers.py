@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from amberwatch.publish.catalog import (
     ADMIN_VIEWS,
     HISTORY_VIEW,
+    REPORTS_VIEW,
     REGION_EXTENT,
     Catalog,
     Extent,
@@ -334,6 +335,31 @@ def _protected_layer(catalog: Catalog) -> Layer:
     )
 
 
+def _reports_layer(catalog: Catalog) -> Layer:
+    stats = catalog.reports
+    return Layer(
+        name="reports",
+        table=REPORTS_VIEW,
+        id_column="id",
+        kind="reports",
+        title="Crowd reports of amber mining (approved by a moderator)",
+        abstract=(
+            "Reports sent by people on the ground through the AmberWatch portal or POST /api/reports, published "
+            "once a moderator approved them: id, what the reporter wrote (text), observed_at (when they saw it, "
+            "if given), reported_at, approved_at, location_source (map click, device GPS or the photo's EXIF), "
+            "n_media and media (the URLs of the re-encoded photos and videos under /api/reports). No personal "
+            "data: addresses and contacts are never published. Reports are what people say they saw, checked "
+            "by a moderator, not verified detections. OGC API Features: datetime=... filters on reported_at."
+            + _empty_note(stats, "a moderator approves a report")
+        ),
+        keywords=[*KEYWORDS, "crowd reports", "citizen science"],
+        extent=stats.extent or REGION_EXTENT,
+        geometry="point",
+        time_item="reported_at",
+        temporal=Temporal(_iso(stats.first), _iso(stats.last)),
+    )
+
+
 def recent_runs(catalog: Catalog, run_layers: int | None) -> tuple[PublishedRun, ...]:
     """The published runs that also get their own ``run_<id>`` layer: the latest ``run_layers`` (None = all)."""
     if run_layers is None:
@@ -353,6 +379,7 @@ def build_layers(catalog: Catalog, run_layers: int | None = None) -> list[Layer]
         _history_layer(catalog),
         *(_admin_layer(catalog, kind) for kind in ADMIN_VIEWS),
         _protected_layer(catalog),
+        _reports_layer(catalog),
     ]
     def columns(layer: Layer) -> dict[str, str]:
         source = "published_detections" if layer.group == "/runs" else layer.table  # run_<id> = its rows

@@ -20,10 +20,12 @@ from sqlalchemy import Connection, text
 
 ADMIN_VIEWS: dict[str, str] = {"oblast": "admin_oblasts", "raion": "admin_raions", "hromada": "admin_hromadas"}
 HISTORY_VIEW = "mapped_site_history"
+REPORTS_VIEW = "public_reports"  # approved crowd reports without personal data (migration 0008)
 
 # The relations the layers read (besides the views created here); run_<id> views have the columns of
 # published_detections.
-LAYER_SOURCES = ("mining_sites", "published_detections", "site_events", HISTORY_VIEW, "protected_areas")
+LAYER_SOURCES = ("mining_sites", "published_detections", "site_events", HISTORY_VIEW, "protected_areas",
+                 REPORTS_VIEW)
 
 # One row per published run: id, model version (name@version or None), published_at, number of detections, first
 # and last observed_at, distinct UTC dates (YYYY-MM-DD) of its detections, xmin, ymin, xmax, ymax (None when empty).
