@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -18,10 +18,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from amberwatch import portal
 from amberwatch.accounts import Principal
 from amberwatch.errors import InputError, RateLimitedError
 from amberwatch.usecases import crowd
 from amberwatch.web.deps import MAX_ID, PageDep, SettingsDep, StoreDep, get_principal, require
+from amberwatch.web.portal import LangDep, static_url
+from amberwatch.web.portal import _common as common_context
+from amberwatch.web.portal import _page as page_response
 
 router = APIRouter(prefix="/api/reports", tags=["crowd reports"])
 PUBLIC_WRITES = ("create_report",)  # anonymous callers may send reports (docs/security.md)
@@ -237,3 +241,26 @@ async def report_media_poster(store: StoreDep, settings: SettingsDep, report_id:
                               principal: Annotated[Principal, Depends(get_principal)]) -> FileResponse:
     """The poster frame (JPEG) of a video of an approved report."""
     return await _media(store, settings, report_id, media_id, True, principal)
+
+
+# -- portal pages: the report form and the moderation queue ----------------------------------------------
+pages = APIRouter(include_in_schema=False)
+
+
+@pages.get("/report", response_class=HTMLResponse)
+def report_page(request: Request, store: StoreDep, settings: SettingsDep, lang: LangDep) -> HTMLResponse:
+    """The phone-friendly report form."""
+    from amberwatch.usecases import portal as portal_uc
+
+    config = {**portal_uc.map_config(store, settings), "worker_url": static_url("js/maplibre-gl-worker.mjs")}
+    limits = {"files": settings.report_max_files, "image_mb": settings.report_max_image_mb,
+              "video_mb": settings.report_max_video_mb, "video_s": f"{settings.report_max_video_s:g}",
+              "retention_days": settings.report_retention_days}
+    return page_response(portal.render("report.html", lang.code, config=config, limits=limits,
+                                       **common_context(request, lang)), lang)
+
+
+@pages.get("/moderation", response_class=HTMLResponse)
+def moderation_page(request: Request, lang: LangDep) -> HTMLResponse:
+    """The moderation queue (the moderator's API key is entered in the page and kept in sessionStorage)."""
+    return page_response(portal.render("moderation.html", lang.code, **common_context(request, lang)), lang)
