@@ -80,6 +80,7 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
     from amberwatch.web import crowd  # after portal.api: /api/reports/area.html is the area report
 
     app.include_router(crowd.router)
+    app.include_router(crowd.pages)  # /report, /moderation
     app.include_router(monitoring.router, prefix="/api")
 
     from amberwatch import publish

@@ -23,6 +23,7 @@ from amberwatch import portal
 from amberwatch.errors import InputError, NotFoundError
 from amberwatch.httpcache import etag_matches
 from amberwatch.usecases import monitoring, reports
+from amberwatch.usecases import crowd as crowd_uc
 from amberwatch.usecases import portal as portal_uc
 from amberwatch.web.deps import SettingsDep, StoreDep
 from amberwatch.web.monitoring import base_url, site_id_path
@@ -153,7 +154,8 @@ def site_html(request: Request, store: StoreDep, lang: LangDep,
         return _page(portal.render("error.html", lang.code, message=t("site.not_found", id=site_id[:20]), **common),
                      lang, 404)
     return _page(portal.render("site.html", lang.code, page=page, site=page.site, colours=portal_uc.STATUS_COLOURS,
-                               iso_day=portal_uc.iso_day, **common), lang)
+                               iso_day=portal_uc.iso_day, crowd_reports=crowd_uc.near_site(store, sid),
+                               **common), lang)
 
 
 @router.get("/stats", response_class=HTMLResponse, include_in_schema=False)
