@@ -11,17 +11,19 @@ from typing import Annotated
 import typer
 
 from amberwatch.cli import admin, monitoring, pipeline
+from amberwatch.cli.common import settings
 from amberwatch.cli.errors import typer_app
 from amberwatch.cli.training import eval_app, train_app
 from amberwatch.cli.vhr import app as vhr_app
+from amberwatch.observability.logs import configure_logging
 
 app = typer_app("AmberWatch: find amber mining on satellite imagery and publish it as OGC layers.")
 
 
 @app.callback()
 def main_callback(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # AMBERWATCH_LOG_FORMAT=json: one JSON object per line (docs/operations.md#logs)
+    configure_logging(logging.DEBUG if verbose else logging.INFO, settings().log_format)
     if not verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 

@@ -100,7 +100,8 @@ def serve(
         cfg.port = port
     application = create_app(cfg, worker=worker)
     print_urls(cfg)
-    uvicorn.run(application, host=cfg.host, port=cfg.port, log_level="info")
+    # log_config=None: uvicorn's loggers go through ours (text or JSON, AMBERWATCH_LOG_FORMAT)
+    uvicorn.run(application, host=cfg.host, port=cfg.port, log_level="info", log_config=None)
 
 
 def worker(

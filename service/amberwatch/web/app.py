@@ -18,10 +18,12 @@ from fastapi.responses import JSONResponse
 
 from amberwatch import __version__
 from amberwatch.jobs.queue import make_queue
+from amberwatch.observability.logs import RequestIds
+from amberwatch.observability.metrics import HttpMetrics
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.queries import catalog as catalog_queries
-from amberwatch.web import errors, jobs, monitoring, registry, runs, scenes
+from amberwatch.web import errors, jobs, monitoring, ops, registry, runs, scenes
 from amberwatch.web.guard import Guard
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
                   "OGC API Features at /ogcapi, WMS 1.3.0 and WFS 2.0 at /ows. Reads are public; writes need an "
                   "API key (`Authorization: Bearer <key>`).")
     app.state.store, app.state.settings, app.state.queue = active, settings, queue
+    app.state.runs_worker = run_worker  # /readyz then needs a live worker
+    app.state.metrics_registry = ops.store_registry(active, settings.job_stalled_after_s)
     errors.install(app)
 
     @app.get("/health", tags=["service"], responses={503: {"description": "the database is unavailable"}})
@@ -71,6 +75,7 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
         return JSONResponse({"status": "ok", "version": __version__, "postgis": postgis,
                              "embedded_db": active.embedded is not None})
 
+    app.include_router(ops.router)  # /healthz, /readyz, /metrics
     for module in (scenes, runs, registry, jobs):
         app.include_router(module.router)
     from amberwatch.web import portal, subscriptions, tiles  # /api/sites/{id}.{fmt} must precede /api/sites/{id}
@@ -91,6 +96,8 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
 
     app.add_middleware(ETags)  # 304s on /api/sites, /api/events, /api/stats (docs/portal.md)
     app.add_middleware(Guard, store=active, settings=settings)
+    app.add_middleware(HttpMetrics)  # outside the guard: its 413/429 answers count too
+    app.add_middleware(RequestIds)  # outermost: every log line of a request carries its id
     return app
 
 
