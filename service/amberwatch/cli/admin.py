@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -58,6 +59,33 @@ def db_stop() -> None:
 
     Store(settings()).stop()
     typer.echo("stopped")
+
+
+@db_app.command("backup")
+def db_backup(
+    out: Annotated[Path, typer.Option("--out", help="A new or empty folder for the backup.")],
+) -> None:
+    """Back up the database (pg_dump, custom format) and the data directory's scenes and run rasters, with a
+    manifest of versions and checksums (docs/operations.md#backup-and-restore)."""
+    from amberwatch.usecases import backup as backup_uc
+
+    cfg = settings()
+    result = backup_uc.backup(open_store(cfg), cfg, out)
+    files = result.manifest["files"]
+    typer.echo(f"backup in {out}: database {files['store.dump']['bytes']:,} bytes, files "
+               f"{files['files.tar']['bytes']:,} bytes ({', '.join(result.manifest['folders']) or 'no folders'})")
+
+
+@db_app.command("restore")
+def db_restore(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `amberwatch db backup`.")],
+) -> None:
+    """Restore a backup into an empty database (the embedded one is created) and a new data directory."""
+    from amberwatch.usecases import backup as backup_uc
+
+    manifest = backup_uc.restore(settings(), folder)
+    typer.echo(f"restored the backup of {manifest['created_at']} (AmberWatch {manifest['amberwatch_version']}, "
+               f"schema {','.join(manifest['schema_revision'])}); the schema is migrated to this version's head")
 
 
 @models_app.command("list")

@@ -10,6 +10,7 @@ import logging
 import procrastinate
 
 from amberwatch.jobs.queue import QUEUE
+from amberwatch.observability.metrics import observe_job
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.worker.tasks import WorkerDeps, make_blueprint
@@ -60,6 +61,7 @@ async def run_worker(queue: procrastinate.App, store: Store, settings: Settings,
             additional_context={"deps": WorkerDeps(store, settings)}, update_heartbeat_interval=HEARTBEAT_S,
             stalled_worker_timeout=settings.job_stalled_after_s, listen_notify=True,
             delete_jobs="successful",  # the runs and jobs rows keep what users see; failed queue rows stay
+            worker_middleware=[observe_job],  # job durations for /metrics
         )
     finally:
         recovery.cancel()
