@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from amberwatch.cli import admin, monitoring, pipeline
+from amberwatch.cli import admin, monitoring, pipeline, stac_monitor
 from amberwatch.cli.common import settings
 from amberwatch.cli.errors import typer_app
 from amberwatch.cli.training import eval_app, train_app
@@ -35,6 +35,8 @@ app.add_typer(admin.models_app, name="models")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(vhr_app, name="vhr", help="Very-high-resolution RGB classifier (Texty method).")
 app.add_typer(monitoring.layers_app, name="layers", help="Reference layers: admin units, protected areas.")
+app.add_typer(stac_monitor.monitor_app, name="monitor")
+app.add_typer(stac_monitor.stac_app, name="stac")
 app.command("track")(monitoring.track_command)
 app.command("stats")(monitoring.stats_command)
 # train/eval import the [train] extra lazily, so these commands exist even without it

@@ -13,6 +13,8 @@ RUN_TASK = "amberwatch:run_detection"
 TRACK_TASK = "amberwatch:track_series"
 ALERT_SCAN_TASK = "amberwatch:scan_alerts"
 ALERT_DELIVER_TASK = "amberwatch:deliver_alert"
+MONITOR_SEARCH_TASK = "amberwatch:search_monitor"  # STAC monitors (usecases/stac_monitors.py)
+MONITOR_ITEM_TASK = "amberwatch:process_monitor_item"
 
 
 def conninfo(sqlalchemy_url: str) -> str:

@@ -37,11 +37,17 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
     queue = make_queue(active.url)
     run_worker = settings.inprocess_worker if worker is None else worker
 
+    from amberwatch.web import stac_api
+
+    stac_app = stac_api.build(settings) if settings.stac_api else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         from amberwatch.worker.loop import run_worker as worker_loop
 
         await queue.open_async()
+        if stac_app is not None:  # a mounted app's own lifespan does not run: its pools follow ours
+            await stac_api.open_pools(stac_app, active)
         task = asyncio.create_task(worker_loop(queue, active, settings)) if run_worker else None
         try:
             yield
@@ -51,6 +57,8 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await queue.close_async()
+            if stac_app is not None:
+                await stac_api.close_pools(stac_app)
             if own_store:
                 active.stop()
 
@@ -87,6 +95,11 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
     app.include_router(crowd.router)
     app.include_router(crowd.pages)  # /report, /moderation
     app.include_router(monitoring.router, prefix="/api")
+    from amberwatch.web import stac_monitors
+
+    app.include_router(stac_monitors.router)
+    if stac_app is not None:
+        app.mount(stac_api.MOUNT, stac_app)  # STAC API (pgstac) of our scenes, runs and models
 
     from amberwatch import publish
 

@@ -94,6 +94,33 @@ def deliver_alert(context: JobContext, delivery_id: int) -> None:
         raise RuntimeError(str(err)) from None
 
 
+# -- STAC monitors (usecases/stac_monitors.py) ---------------------------------------------------------------
+async def search_monitor(context: JobContext, monitor_id: int, trigger: str = "schedule") -> None:
+    """Search one monitor and queue one job per new item (under the monitor's lock, in acquisition order)."""
+    from amberwatch.usecases import stac_monitors
+
+    deps = _deps(context)
+    await stac_monitors.run_monitor(context.app, deps.store, deps.settings, monitor_id, trigger)
+
+
+async def schedule_monitors(context: JobContext, timestamp: int) -> None:
+    """Every 15 minutes (once per tick whatever the number of workers): search the monitors that are due
+    (AMBERWATCH_MONITOR_INTERVAL_HOURS)."""
+    from amberwatch.usecases import stac_monitors
+
+    deps = _deps(context)
+    await stac_monitors.schedule_due(context.app, deps.store, deps.settings)
+
+
+def process_monitor_item(context: JobContext, item_id: int) -> None:
+    """Acquire, ingest, detect, track and publish one STAC item; ``RetryItem`` is retried by ``ItemRetry``."""
+    from amberwatch.usecases.stac_monitors import process_item
+
+    deps = _deps(context)
+    process_item(deps.store, deps.settings, item_id)
+    _alerts_after(context)
+
+
 def make_blueprint() -> procrastinate.Blueprint:
     """A fresh blueprint of our tasks for one App. (``App.add_tasks_from`` renames the blueprint's tasks in place, so
     one module-level blueprint shared by two Apps in a process — tests, or the CLI beside a server app — would get
@@ -107,4 +134,11 @@ def make_blueprint() -> procrastinate.Blueprint:
     bp.task(name="deliver_alert", queue=QUEUE, pass_context=True,
             retry=procrastinate.RetryStrategy(max_attempts=20, exponential_wait=2,
                                               retry_exceptions={RuntimeError}))(deliver_alert)
+    from amberwatch.usecases.stac_monitors import ItemRetry
+
+    bp.task(name="search_monitor", queue=QUEUE, pass_context=True)(search_monitor)
+    tick = bp.task(name="schedule_monitors", queue=QUEUE, pass_context=True,
+                   queueing_lock="schedule-monitors")(schedule_monitors)
+    bp.periodic(cron="*/15 * * * *", periodic_id="stac-monitors")(tick)
+    bp.task(name="process_monitor_item", queue=QUEUE, pass_context=True, retry=ItemRetry())(process_monitor_item)
     return bp

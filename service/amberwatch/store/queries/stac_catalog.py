@@ -1,0 +1,37 @@
+"""The pgstac store behind /stac (schema ``pgstac``, migration 0011): collections and items through pgstac's own
+SQL functions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from amberwatch.store.models import Run, Scene
+
+
+def upsert_collection(session: Session, collection: dict[str, Any]) -> None:
+    session.execute(text("select pgstac.upsert_collection(cast(:c as jsonb))"), {"c": json.dumps(collection)})
+
+
+def upsert_items(session: Session, items: list[dict[str, Any]]) -> None:
+    if items:
+        session.execute(text("select pgstac.upsert_items(cast(:i as jsonb))"), {"i": json.dumps(items, default=str)})
+
+
+def item_ids(session: Session, collection: str) -> set[str]:
+    rows = session.execute(text("select id from pgstac.items where collection = :c"), {"c": collection})
+    return {str(r[0]) for r in rows}
+
+
+def scenes(session: Session) -> list[Scene]:
+    return list(session.scalars(select(Scene).order_by(Scene.id)))
+
+
+def published_runs(session: Session) -> list[Run]:
+    rows = list(session.scalars(select(Run).where(Run.state == "published").order_by(Run.id)))
+    for run in rows:
+        _ = run.scenes, run.model_version
+    return rows

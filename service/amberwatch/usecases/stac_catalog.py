@@ -1,0 +1,135 @@
+"""Our scenes, runs and models as a STAC API (pgstac behind /stac, docs/operations.md#the-stac-api-at-stac).
+
+Three collections: ``amberwatch-scenes`` (every ingested scene, its eo/projection/raster item), ``amberwatch-runs``
+(every published detection run, with links to its detections in OGC API Features and WFS) and ``amberwatch-models``
+(the model registry: each version's MLM card). ``sync`` upserts them all (idempotent); it runs after each monitor
+item and on ``amberwatch stac sync`` / ``POST /api/stac/sync``. ``publish_items`` loads external items (tests,
+operators mirroring a source catalogue).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from shapely import wkb
+from shapely.geometry import box, mapping
+
+from amberwatch.errors import InputError
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+from amberwatch.store.models import Run, Scene
+from amberwatch.store.queries import stac_catalog as q
+from amberwatch.usecases.scenes import public_stac
+
+log = logging.getLogger(__name__)
+SCENES, RUNS, MODELS = "amberwatch-scenes", "amberwatch-runs", "amberwatch-models"
+REGION = box(23.0, 49.5, 31.0, 52.5)  # Volyn, Rivne, Zhytomyr: where the models are meant to be used
+MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
+
+
+def collection(cid: str, description: str, bbox: list[float], start: str | None,
+               extensions: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "Collection", "stac_version": "1.0.0", "id": cid, "description": description,
+        "stac_extensions": extensions or [], "license": "other",
+        "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [[start, None]]}},
+        "links": [], **extra,
+    }
+
+
+def scene_item(row: Scene, base: str) -> dict[str, Any]:
+    item = public_stac(row)
+    item.update(id=row.scene_key, collection=SCENES, type="Feature", stac_version=item.get("stac_version", "1.0.0"))
+    footprint = wkb.loads(bytes(row.footprint.data))
+    item["geometry"], item["bbox"] = mapping(footprint), list(footprint.bounds)
+    props = dict(item.get("properties") or {})
+    props["datetime"] = row.acquired.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    item["properties"] = props
+    item["links"] = [{"rel": "via", "href": f"{base}/api/scenes/{row.id}", "type": "application/json"}]
+    return item
+
+
+def run_item(run: Run, base: str) -> dict[str, Any] | None:
+    if not run.scenes:
+        return None
+    scene = run.scenes[0]
+    footprint = wkb.loads(bytes(scene.footprint.data))
+    mv = run.model_version
+    props = {
+        "datetime": scene.acquired.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "amberwatch:run_id": run.id, "amberwatch:scene": scene.scene_key,
+        "amberwatch:model": f"{mv.name}@{mv.version}" if mv else None, "amberwatch:n_detections": run.n_detections,
+        "amberwatch:published_at": run.published_at.isoformat() if run.published_at else None,
+    }
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [], "id": f"run-{run.id}",
+        "collection": RUNS, "geometry": mapping(footprint), "bbox": list(footprint.bounds), "properties": props,
+        "links": [{"rel": "via", "href": f"{base}/api/runs/{run.id}", "type": "application/json"},
+                  {"rel": "derived_from", "href": f"{base}/stac/collections/{SCENES}/items/{scene.scene_key}",
+                   "type": "application/geo+json"}],
+        "assets": {
+            "detections": {"href": f"{base}/ogcapi/collections/detections/items?run_id={run.id}&f=json",
+                           "type": "application/geo+json", "roles": ["data"],
+                           "title": "Detections of this run (OGC API Features)"},
+            "wfs": {"href": f"{base}/ows?SERVICE=WFS&VERSION=2.0.0&REQUEST=GetFeature&TYPENAMES=detections"
+                            f"&FILTER=<Filter><PropertyIsEqualTo><ValueReference>run_id</ValueReference>"
+                            f"<Literal>{run.id}</Literal></PropertyIsEqualTo></Filter>",
+                    "type": "application/gml+xml; version=3.2", "roles": ["data"], "title": "Detections (WFS 2.0)"},
+        },
+    }
+
+
+def model_item(name: str, version: str, card: dict[str, Any], base: str) -> dict[str, Any]:
+    """The registry's MLM card as an item of ``amberwatch-models`` (its model file is not served)."""
+    props = dict(card.get("properties") or card)
+    props.setdefault("datetime", None)
+    if not props.get("datetime") and not props.get("start_datetime"):
+        props["datetime"] = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
+    return {
+        "type": "Feature", "stac_version": "1.0.0",
+        "stac_extensions": sorted(set(card.get("stac_extensions") or []) | {MLM_SCHEMA}),
+        "id": f"{name}-{version}", "collection": MODELS, "geometry": mapping(REGION), "bbox": list(REGION.bounds),
+        "properties": props,
+        "links": [{"rel": "via", "href": f"{base}/api/models", "type": "application/json"}],
+        "assets": {k: {**v, "href": f"{name}/{version}/{str(v.get('href', '')).lstrip('./')}"}
+                   for k, v in (card.get("assets") or {}).items() if isinstance(v, dict)},
+    }
+
+
+def sync(store: Store, settings: Settings) -> dict[str, int]:
+    """Upsert the three collections and all their items (scenes, published runs, model versions)."""
+    from amberwatch.detect.registry import list_models
+
+    base = settings.base_url
+    models = [model_item(m.name, m.version, m.card, base) for m in list_models(settings.models_dir)]
+    with store.session() as session:
+        scenes = [scene_item(s, base) for s in q.scenes(session)]
+        runs = [i for i in (run_item(r, base) for r in q.published_runs(session)) if i is not None]
+        start = min((s["properties"]["datetime"] for s in scenes), default=None)
+        q.upsert_collection(session, collection(SCENES, "Scenes ingested by AmberWatch (reflectance and cloud "
+                                                "mask COGs on the common grid).", [-180, -90, 180, 90], start))
+        q.upsert_collection(session, collection(RUNS, "Published detection runs of AmberWatch: amber-mining "
+                                                "pits and ponds per scene.", [-180, -90, 180, 90], start))
+        q.upsert_collection(session, collection(
+            MODELS, "The AmberWatch model registry: each model version's STAC MLM card.", list(REGION.bounds),
+            None, [MLM_SCHEMA], summaries={"mlm:framework": ["onnxruntime"]}))
+        q.upsert_items(session, scenes)
+        q.upsert_items(session, runs)
+        q.upsert_items(session, models)
+    log.info("STAC API: %d scenes, %d runs, %d models", len(scenes), len(runs), len(models))
+    return {"scenes": len(scenes), "runs": len(runs), "models": len(models)}
+
+
+def publish_items(store: Store, coll: dict[str, Any], items: list[dict[str, Any]]) -> int:
+    """Load an external collection and its items into the STAC API (mirroring a source catalogue)."""
+    cid = coll.get("id")
+    if not isinstance(cid, str) or not cid or cid in (SCENES, RUNS, MODELS):
+        raise InputError("collection: give an id that is not one of AmberWatch's own collections")
+    if any(i.get("collection") != cid for i in items):
+        raise InputError(f"every item must belong to collection {cid!r}")
+    with store.session() as session:
+        q.upsert_collection(session, coll)
+        q.upsert_items(session, items)
+    return len(items)
