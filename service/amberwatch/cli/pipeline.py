@@ -47,16 +47,23 @@ def detect(
     min_confidence: Annotated[float | None, typer.Option(
         help="Override the model's minimum object confidence, 0-1: lower finds more sites, with more false "
              "alarms.")] = None,
+    dask: Annotated[bool, typer.Option(
+        "--dask", help="Run the windows as tiles on Dask: the cluster at AMBERWATCH_DASK_SCHEDULER, else a local "
+        "cluster of --workers processes (docs/operations.md#scale-out-with-dask).")] = False,
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Worker processes of the local Dask cluster (implies --dask; default "
+        "AMBERWATCH_DASK_WORKERS, 2).")] = None,
 ) -> None:
     """Run detection on a scene as a queued job worked off here; the polygons become a new published run."""
     cfg = settings()
     if out is not None:
         vector_driver(out)  # refuse a bad --out before any work
+    parameters = {"executor": "dask", "dask_workers": workers} if dask or workers else None
     store = open_store(cfg)
     row = scene_arg(store, cfg, scene)
     ref_row = scene_arg(store, cfg, reference) if reference else None
-    created = runs_uc.create_run(store, cfg, row, model, reference=ref_row, pixel_threshold=pixel_threshold,
-                                 min_confidence=min_confidence, created_by="cli")
+    created = runs_uc.create_run(store, cfg, row, model, parameters, reference=ref_row,
+                                 pixel_threshold=pixel_threshold, min_confidence=min_confidence, created_by="cli")
     run = run_queued(store, cfg, created.id)
     if run.state != "published":
         raise AmberWatchError(f"run {run.id} {run.state}: {run.error or 'see the log'}")

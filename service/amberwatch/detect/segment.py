@@ -110,9 +110,12 @@ def pad_reflect(a: np.ndarray, pad: tuple[tuple[int, int], tuple[int, int]]) -> 
 
 
 @lru_cache(maxsize=4)
-def cached_runner(onnx_path: str, sha256: str, providers: tuple[str, ...] | None) -> ModelRunner:
-    """One session per model file and provider choice for the life of the process."""
-    session, used = create_session(Path(onnx_path), list(providers) if providers else None)
+def cached_runner(
+    onnx_path: str, sha256: str, providers: tuple[str, ...] | None, threads: int | None = None
+) -> ModelRunner:
+    """One session per model file and provider choice for the life of the process (``threads``: intra-op threads,
+    default every core)."""
+    session, used = create_session(Path(onnx_path), list(providers) if providers else None, threads=threads)
     return ModelRunner(session, used)
 
 
@@ -188,6 +191,40 @@ def to_uint8(p: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def predict_batch(
+    runner: ModelRunner, model: ModelInfo, batch: list[Tile], x: np.ndarray, unusable: list[np.ndarray],
+    input_size: int,
+) -> list[np.ndarray]:
+    """Run the model on a batch read by :class:`WindowReader`: uint8 [2, h, w] pit/pond probabilities (x255) of
+    each tile's core window, 0 where unusable. All-nodata / all-cloud windows are not run (all 0).
+
+    Shared by the single-process window loop and the Dask tiles (:mod:`amberwatch.detect.scaleout`).
+    """
+    run = [j for j, bad in enumerate(unusable) if not bad.all()]  # skip all-nodata / all-cloud windows
+    batch_x = x if len(run) == len(batch) else x[run]
+    probs = runner(batch_x) if run else np.empty((0, 3, input_size, input_size), np.float32)
+    if probs.shape != (len(run), 3, input_size, input_size):
+        raise AmberWatchError(
+            f"Model {model.ref} returned shape {probs.shape} for input {batch_x.shape}; "
+            f"expected ({len(run)}, 3, {input_size}, {input_size})"
+        )
+    by_tile = dict(zip(run, probs, strict=True))
+    outs = []
+    for j, (tile, bad) in enumerate(zip(batch, unusable, strict=True)):
+        out = np.zeros((len(PROB_BANDS), tile.core.height, tile.core.width), np.uint8)
+        if j in by_tile:
+            top, left = tile.core_offset
+            out = to_uint8(by_tile[j][1:3, top : top + tile.core.height, left : left + tile.core.width])
+            out[:, bad] = 0
+        outs.append(out)
+    return outs
+
+
+def model_input_size(size: int, margin: int, multiple: int) -> int:
+    """The model's input side for ``size`` windows with ``margin`` context, rounded up to the model's multiple."""
+    return math.ceil((size + 2 * margin) / multiple) * multiple
+
+
 def predict_probabilities(
     scene: IngestedScene,
     model: ModelInfo,
@@ -242,7 +279,7 @@ def segment_to_gtiff(
         indexes = band_indexes(scene_band_names(src.descriptions, scene), wanted, model.ref, scene.scene_key)
         cloud = open_cloud_mask(stack, scene, src)
         size = max(1, min(window_size, max(src.width, src.height)))
-        input_size = math.ceil((size + 2 * margin) / model.input_multiple) * model.input_multiple
+        input_size = model_input_size(size, margin, model.input_multiple)
         tiles = plan_tiles(src.width, src.height, size, margin, input_size)
         reader = WindowReader(src, indexes, cloud)
         profile = dict(
@@ -279,21 +316,8 @@ def segment_to_gtiff(
             x, unusable = pending.result()
             if i + 1 < len(batches):
                 pending = pool.submit(reader.read_batch, batches[i + 1])
-            run = [j for j, bad in enumerate(unusable) if not bad.all()]  # skip all-nodata / all-cloud windows
-            batch_x = x if len(run) == len(batch) else x[run]
-            probs = runner(batch_x) if run else np.empty((0, 3, input_size, input_size), np.float32)
-            if probs.shape != (len(run), 3, input_size, input_size):
-                raise AmberWatchError(
-                    f"Model {model.ref} returned shape {probs.shape} for input {batch_x.shape}; "
-                    f"expected ({len(run)}, 3, {input_size}, {input_size})"
-                )
-            by_tile = dict(zip(run, probs, strict=True))
-            for j, (tile, bad) in enumerate(zip(batch, unusable, strict=True)):
-                out = np.zeros((len(PROB_BANDS), tile.core.height, tile.core.width), np.uint8)
-                if j in by_tile:
-                    top, left = tile.core_offset
-                    out = to_uint8(by_tile[j][1:3, top : top + tile.core.height, left : left + tile.core.width])
-                    out[:, bad] = 0
+            outs = predict_batch(runner, model, batch, x, unusable, input_size)
+            for tile, out, bad in zip(batch, outs, unusable, strict=True):
                 dst.write(out, window=tile.core)
                 dst.write_mask(np.where(bad, 0, 255).astype(np.uint8), window=tile.core)
             done += len(batch)

@@ -188,10 +188,30 @@ def vectorize(
                 complete += done
                 partial += cut
     regions = complete + merge_partials(partial, rule)
+    polygons = regions_to_polygons(regions, crs, transform, min_area_ha)
+    log.info(
+        "vectorized %s: %d regions, %d kept (>= %.3f ha, %s)", prob_path, len(regions), len(polygons), min_area_ha, rule
+    )
+    return polygons
+
+
+def regions_to_polygons(
+    regions: list[Region], crs: CRS, transform: Affine, min_area_ha: float
+) -> list[DetectedPolygon]:
+    """Finished regions (pixel coordinates) -> polygons in EPSG:4326 of at least ``min_area_ha``, largest first.
+
+    Shared by :func:`vectorize` and the Dask path (:mod:`amberwatch.detect.scaleout`), which builds the regions
+    tile by tile on the workers with :func:`block_regions` and merges them with :func:`merge_partials`.
+    """
     if not regions:
         return []
+    # One outline per region, however the blocks cut it: rings start at their lowest corner (normalize) and lose
+    # their collinear vertices (the seams of merged pieces; exact in pixel units), because Douglas-Peucker keeps
+    # a ring's first vertex and so depends on where the ring starts.
+    geoms = shapely.normalize(np.array([r.geometry for r in regions], dtype=object))
+    geoms = shapely.simplify(geoms, 0.0, preserve_topology=False)
     # pixel -> scene CRS; simplify by half a pixel first, in exact pixel units
-    geoms = shapely.simplify(np.array([r.geometry for r in regions], dtype=object), 0.5, preserve_topology=True)
+    geoms = shapely.simplify(geoms, 0.5, preserve_topology=True)
     t = transform
     geoms = shapely.transform(
         geoms,
@@ -205,8 +225,5 @@ def vectorize(
         for g, r, a, k in zip(wgs84, regions, areas_ha, keep, strict=True)
         if k
     ]
-    log.info(
-        "vectorized %s: %d regions, %d kept (>= %.3f ha, %s)", prob_path, len(regions), len(polygons), min_area_ha, rule
-    )
     polygons.sort(key=lambda p: -p.area_ha)
     return polygons

@@ -53,6 +53,9 @@ def create_run(store: Store, settings: Settings, scene: Scene, model_name: str |
 
     info = get_model(settings.models_dir, model_name, scene.family, settings.default_models)
     parameters = dict(parameters or {})
+    if parameters.get("executor") == "dask" and info.family == "vhr_rgb":
+        raise InputError(f"{info.ref} is a superpixel classifier: --dask/--workers apply to the segmentation "
+                         "models (sentinel2, landsat) only")
     if pixel_threshold is not None or min_confidence is not None:
         if info.family == "vhr_rgb":
             raise InputError(f"{info.ref} is a superpixel classifier: --pixel-threshold / --min-confidence apply "
@@ -129,6 +132,8 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         rule = DecisionRule(**override) if override else None
         if info.family == "vhr_rgb":  # superpixel classifier; segmentation models go through detect_scene
             result = detect_vhr(scene, info.path, settings, work_dir=work, progress=report)
+        elif params.get("executor") == "dask":
+            result = detect_on_dask(scene, info, settings, params.get("dask_workers"), report, rule)
         else:
             result = detect_scene(scene, info, work, settings, progress=report, rule=rule)
         if params.get("reference_scene_id"):
@@ -147,6 +152,17 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         done = run_queries.get(session, run_id)
         assert done is not None
         return done
+
+
+def detect_on_dask(scene: IngestedScene, info: ModelInfo, settings: Settings, workers: int | None,
+                   progress: Progress, rule) -> DetectionResult:
+    """Detect on Dask: the cluster at ``settings.dask_scheduler``, else a local one of ``workers`` processes
+    (default ``settings.dask_workers``) for the time of this run."""
+    from amberwatch.detect.scaleout import dask_cluster, detect_scene_dask
+
+    with dask_cluster(settings.dask_scheduler, int(workers or settings.dask_workers)) as cluster:
+        return detect_scene_dask(scene, info, settings, cluster.client, progress=progress, rule=rule,
+                                 threads=cluster.threads)
 
 
 async def queue_run(queue: procrastinate.App, store: Store, run_id: int, queue_name: str = QUEUE) -> None:
