@@ -28,6 +28,7 @@ DOMAIN = (
     "amberwatch.ingest",
     "amberwatch.detect",
     "amberwatch.vhr",
+    "amberwatch.sar",
     "amberwatch.track.rules",
     "amberwatch.track.geo",
     "amberwatch.track.clustering",

@@ -16,7 +16,7 @@ from amberwatch.errors import InputError
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("sentinel2", "landsat", "vhr_rgb", "change")
+FAMILIES = ("sentinel2", "landsat", "vhr_rgb", "change", "sentinel1")
 
 
 @dataclass

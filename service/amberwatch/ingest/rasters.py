@@ -34,7 +34,7 @@ def read_error(path: str, err: Exception) -> InputError:
 
 
 @contextmanager
-def open_raster(path: str, limits: IngestLimits) -> Iterator[DatasetReader]:
+def open_raster(path: str, limits: IngestLimits, require_crs: bool = True) -> Iterator[DatasetReader]:
     """Open an input raster safely, raising InputError if it is not a GeoTIFF/JPEG 2000, is too large or has no CRS.
 
     The file is sniffed by its first bytes and opened with that one driver (a VRT or any other format that can
@@ -52,7 +52,7 @@ def open_raster(path: str, limits: IngestLimits) -> Iterator[DatasetReader]:
                              f"{scrub(str(err))}") from err
         try:
             check_raster_size(ds, display_path(path), limits)
-            if ds.crs is None:
+            if ds.crs is None and require_crs:  # a Sentinel-1 GRD measurement has GCPs instead
                 raise InputError(f"{display_path(path)} has no CRS (no georeferencing): cannot place it on a map")
             yield ds
         finally:

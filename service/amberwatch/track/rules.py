@@ -32,6 +32,9 @@ class Observation:
     pond_area_ha: float
     cumulative_area_ha: float  # footprint of everything detected up to and including this date
     status: str = "new"
+    # Sentinel-1 evidence on a date Sentinel-2 did not observe the site (cloud): hectares of the site's envelope where
+    # ponds appeared or disappeared or bare ground changed (amberwatch.sar.evidence). None = an optical observation.
+    sar_change_ha: float | None = None
 
 
 def _grew(now: float, before: float) -> bool:
@@ -51,7 +54,13 @@ def assign_statuses(history: list[Observation]) -> None:
     """
     peak_pit = peak_area = 0.0
     prev: Observation | None = None
+    last_status = "new"
     for obs in history:
+        if obs.sar_change_ha is not None:
+            if prev is None:
+                raise ValueError("a site history starts at its first (optical) detection")
+            obs.status = last_status = sar_status(last_status, obs.sar_change_ha)
+            continue  # radar evidence does not move the optical peaks nor the optical reference ``prev``
         if prev is None:
             if not obs.detected:
                 raise ValueError("a site history starts at its first detection")
@@ -74,6 +83,18 @@ def assign_statuses(history: list[Observation]) -> None:
         peak_pit = max(peak_pit, obs.pit_area_ha)
         peak_area = max(peak_area, obs.area_ha)
         prev = obs
+        last_status = obs.status
+
+
+def sar_status(previous: str, sar_change_ha: float) -> str:
+    """Status after a Sentinel-1 observation on a date when Sentinel-2 was cloudy over the site.
+
+    Ponds appearing or disappearing, or bare-ground change (backscatter log-ratio beyond the pair's threshold),
+    over at least MIN_GROWTH_HA of the site's envelope is evidence of work on the site: ``active``. Less than that
+    keeps the previous status: radar cannot tell fresh sand from regrowing vegetation, so it never makes a site
+    ``abandoned`` or ``recovering``, and a quiet radar date is not "nothing there".
+    """
+    return "active" if sar_change_ha >= MIN_GROWTH_HA else previous
 
 
 def growth_rate(history: list[Observation]) -> float | None:

@@ -1,0 +1,1 @@
+"""Sentinel-1 models: the per-scene-threshold open-water graph (``water_onnx``)."""

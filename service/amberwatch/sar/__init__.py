@@ -1,0 +1,5 @@
+"""Sentinel-1 SAR analysis: speckle filtering, open-water/pond detection, change between dates, tracking evidence.
+
+Pure functions over numpy arrays (``amberwatch.ingest.sentinel1.S1Scene`` gives the pixels); the water model runs
+as ONNX through ``amberwatch.detect.session`` like the optical models.
+"""
