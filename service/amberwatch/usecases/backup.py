@@ -29,7 +29,7 @@ from amberwatch.store.queries import ops as ops_queries
 log = logging.getLogger(__name__)
 
 FORMAT = "amberwatch-backup/1"
-DUMP, FILES, MANIFEST = "store.dump", "files.tar", "manifest.json"
+DUMP, FILES, ROLES, MANIFEST = "store.dump", "files.tar", "roles.sql", "manifest.json"
 # not backed up: the cluster (dumped instead), generated configs, transient uploads, nginx/spawn-fcgi runtime
 SKIPPED_FOLDERS = frozenset({"postgres", "ogc", "uploads", "run"})
 
@@ -72,11 +72,13 @@ def backup(store: Store, settings: Settings, out: Path) -> BackupResult:
         postgis = catalog_queries.postgis_version(conn)
         server = conn.dialect.server_version_info
     pg_dump_version = pg.dump(store, out / DUMP)
+    has_roles = pg.dump_roles(store, out / ROLES)
     folders = data_folders(data_dir)
     with tarfile.open(out / FILES, "w") as tar:
         for name in folders:
             tar.add(data_dir / name, arcname=name, filter=_skip_staging)
-    files = {name: {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size} for name in (DUMP, FILES)}
+    files = {name: {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
+             for name in (DUMP, FILES, *([ROLES] if has_roles else []))}
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -105,7 +107,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise InputError(f"{MANIFEST} is not valid JSON: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{MANIFEST}: not an AmberWatch backup of format {FORMAT}")
-    for name in (DUMP, FILES):
+    for name in {DUMP, FILES} | set(manifest.get("files") or {}):
+        if name not in (DUMP, FILES, ROLES):
+            raise InputError(f"{MANIFEST} lists an unknown file {name!r}")
         expected = (manifest.get("files") or {}).get(name, {}).get("sha256")
         if not (folder / name).is_file():
             raise InputError(f"{name} is missing from the backup")
@@ -129,8 +133,11 @@ def restore(settings: Settings, folder: Path) -> dict[str, Any]:
         with store.engine.connect() as conn:
             if not ops_queries.is_empty(conn):
                 raise InputError("the database is not empty: restore into a new database or data directory")
+        roles = ROLES in manifest["files"]
+        if roles:
+            pg.restore_roles(store, folder / ROLES)
         with tempfile.TemporaryDirectory(prefix="amberwatch-restore-") as work:
-            pg.restore(store, folder / DUMP, Path(work))
+            pg.restore(store, folder / DUMP, Path(work), privileges=roles)
         data_dir.mkdir(parents=True, exist_ok=True)
         with tarfile.open(folder / FILES) as tar:
             tar.extractall(data_dir, filter="data")  # no absolute paths, no '..', no links out, no devices
