@@ -12,6 +12,7 @@ import typer
 
 from amberwatch.cli import admin, monitoring, pipeline, stac_monitor
 from amberwatch.cli.common import settings
+from amberwatch.cli.crowd import reports_app
 from amberwatch.cli.errors import typer_app
 from amberwatch.cli.training import eval_app, train_app
 from amberwatch.cli.vhr import app as vhr_app
@@ -39,6 +40,7 @@ app.add_typer(stac_monitor.monitor_app, name="monitor")
 app.add_typer(stac_monitor.stac_app, name="stac")
 app.command("track")(monitoring.track_command)
 app.command("stats")(monitoring.stats_command)
+app.add_typer(reports_app, name="reports")  # crowd reports: the retention purge
 # train/eval import the [train] extra lazily, so these commands exist even without it
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")

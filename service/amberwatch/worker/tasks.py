@@ -121,6 +121,14 @@ def process_monitor_item(context: JobContext, item_id: int) -> None:
     _alerts_after(context)
 
 
+def purge_reports_periodic(context: JobContext, timestamp: int) -> None:
+    """Daily: clear crowd reports' personal data older than AMBERWATCH_REPORT_RETENTION_DAYS."""
+    from amberwatch.usecases.crowd import purge
+
+    deps = _deps(context)
+    purge(deps.store, deps.settings)
+
+
 def make_blueprint() -> procrastinate.Blueprint:
     """A fresh blueprint of our tasks for one App. (``App.add_tasks_from`` renames the blueprint's tasks in place, so
     one module-level blueprint shared by two Apps in a process — tests, or the CLI beside a server app — would get
@@ -141,4 +149,7 @@ def make_blueprint() -> procrastinate.Blueprint:
                    queueing_lock="schedule-monitors")(schedule_monitors)
     bp.periodic(cron="*/15 * * * *", periodic_id="stac-monitors")(tick)
     bp.task(name="process_monitor_item", queue=QUEUE, pass_context=True, retry=ItemRetry())(process_monitor_item)
+    purge_reports = bp.task(name="purge_reports_periodic", queue=QUEUE, pass_context=True,
+                            queueing_lock="purge-reports")(purge_reports_periodic)
+    bp.periodic(cron="17 3 * * *", periodic_id="purge-reports")(purge_reports)
     return bp
