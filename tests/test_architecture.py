@@ -34,6 +34,7 @@ DOMAIN = (
     "amberwatch.track.clustering",
     "amberwatch.area",
     "amberwatch.types",
+    "amberwatch.crowd",
 )
 FORBIDDEN_IN_DOMAIN = (
     "sqlalchemy", "geoalchemy2", "psycopg", "psycopg2", "procrastinate", "fastapi", "starlette", "typer",
