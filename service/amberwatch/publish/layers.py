@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from amberwatch.publish.catalog import (
     ADMIN_VIEWS,
     HISTORY_VIEW,
-    REPORTS_VIEW,
     REGION_EXTENT,
+    REPORTS_VIEW,
     Catalog,
     Extent,
     PublishedRun,
