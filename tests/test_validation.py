@@ -4,17 +4,27 @@ read back by the training loader."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from publish_helpers import publish_polygons
+from publish_helpers import OGRINFO, publish_polygons, publish_settings, uvicorn_thread
 from shapely.geometry import box
+from sqlalchemy import select
 
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
+from amberwatch.store.models import Detection, ValidationItem
 from amberwatch.store.queries import validation as vq
+from amberwatch.usecases import keys as keys_uc
 from amberwatch.validation import rules
 from amberwatch.validation.items import NewItem
 
@@ -29,20 +39,63 @@ def square(i: int, d: float = 0.0009) -> Any:
 
 @pytest.fixture(scope="module")
 def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The app under uvicorn (MapServer WFS, pygeoapi) on its own database with one published run of 8 pits."""
+    from amberwatch.web.app import create_app
+
     tmp = tmp_path_factory.mktemp("validation")
-    settings = Settings(data_dir=tmp / "data", database_url=make_database("amberwatch_validation"))
+    store0 = Store(Settings(data_dir=tmp / "d0", database_url=make_database("amberwatch_validation"))).start()
+    settings = publish_settings(store0, tmp / "data")
+    store0.stop()
     store = Store(settings).start()
     run_id = publish_polygons(store, settings, "VALIDATION_20250601", datetime(2025, 6, 1, tzinfo=UTC), FOOTPRINT,
                               [square(i) for i in range(8)])
     with store.session() as s:
-        from sqlalchemy import select
-
-        from amberwatch.store.models import Detection
         rows = s.execute(select(Detection.id, Detection.site_id).where(Detection.run_id == run_id)
                          .order_by(Detection.id)).all()
-    yield {"store": store, "settings": settings, "tmp": tmp, "detections": [r[0] for r in rows],
-           "sites": [r[1] for r in rows]}
+    keys = {name: keys_uc.create_key(store, name, role)[1] for name, role in
+            (("vol-1", "validator"), ("vol-2", "validator"), ("vol-3", "validator"), ("vol-4", "validator"),
+             ("expert", "analyst"))}
+    app = create_app(settings, store, worker=False)
+    with uvicorn_thread(app, settings.port, "/health") as url:
+        yield {"store": store, "settings": settings, "tmp": tmp, "url": url, "keys": keys,
+               "detections": [r[0] for r in rows], "sites": [r[1] for r in rows]}
     store.stop()
+
+
+def call(env: dict[str, Any], method: str, path: str, who: str | None = None, **kw: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {env['keys'][who]}"} if who else {}
+    return httpx.request(method, env["url"] + path, headers=headers, timeout=60, **kw)
+
+
+def item_of(env: dict[str, Any], detection_id: int) -> int:
+    with env["store"].session() as s:
+        return int(s.scalar(select(ValidationItem.id).where(ValidationItem.detection_id == detection_id,
+                                                            ValidationItem.source == "uncertain")))
+
+
+def vote(env: dict[str, Any], item: int, who: str, answer: str, reason: str | None = None) -> httpx.Response:
+    return call(env, "POST", f"/api/validation/items/{item}/votes", who, json={"answer": answer, "reason": reason})
+
+
+def layer_status(env: dict[str, Any], collection: str, fid: int) -> dict[str, Any]:
+    """validation_status and field_checked of one feature, from OGC API Features (pygeoapi)."""
+    res = call(env, "GET", f"/ogcapi/collections/{collection}/items/{fid}?f=json")
+    assert res.status_code == 200, res.text
+    props = res.json()["properties"]
+    return {"validation_status": props["validation_status"], "field_checked": props["field_checked"]}
+
+
+def wfs_statuses(env: dict[str, Any], layer: str, id_field: str) -> dict[int, str]:
+    """id -> validation_status of every feature of a layer through WFS 2.0 (GDAL's WFS driver, as QGIS)."""
+    if OGRINFO is None:
+        pytest.skip("ogrinfo not installed")
+    out = subprocess.run([OGRINFO, "-ro", "-al", "-q", f"WFS:{env['url']}/ows?", layer], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ids = [int(v) for v in re.findall(rf"^\s+{id_field} \(\w+\) = (\d+)$", out.stdout, flags=re.M)]
+    statuses = re.findall(r"^\s+validation_status \(String\) = (\w+)$", out.stdout, flags=re.M)
+    assert len(ids) == len(statuses) > 0, out.stdout[:2000]
+    return dict(zip(ids, statuses, strict=True))
 
 
 def test_agreement_rule() -> None:
@@ -83,3 +136,139 @@ def test_add_items_and_reference_answers(env: dict[str, Any]) -> None:
         assert vq.reference_answers(s, ids[:2]) == {}
         with pytest.raises(LookupError):
             vq.add_items(s, [NewItem("detection", "uncertain", detection_id=10**12)])
+
+
+def test_queue_order_and_never_twice(env: dict[str, Any]) -> None:
+    res = call(env, "POST", "/api/validation/enqueue", "expert", json={"threshold": 0.7, "margin": 0.15})
+    assert res.status_code == 200, res.text
+    # 8 new sites; confidence 0.8 is 0.1 from 0.7, but detection 7 is in the accuracy sample already
+    assert res.json() == {"new_site": 8, "uncertain": 7}
+    assert call(env, "POST", "/api/validation/enqueue", "expert", json={}).json() == {"new_site": 0, "uncertain": 0}
+    assert call(env, "POST", "/api/validation/enqueue", "vol-1", json={}).status_code == 403
+    assert call(env, "GET", "/api/validation/next").status_code == 401
+    first = call(env, "GET", "/api/validation/next", "vol-4").json()
+    assert first["kind"] == "site" and first["site_id"] == min(env["sites"])  # new sites first
+    assert "source" not in first and first["geometry"]["type"] == "MultiPolygon"
+    assert first["chips"] == {w: f"/api/sites/{first['site_id']}/chips/{w}.png" for w in ("before", "after")}
+    assert {r["code"] for r in first["reasons"]} == set(rules.REASONS) and first["reasons"][0]["uk"]
+    assert vote(env, first["id"], "vol-4", "mining").status_code == 201
+    assert vote(env, first["id"], "vol-4", "mining").status_code == 409  # one vote per volunteer
+    second = call(env, "GET", "/api/validation/next", "vol-4").json()
+    assert second["id"] != first["id"] and second["kind"] == "site"
+    assert call(env, "GET", "/api/validation/next", "vol-1").json()["id"] == first["id"]  # vol-1 has not voted
+
+
+def test_three_votes_agree(env: dict[str, Any]) -> None:
+    det = env["detections"][0]
+    item = item_of(env, det)
+    assert layer_status(env, "detections", det)["validation_status"] == "pending"  # its site has vol-4's vote
+    assert layer_status(env, "detections", env["detections"][4])["validation_status"] == "unvalidated"
+    assert vote(env, item, "vol-1", "mining").json()["status"] == "pending"
+    assert vote(env, item, "vol-2", "not_mining").status_code == 400  # a rejection needs its reason
+    assert vote(env, item, "vol-2", "not_mining", "volcano").status_code == 422
+    assert vote(env, item, "vol-2", "mining", "beach").status_code == 400
+    assert vote(env, item, "vol-2", "mining").json()["status"] == "pending"
+    out = vote(env, item, "vol-3", "unsure").json()
+    assert out == {"id": item, "status": "confirmed", "final_answer": "mining", "final_reason": None,
+                   "decided_via": "votes"}
+    assert vote(env, item, "vol-4", "not_mining", "beach").status_code == 409  # it has its 3 votes
+    assert layer_status(env, "detections", det)["validation_status"] == "confirmed"
+    assert layer_status(env, "mining_sites", env["sites"][0])["validation_status"] == "confirmed"
+    # rejected by agreement, with the reason most voters gave
+    item2 = item_of(env, env["detections"][2])
+    vote(env, item2, "vol-1", "not_mining", "quarry")
+    vote(env, item2, "vol-2", "not_mining", "beach")
+    assert vote(env, item2, "vol-3", "not_mining", "quarry").json() | {"id": 0} == {
+        "id": 0, "status": "rejected", "final_answer": "not_mining", "final_reason": "quarry", "decided_via": "votes"}
+
+
+def test_disagreement_goes_to_the_expert(env: dict[str, Any]) -> None:
+    det = env["detections"][1]
+    item = item_of(env, det)
+    vote(env, item, "vol-1", "mining")
+    vote(env, item, "vol-2", "not_mining", "sand_road")
+    assert vote(env, item, "vol-3", "unsure").json()["status"] == "disputed"
+    assert layer_status(env, "detections", det)["validation_status"] == "disputed"
+    assert call(env, "GET", "/api/validation/disputed", "vol-1").status_code == 403
+    queue = call(env, "GET", "/api/validation/disputed", "expert").json()
+    assert [q["id"] for q in queue] == [item]
+    assert sorted(v["answer"] for v in queue[0]["votes"]) == ["mining", "not_mining", "unsure"]
+    decision = {"answer": "not_mining", "reason": "sand_road", "note": "a forest track"}
+    assert call(env, "POST", f"/api/validation/items/{item}/decision", "vol-1", json=decision).status_code == 403
+    res = call(env, "POST", f"/api/validation/items/{item}/decision", "expert", json=decision)
+    assert res.status_code == 200, res.text
+    assert res.json()["status"] == "rejected" and res.json()["decided_via"] == "expert"
+    assert call(env, "GET", "/api/validation/disputed", "expert").json() == []
+    assert layer_status(env, "detections", det)["validation_status"] == "rejected"
+    assert layer_status(env, "mining_sites", env["sites"][1])["validation_status"] == "rejected"
+    wfs = wfs_statuses(env, "detections", "id")
+    assert (wfs[env["detections"][0]], wfs[det], wfs[env["detections"][5]]) == ("confirmed", "rejected",
+                                                                                "unvalidated")
+    assert wfs_statuses(env, "mining_sites", "site_id")[env["sites"][1]] == "rejected"
+    with env["store"].session() as s:
+        refs = vq.reference_answers(s, [item, item_of(env, env["detections"][0])])
+    assert {r.answer for r in refs.values()} == {"mining", "not_mining"}
+    page = call(env, "GET", f"/api/validation/sites/{env['sites'][1]}").json()
+    assert page["status"] == "rejected" and page["field_checked"] is False
+
+
+def test_gold_scores_volunteers(env: dict[str, Any]) -> None:
+    det = env["detections"][3]
+    res = call(env, "POST", "/api/validation/gold", "expert",
+               json={"kind": "detection", "detection_id": det, "expected_answer": "mining"})
+    assert res.status_code == 201, res.text
+    gold = res.json()["id"]
+    assert call(env, "POST", "/api/validation/gold", "expert", json={
+        "kind": "location", "geom_wkt": "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))", "expected_answer": "mining"}
+        ).status_code == 400  # self-intersecting
+    vote(env, gold, "vol-1", "mining")
+    vote(env, gold, "vol-2", "not_mining", "cloud")
+    vote(env, gold, "vol-3", "unsure")
+    assert vote(env, gold, "vol-4", "mining").status_code == 201  # gold items take every volunteer's answer
+    assert call(env, "GET", "/api/validation/volunteers", "vol-1").status_code == 403
+    scores = {v["voter"]: v for v in call(env, "GET", "/api/validation/volunteers", "expert").json()}
+    assert (scores["vol-1"]["reliability"], scores["vol-2"]["reliability"], scores["vol-3"]["reliability"],
+            scores["vol-4"]["reliability"]) == (1.0, 0.0, 0.0, 1.0)
+    assert scores["vol-1"]["gold_votes"] == 1 and scores["vol-1"]["votes"] == 4  # detections 0, 1, 2 and gold
+    # vol-1 agreed with the final answer on 2 of the 3 settled non-gold items (the expert overruled it once)
+    assert scores["vol-1"]["agreement_with_final"] == pytest.approx(2 / 3)
+
+
+def test_labels_export_read_by_the_training_loader(env: dict[str, Any]) -> None:
+    """``amberwatch labels export`` (the real command), read back by ``chips_from_polygons``."""
+    import numpy as np
+    import pyogrio
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_bounds
+
+    chips = pytest.importorskip("amberwatch_training.chips")
+    out = env["tmp"] / "labels.gpkg"
+    environ = {**os.environ, "AMBERWATCH_DATABASE_URL": env["store"].url,
+               "AMBERWATCH_DATA_DIR": str(env["settings"].data_dir)}
+    res = subprocess.run([str(Path(sys.executable).parent / "amberwatch"), "labels", "export", "--out", str(out)],
+                         capture_output=True, text=True, env=environ, timeout=120)
+    assert res.returncode == 0, res.stderr
+    # positives: detection 0 (3 votes) and the gold detection 3; negatives: detection 2 (votes), detection 1
+    # (expert) and the gold location of the first test
+    assert json.loads(res.stdout.strip().splitlines()[-1])["positives"] == 2
+    layers = {name for name, _ in pyogrio.list_layers(out)}
+    assert layers == {"labels", "rejected"}
+    meta, _, _, fields = pyogrio.raw.read(out, layer="labels")
+    assert sorted(fields[list(meta["fields"]).index("detection_id")]) == sorted(
+        [env["detections"][0], env["detections"][3]])
+    meta, _, _, fields = pyogrio.raw.read(out, layer="rejected")
+    reasons = fields[list(meta["fields"]).index("reason")]
+    assert sorted(str(r) for r in reasons) == ["None", "quarry", "sand_road"]  # the gold item has no reason
+    # a small UTM raster around the pits: the loader cuts a chip with label pixels for each positive
+    x0, y0, x1, y1 = transform_bounds("EPSG:4326", "EPSG:32635", *FOOTPRINT.bounds)
+    scene = env["tmp"] / "scene.tif"
+    width, height = int((x1 - x0) // 10), int((y1 - y0) // 10)
+    with rasterio.open(scene, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint16",
+                       crs="EPSG:32635", transform=from_origin(x0, y1, 10, 10)) as dst:
+        dst.write(np.full((3, height, width), 500, dtype="uint16"))
+    polys = chips.read_polygons(out, "EPSG:32635")
+    assert [cls for _, cls in polys] == [1, 1]
+    written = chips.chips_from_polygons(scene, out, env["tmp"] / "chips", size=32)
+    index = json.loads((env["tmp"] / "chips" / "chips.json").read_text())
+    assert len(written) == 2 and all(c["pit_pixels"] > 0 for c in index["chips"])

@@ -40,6 +40,8 @@ class NewItem:
         if need is None:
             field_name = "geom_wkt" if self.kind == "location" else self.kind + "_id"
             raise InputError(f"a {self.kind} item needs its {field_name}")
+        if self.geom_wkt is not None:
+            _check_wkt(self.geom_wkt)
         if self.expected_answer is not None and self.expected_answer not in ANSWERS:
             raise InputError(f"expected_answer {self.expected_answer!r} is not one of {', '.join(ANSWERS)}")
         if self.source == "gold" and self.expected_answer is None:
@@ -48,6 +50,28 @@ class NewItem:
     @property
     def priority(self) -> int:
         return SOURCE_PRIORITY[self.source]
+
+
+MAX_VERTICES = 10_000
+
+
+def _check_wkt(wkt: str) -> None:
+    """A valid, non-empty point or polygon in lon/lat, of at most MAX_VERTICES vertices."""
+    import shapely
+
+    if len(wkt) > 1_000_000:
+        raise InputError("geom_wkt is too long")
+    try:
+        geom = shapely.from_wkt(wkt)
+    except shapely.errors.ShapelyError:
+        raise InputError("geom_wkt is not valid WKT") from None
+    if geom is None or geom.is_empty or geom.geom_type not in ("Point", "Polygon", "MultiPolygon"):
+        raise InputError("geom_wkt must be a non-empty Point, Polygon or MultiPolygon")
+    if shapely.get_num_coordinates(geom) > MAX_VERTICES or not geom.is_valid:
+        raise InputError(f"geom_wkt must be a valid geometry of at most {MAX_VERTICES} vertices")
+    x0, y0, x1, y1 = geom.bounds
+    if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
+        raise InputError("geom_wkt must be in longitude/latitude (EPSG:4326)")
 
 
 @dataclass(frozen=True)

@@ -240,12 +240,12 @@ def assigned_sites(session: Session, assignee: str) -> list[dict[str, Any]]:
 
 # -- training labels --------------------------------------------------------------------------------------------
 def settled_polygons(session: Session) -> list[dict[str, Any]]:
-    """Settled items with a polygon: item id, kind, detection/site id, answer, reason, via, observed date,
-    scene key (detections), WKB geometry."""
+    """Settled items with a polygon: item id, kind, detection/site id, answer, reason, via, the detection's
+    class, observed date and scene key (detections), WKB multipolygon."""
     rows = session.execute(text(
         """
         select i.id as item_id, i.kind, i.detection_id, i.site_id, i.final_answer as answer,
-               i.final_reason as reason, i.decided_via as via, d.observed_at, sc.scene_key,
+               i.final_reason as reason, i.decided_via as via, d.class as cls, d.observed_at, sc.scene_key,
                st_asbinary(st_multi(st_collectionextract(i.geom, 3))) as wkb
         from validation_items i
         left join detections d on d.id = i.detection_id
