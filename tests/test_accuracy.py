@@ -4,14 +4,39 @@ the API and the stats page."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from geoalchemy2.shape import from_shape
+from publish_helpers import publish_polygons
+from shapely.geometry import MultiPolygon, Point, box
+from shapely.ops import unary_union
+from sqlalchemy import text as sql
+from sqlalchemy import update
 
+from amberwatch import portal
+from amberwatch.accounts import Principal
 from amberwatch.accuracy.allocation import allocate
 from amberwatch.accuracy.estimate import Stratum, estimate
+from amberwatch.area import area_ha, sql_area_ha
 from amberwatch.errors import InputError
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+from amberwatch.store.models import AdminUnit, ModelVersion, Run
+from amberwatch.usecases import accuracy, field_checks, validation
+
+AMBERWATCH = Path(sys.executable).parent / "amberwatch"
 
 # -- Olofsson et al. 2014, section 5 (Tables 8-9, sections 5.2.1-5.2.2) -----------------------------------------
 # Strata = map classes; mapped areas in 30 m pixels (0.09 ha); rows = map class, columns = reference class.
@@ -113,3 +138,229 @@ def test_allocation_gives_rare_strata_the_minimum_and_the_rest_by_area() -> None
         allocate([1, 2, 3], 100, minimum=50)
     with pytest.raises(InputError, match="at least 2"):
         allocate([1, 2], 100, minimum=1)
+
+
+# -- end to end: design → reference answers (votes, expert, field check) → report, CLI, API, stats page ----------
+OBLAST_A = box(26.00, 51.00, 26.10, 51.05)
+OBLAST_B = box(26.10, 51.00, 26.20, 51.05)
+MINING_A = [box(26.020, 51.020, 26.030, 51.025), box(26.060, 51.010, 26.068, 51.016)]
+MINING_B = [box(26.150, 51.030, 26.160, 51.036)]
+FOOTPRINT = box(25.99, 50.99, 26.21, 51.06)
+MODEL = "acc-test@1.0"
+SEED = 4242
+VOLUNTEERS = [Principal(f"volunteer-{i}", "validator") for i in range(3)]
+EXPERT = Principal("expert", "analyst")
+FIELD_TEAM = Principal("field-team", "field")
+
+
+@pytest.fixture(scope="module")
+def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from amberwatch.web.app import create_app
+
+    tmp = tmp_path_factory.mktemp("accuracy")
+    url = make_database("amberwatch_accuracy")
+    settings = Settings(data_dir=tmp / "data", database_url=url)
+    store = Store(settings).start()
+    with store.session() as s:
+        for name, geom in (("Oblast A", OBLAST_A), ("Oblast B", OBLAST_B)):
+            s.add(AdminUnit(kind="oblast", name=name, source="test", geom=from_shape(MultiPolygon([geom]), 4326)))
+        mv = ModelVersion(name="acc-test", version="1.0", family="sentinel2", sha256="0" * 64)
+        s.add(mv)
+        s.flush()
+        mv_id = mv.id
+    run_id = publish_polygons(store, settings, "ACCURACY_1", datetime(2024, 6, 1, tzinfo=UTC), FOOTPRINT,
+                              MINING_A + MINING_B)
+    with store.session() as s:
+        s.execute(update(Run).where(Run.id == run_id).values(model_version_id=mv_id))
+    cli_env = {**os.environ, "AMBERWATCH_DATABASE_URL": url, "AMBERWATCH_DATA_DIR": str(tmp / "data")}
+    app = create_app(settings, store, worker=False)
+    with TestClient(app) as client:
+        yield {"store": store, "settings": settings, "client": client, "tmp": tmp, "cli_env": cli_env}
+    store.stop()
+
+
+def cli(env: dict[str, Any], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(AMBERWATCH), "accuracy", *args], env=env["cli_env"], capture_output=True, text=True,
+                          timeout=120)
+
+
+def points_by_stratum(store: Store, design_id: int) -> dict[str, list[dict]]:
+    with store.session() as s:
+        rows = s.execute(sql("""
+            select p.id, p.validation_item_id as item, s.name as stratum, s.map_class, s.oblast,
+                   ST_X(p.geom) as lon, ST_Y(p.geom) as lat
+            from accuracy_points p join accuracy_strata s on s.id = p.stratum_id
+            where p.design_id = :d order by p.id"""), {"d": design_id}).mappings().all()
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["stratum"], []).append(dict(r))
+    return out
+
+
+def vote_all(store: Store, item: int, *answers: str) -> None:
+    for who, answer in zip(VOTERS_CYCLE, answers, strict=False):
+        validation.vote(store, who, item, answer, "sand_road" if answer == "not_mining" else None)
+
+
+VOTERS_CYCLE = VOLUNTEERS
+
+
+def test_design_samples_inside_the_strata_reproducibly(env: dict[str, Any]) -> None:
+    res = cli(env, "design", "--model-version", MODEL, "--n-total", "60", "--min-per-stratum", "10",
+              "--seed", str(SEED))
+    assert res.returncode == 0, res.stderr
+    assert f"seed {SEED}" in res.stdout and "Oblast A / mining" in res.stdout
+    store = env["store"]
+    with store.session() as s:
+        first = s.scalar(sql("select max(id) from accuracy_designs"))
+    pts = points_by_stratum(store, first)
+    # the rare mining strata get the minimum, the rest is shared by area (both not-mining strata are ~equal)
+    sizes = {k: len(v) for k, v in pts.items()}
+    assert sizes["Oblast A / mining"] == sizes["Oblast B / mining"] == 10
+    assert sizes["Oblast A / not_mining"] + sizes["Oblast B / not_mining"] == 40
+    assert abs(sizes["Oblast A / not_mining"] - sizes["Oblast B / not_mining"]) <= 1
+    mining = unary_union(MINING_A + MINING_B)
+    for stratum, rows in pts.items():
+        oblast = OBLAST_A if stratum.startswith("Oblast A") else OBLAST_B
+        for r in rows:
+            p = Point(r["lon"], r["lat"])
+            assert oblast.contains(p), (stratum, r)
+            assert mining.contains(p) == (r["map_class"] == "mining"), (stratum, r)
+    # both mapped pits of oblast A are sampled (ST_GeneratePoints fills a multipolygon part by part: taking its
+    # first n points would sample only the first pit)
+    assert all(any(g.contains(Point(r["lon"], r["lat"])) for r in pts["Oblast A / mining"]) for g in MINING_A)
+    # the same seed draws the same points; another seed others
+    again = accuracy.design(store, MODEL, n_total=60, minimum=10, seed=SEED)
+    pts2 = points_by_stratum(store, again["design_id"])
+    assert {k: [(r["lon"], r["lat"]) for r in v] for k, v in pts2.items()} == \
+        {k: [(r["lon"], r["lat"]) for r in v] for k, v in pts.items()}
+    other = accuracy.design(store, MODEL, n_total=60, minimum=10, seed=SEED + 1)
+    pts3 = points_by_stratum(store, other["design_id"])
+    assert [(r["lon"], r["lat"]) for r in pts3["Oblast A / mining"]] != \
+        [(r["lon"], r["lat"]) for r in pts["Oblast A / mining"]]
+    # every point is in the validation queue as accuracy_sample; points inside a site are assigned to field teams
+    with store.session() as s:
+        sources = s.execute(sql(
+            "select v.source, v.kind, v.sample, count(*) from accuracy_points p"
+            " join validation_items v on v.id = p.validation_item_id where p.design_id = :d"
+            " group by 1, 2, 3"), {"d": other["design_id"]}).all()
+        assert sources == [("accuracy_sample", "location", f"accuracy:{other['design_id']}", 60)]
+        assigned = s.scalar(sql("select count(*) from field_assignments where assignee is null"))
+    assert assigned == 3  # the three mapped sites
+    env["design"] = other
+
+
+def test_report_refuses_until_every_stratum_has_answers(env: dict[str, Any]) -> None:
+    res = cli(env, "report", "--model-version", MODEL)
+    assert res.returncode == 2
+    assert "not enough reference answers yet: 0 of 60 sample points have a final answer" in res.stderr
+    assert "Oblast A / mining 0 of 10" in res.stderr
+    res = cli(env, "report", "--model-version", "nothing@0")
+    assert res.returncode == 2 and "no accuracy sample for 'nothing@0'" in res.stderr
+    res = cli(env, "design", "--model-version", "nothing@0")
+    assert res.returncode == 2 and "has no published detections" in res.stderr and MODEL in res.stderr
+    res = cli(env, "design", "--model-version", MODEL, "--n-total", "30", "--min-per-stratum", "10")
+    assert res.returncode == 2 and "too small for 4 strata" in res.stderr
+
+
+def test_report_reproduces_the_hand_computation(env: dict[str, Any]) -> None:
+    store, design = env["store"], env["design"]
+    pts = points_by_stratum(store, design["design_id"])
+    am, an = pts["Oblast A / mining"], pts["Oblast A / not_mining"]
+    bm, bn = pts["Oblast B / mining"], pts["Oblast B / not_mining"]
+    # A / mining: two are not mining (agreed votes), one is disputed and the expert says mining, the rest agree
+    for r in am[:2]:
+        vote_all(store, r["item"], "not_mining", "not_mining", "not_mining")
+    vote_all(store, am[2]["item"], "mining", "not_mining", "unsure")
+    validation.decide(store, EXPERT, am[2]["item"], "mining", None)
+    for r in am[3:]:
+        vote_all(store, r["item"], "mining", "mining", "mining")
+    # A / not mining: one pit the map missed (disputed, then the expert), one agreed 2 of 3, the rest agree
+    vote_all(store, an[0]["item"], "mining", "not_mining", "unsure")
+    validation.decide(store, EXPERT, an[0]["item"], "mining", None)
+    vote_all(store, an[1]["item"], "not_mining", "mining", "not_mining")
+    for r in an[2:]:
+        vote_all(store, r["item"], "not_mining", "not_mining", "not_mining")
+    # B / mining: volunteers call one point not mining, but the field team found the site active: all mining
+    vote_all(store, bm[0]["item"], "not_mining", "not_mining", "not_mining")
+    with store.session() as s:
+        site_id = s.scalar(sql("select site_id from validation_items where id = :i"), {"i": bm[0]["item"]})
+    field_checks.submit(store, env["settings"], FIELD_TEAM, field_checks.FieldCheckIn(
+        id=str(uuid.uuid4()), site_id=site_id, checked_on=date(2024, 7, 1), observer="team", state="active",
+        disturbance=4), [])
+    # B / not mining: all agreed except the last three, still waiting for their third vote
+    for r in bn[:-3]:
+        vote_all(store, r["item"], "not_mining", "not_mining", "not_mining")
+    for r in bn[-3:]:
+        vote_all(store, r["item"], "not_mining", "not_mining")
+
+    out = env["tmp"] / "report.json"
+    res = cli(env, "report", "--model-version", MODEL, "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    report = json.loads(out.read_text())
+    assert report["version"] == 1 and report["design_id"] == design["design_id"] and report["seed"] == SEED + 1
+
+    # -- by hand (docs/accuracy.md): counts per stratum [mining, not mining] and the areas of the strata
+    counts = {"Oblast A / mining": (8, 2), "Oblast A / not_mining": (1, len(an) - 1),
+              "Oblast B / mining": (10, 0), "Oblast B / not_mining": (0, len(bn) - 3)}
+    areas = {s["name"]: s["area"] for s in report["strata"]}
+    with store.session() as s:  # the strata areas are the geodesic areas of oblast ∩ / − detections
+        mined = {n: s.scalar(sql(f"select {sql_area_ha('ST_GeomFromText(:w, 4326)')}"), {"w": g.wkt})
+                 for n, g in (("A", unary_union(MINING_A)), ("B", unary_union(MINING_B)))}
+    assert areas["Oblast A / mining"] == pytest.approx(mined["A"], rel=1e-9)
+    assert areas["Oblast B / mining"] == pytest.approx(mined["B"], rel=1e-9)
+    assert areas["Oblast A / mining"] + areas["Oblast A / not_mining"] == pytest.approx(area_ha(OBLAST_A), rel=1e-6)
+    total = sum(areas.values())
+    w = {k: a / total for k, a in areas.items()}
+    n = {k: sum(c) for k, c in counts.items()}
+    share = {k: c[0] / n[k] for k, c in counts.items()}  # share of reference mining in each stratum
+    m_strata, o_strata = ("Oblast A / mining", "Oblast B / mining"), ("Oblast A / not_mining", "Oblast B / not_mining")
+    p11 = sum(w[k] * share[k] for k in m_strata)
+    p12 = sum(w[k] * (1 - share[k]) for k in m_strata)
+    p21 = sum(w[k] * share[k] for k in o_strata)
+    p22 = sum(w[k] * (1 - share[k]) for k in o_strata)
+    assert report["error_matrix_counts"] == [[18, 2], [1, len(an) + len(bn) - 4]]
+    assert np.asarray(report["error_matrix_proportions"]) == pytest.approx(np.array([[p11, p12], [p21, p22]]))
+    var = sum(w[k] ** 2 * share[k] * (1 - share[k]) / (n[k] - 1) for k in counts)
+    mining_area = report["mining_area_ha"]
+    assert mining_area["estimate"] == pytest.approx(total * (p11 + p21))
+    assert mining_area["se"] == pytest.approx(total * math.sqrt(var))
+    assert (mining_area["low"], mining_area["high"]) == pytest.approx(
+        (total * (p11 + p21 - 1.96 * math.sqrt(var)), total * (p11 + p21 + 1.96 * math.sqrt(var))))
+    assert mining_area["mapped"] == pytest.approx(areas["Oblast A / mining"] + areas["Oblast B / mining"])
+    mining = report["per_class"][0]
+    assert mining["users"]["estimate"] == pytest.approx(p11 / (p11 + p12))
+    assert mining["producers"]["estimate"] == pytest.approx(p11 / (p11 + p21))
+    assert report["overall"]["estimate"] == pytest.approx(p11 + p22)
+    assert (report["answered"], report["planned"]) == (57, 60)
+    assert "disturbed (mining) area" in res.stdout and f"{mining_area['estimate']:,.1f} ha" in res.stdout
+    env["report"] = report
+
+
+def test_api_and_stats_page_publish_the_report(env: dict[str, Any]) -> None:
+    client, report = env["client"], env["report"]
+    listed = client.get("/api/accuracy").json()["reports"]
+    assert [(r["model_version"], r["version"]) for r in listed] == [(MODEL, 1)]
+    assert listed[0]["mining_area_ha"] == report["mining_area_ha"]
+    got = client.get(f"/api/accuracy/{MODEL}")
+    assert got.status_code == 200
+    body = got.json()
+    assert body["error_matrix_counts"] == report["error_matrix_counts"] and body["version"] == 1
+    assert client.get(f"/api/accuracy/{MODEL}?version=1").json()["mining_area_ha"] == report["mining_area_ha"]
+    assert client.get("/api/accuracy/nothing@0").status_code == 404
+    assert client.get(f"/api/accuracy/{MODEL}?version=0").status_code == 400
+    # a second report is the next version; the list shows both, the latest first
+    accuracy.report(env["store"], MODEL)
+    assert [r["version"] for r in client.get("/api/accuracy").json()["reports"]] == [2, 1]
+    for lang in ("en", "uk"):
+        html = client.get(f"/stats?lang={lang}").text
+        t = portal.translator(lang)
+        m = report["mining_area_ha"]
+        assert t("accuracy.title") in html
+        assert t("accuracy.area", estimate=portal.format_number(m["estimate"], 0),
+                 low=portal.format_number(m["low"], 0), high=portal.format_number(m["high"], 0),
+                 mapped=portal.format_number(m["mapped"], 0)) in html
+        assert f'data-model-version="{MODEL}" data-version="2"' in html
+        overall = report["overall"]
+        assert (f"{portal.format_number(100 * overall['estimate'], 1)}&nbsp;%&nbsp;±&nbsp;"
+                f"{portal.format_number(50 * (overall['high'] - overall['low']), 1)}") in html

@@ -35,6 +35,7 @@ DOMAIN = (
     "amberwatch.area",
     "amberwatch.types",
     "amberwatch.crowd",
+    "amberwatch.accuracy",
 )
 FORBIDDEN_IN_DOMAIN = (
     "sqlalchemy", "geoalchemy2", "psycopg", "psycopg2", "procrastinate", "fastapi", "starlette", "typer",

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from amberwatch import portal
 from amberwatch.errors import InputError, NotFoundError
 from amberwatch.httpcache import etag_matches
-from amberwatch.usecases import monitoring, reports
+from amberwatch.usecases import accuracy, monitoring, reports
 from amberwatch.usecases import crowd as crowd_uc
 from amberwatch.usecases import portal as portal_uc
 from amberwatch.web.deps import SettingsDep, StoreDep
@@ -162,7 +162,9 @@ def site_html(request: Request, store: StoreDep, lang: LangDep,
 def stats_page(request: Request, store: StoreDep, lang: LangDep,
                by: Annotated[str, Query(description="oblast, raion, hromada or year")] = "oblast") -> HTMLResponse:
     stats = monitoring.stats(store, monitoring.check_by(by))
-    return _page(portal.render("stats.html", lang.code, stats=stats, by=by, **_common(request, lang)), lang)
+    reports = accuracy.latest_reports(store)  # the latest accuracy report of each model version
+    return _page(portal.render("stats.html", lang.code, stats=stats, by=by, accuracy=reports,
+                               **_common(request, lang)), lang)
 
 
 # -- API: search, downloads, chips, reports ------------------------------------------------------------
