@@ -15,6 +15,7 @@ from amberwatch.cli.common import settings
 from amberwatch.cli.crowd import reports_app
 from amberwatch.cli.errors import typer_app
 from amberwatch.cli.training import eval_app, train_app
+from amberwatch.cli.validation import field_app, labels_app, validation_app
 from amberwatch.cli.vhr import app as vhr_app
 from amberwatch.observability.logs import configure_logging
 
@@ -41,6 +42,9 @@ app.add_typer(stac_monitor.stac_app, name="stac")
 app.command("track")(monitoring.track_command)
 app.command("stats")(monitoring.stats_command)
 app.add_typer(reports_app, name="reports")  # crowd reports: the retention purge
+app.add_typer(labels_app, name="labels")
+app.add_typer(validation_app, name="validation")
+app.add_typer(field_app, name="field")
 # train/eval import the [train] extra lazily, so these commands exist even without it
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
