@@ -26,6 +26,7 @@ READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 JSON_BODY_LIMIT = 1 << 20  # any body but a scene upload
 UPLOAD_PATH = "/api/scenes"
 REPORTS_PATH = "/api/reports"  # crowd reports: photos and videos (AMBERWATCH_REPORT_MAX_UPLOAD_MB)
+FIELD_CHECKS_PATH = "/api/field-checks"  # field checks: photos (AMBERWATCH_FIELD_PHOTO_MAX_MB x FIELD_MAX_PHOTOS)
 
 
 def _expensive_read(path: str) -> bool:
@@ -73,6 +74,8 @@ class Guard:
         cap = self.settings.max_upload_mb << 20 if path == UPLOAD_PATH else JSON_BODY_LIMIT
         if path == REPORTS_PATH and method == "POST":
             cap = self.settings.report_max_upload_mb << 20
+        if path == FIELD_CHECKS_PATH and method == "POST":
+            cap = (self.settings.field_photo_max_mb * max(1, self.settings.field_max_photos) + 1) << 20
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
