@@ -32,7 +32,8 @@ EXAMPLES = 12  # per operation: about 60 operations -> a bounded run (~1-2 minut
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=list(HealthCheck))
 READ_ONLY_POSTS = {"ows_post"}  # operation ids of POSTs that change nothing
-PUBLIC_WRITES = {"create_subscription", "unsubscribe"}  # open to anonymous callers by design (docs/portal.md#alerts)
+# open to anonymous callers by design (docs/portal.md#alerts, README "Report amber mining")
+PUBLIC_WRITES = {"create_subscription", "unsubscribe", "create_report"}
 
 
 @pytest.fixture(scope="module")
