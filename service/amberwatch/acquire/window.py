@@ -46,7 +46,7 @@ def _gdal_path(href: str, patterns: list[str], check_path: PathCheck) -> tuple[s
         suffix = PurePosixPath(urlsplit(href).path).suffix or "{noext}"
         options: dict[str, str | int] = {
             "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": suffix, "GDAL_HTTP_TIMEOUT": 30, "GDAL_HTTP_CONNECTTIMEOUT": 10,
-            "GDAL_HTTP_MAX_RETRY": 2, "GDAL_HTTP_RETRY_DELAY": 1, "GDAL_HTTP_MULTIRANGE": "YES",
+            "GDAL_HTTP_MAX_RETRY": 2, "GDAL_HTTP_RETRY_DELAY": 1,
             "CPL_VSIL_CURL_CHUNK_SIZE": 262144, "GDAL_INGESTED_BYTES_AT_OPEN": 65536,
         }
         return f"/vsicurl/{href}", driver, options

