@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from amberwatch.cli import admin, monitoring, pipeline, stac_monitor
+from amberwatch.cli import accuracy, admin, monitoring, pipeline, stac_monitor
 from amberwatch.cli.common import settings
 from amberwatch.cli.crowd import reports_app
 from amberwatch.cli.errors import typer_app
@@ -37,11 +37,12 @@ app.add_typer(admin.models_app, name="models")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(vhr_app, name="vhr", help="Very-high-resolution RGB classifier (Texty method).")
 app.add_typer(monitoring.layers_app, name="layers", help="Reference layers: admin units, protected areas.")
-app.add_typer(stac_monitor.monitor_app, name="monitor")
-app.add_typer(stac_monitor.stac_app, name="stac")
 app.command("track")(monitoring.track_command)
 app.command("stats")(monitoring.stats_command)
 app.add_typer(reports_app, name="reports")  # crowd reports: the retention purge
+app.add_typer(accuracy.accuracy_app, name="accuracy")
+app.add_typer(stac_monitor.monitor_app, name="monitor")
+app.add_typer(stac_monitor.stac_app, name="stac")
 app.add_typer(labels_app, name="labels")
 app.add_typer(validation_app, name="validation")
 app.add_typer(field_app, name="field")

@@ -23,7 +23,7 @@ from amberwatch.observability.metrics import HttpMetrics
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.queries import catalog as catalog_queries
-from amberwatch.web import errors, jobs, monitoring, ops, registry, runs, scenes
+from amberwatch.web import accuracy, errors, jobs, monitoring, ops, registry, runs, scenes
 from amberwatch.web.guard import Guard
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
                              "embedded_db": active.embedded is not None})
 
     app.include_router(ops.router)  # /healthz, /readyz, /metrics
-    for module in (scenes, runs, registry, jobs):
+    for module in (scenes, runs, registry, jobs, accuracy):
         app.include_router(module.router)
     from amberwatch.web import portal, subscriptions, tiles  # /api/sites/{id}.{fmt} must precede /api/sites/{id}
 
