@@ -14,6 +14,7 @@ from amberwatch.cli import accuracy, admin, monitoring, pipeline, stac_monitor
 from amberwatch.cli.common import settings
 from amberwatch.cli.crowd import reports_app
 from amberwatch.cli.errors import typer_app
+from amberwatch.cli.geoserver import geoserver_app
 from amberwatch.cli.training import eval_app, train_app
 from amberwatch.cli.validation import field_app, labels_app, validation_app
 from amberwatch.cli.vhr import app as vhr_app
@@ -35,6 +36,7 @@ for command in (pipeline.ingest, pipeline.detect, pipeline.serve, pipeline.worke
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.models_app, name="models")
 app.add_typer(admin.db_app, name="db")
+app.add_typer(geoserver_app, name="geoserver")
 app.add_typer(vhr_app, name="vhr", help="Very-high-resolution RGB classifier (Texty method).")
 app.add_typer(monitoring.layers_app, name="layers", help="Reference layers: admin units, protected areas.")
 app.command("track")(monitoring.track_command)

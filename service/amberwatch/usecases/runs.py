@@ -266,6 +266,9 @@ def publish_result(store: Store, settings: Settings, run_id: int, scene_id: int,
         now = datetime.now(UTC)
         run.finished_at = run.published_at = now
     refresh_layers(store, settings)
+    from amberwatch.usecases.geoserver import publish_after_run
+
+    publish_after_run(store, settings)  # when AMBERWATCH_GEOSERVER_URL is set; a failure is logged, not raised
 
 
 def refresh_layers(store: Store, settings: Settings) -> None:

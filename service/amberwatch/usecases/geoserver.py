@@ -1,0 +1,38 @@
+"""Use case: publish our layers on a GeoServer (``amberwatch geoserver publish`` and after each published run)."""
+
+from __future__ import annotations
+
+import logging
+
+from amberwatch.errors import AmberWatchError, InputError
+from amberwatch.publish.connection import DbParams
+from amberwatch.publish.geoserver import GeoServerPublisher, PublishReport
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+def publisher(settings: Settings) -> GeoServerPublisher:
+    if not settings.geoserver_url:
+        raise InputError("no GeoServer configured: set AMBERWATCH_GEOSERVER_URL (e.g. http://host:8080/geoserver)")
+    if not settings.geoserver_url.startswith(("http://", "https://")):
+        raise InputError("AMBERWATCH_GEOSERVER_URL must be an http:// or https:// URL")
+    return GeoServerPublisher(settings.geoserver_url, settings.geoserver_user, settings.geoserver_password,
+                              settings.geoserver_workspace, settings.ogc_config_dir / "styles")
+
+
+def publish(store: Store, settings: Settings) -> PublishReport:
+    """Create or update the workspace, PostGIS store, styles and layers on the configured GeoServer."""
+    return publisher(settings).publish(DbParams.from_store(store), settings.geoserver_db_host)
+
+
+def publish_after_run(store: Store, settings: Settings) -> None:
+    """After a run is published: update GeoServer when one is configured. The run stays published if GeoServer
+    fails (logged; ``amberwatch geoserver publish`` catches up)."""
+    if not settings.geoserver_url:
+        return
+    try:
+        publish(store, settings)
+    except AmberWatchError as err:
+        log.warning("GeoServer not updated: %s (run `amberwatch geoserver publish` when it is back)", err)
