@@ -25,6 +25,7 @@ from amberwatch.httpcache import etag_matches
 from amberwatch.usecases import accuracy, monitoring, reports
 from amberwatch.usecases import crowd as crowd_uc
 from amberwatch.usecases import portal as portal_uc
+from amberwatch.usecases import validation as validation_uc
 from amberwatch.web.deps import SettingsDep, StoreDep
 from amberwatch.web.monitoring import base_url, site_id_path
 
@@ -155,7 +156,7 @@ def site_html(request: Request, store: StoreDep, lang: LangDep,
                      lang, 404)
     return _page(portal.render("site.html", lang.code, page=page, site=page.site, colours=portal_uc.STATUS_COLOURS,
                                iso_day=portal_uc.iso_day, crowd_reports=crowd_uc.near_site(store, sid),
-                               **common), lang)
+                               validation=validation_uc.site_validation(store, sid), **common), lang)
 
 
 @router.get("/stats", response_class=HTMLResponse, include_in_schema=False)
