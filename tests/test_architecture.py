@@ -35,6 +35,7 @@ DOMAIN = (
     "amberwatch.area",
     "amberwatch.types",
     "amberwatch.crowd",
+    "amberwatch.validation",
     "amberwatch.accuracy",
 )
 FORBIDDEN_IN_DOMAIN = (
