@@ -75,13 +75,13 @@ def features_page(engine: Engine, view: ItemsView, where: ItemsFilter, limit: in
     columns = ", ".join(_quote(engine, c) for c in (view.id_column, view.geom_column, *view.properties))
     condition, params = _where(engine, view, where)
     sql = f"""
-        select coalesce(json_agg(json_build_object(
-                   'type', 'Feature', 'id', p.{ident},
-                   'geometry', ST_AsGeoJSON(p.{geom}, {GEOJSON_DECIMALS})::json,
-                   'properties', json_build_object({props})) order by p.{ident})::text, '[]'),
-               count(*)
-        from (select {columns} from {_relation(engine, view)}{condition}
-              order by {ident} limit :limit offset :offset) p"""
+        select coalesce(t.features::text, '[]'), coalesce(json_array_length(t.features), 0)
+        from (select json_agg(json_build_object(
+                         'type', 'Feature', 'id', p.{ident},
+                         'geometry', ST_AsGeoJSON(p.{geom}, {GEOJSON_DECIMALS})::json,
+                         'properties', json_build_object({props})) order by p.{ident}) as features
+              from (select {columns} from {_relation(engine, view)}{condition}
+                    order by {ident} limit :limit offset :offset) p) t"""
     with engine.connect() as conn:
         row = conn.execute(text(sql), {**params, "limit": limit, "offset": offset}).one()
     return str(row[0]), int(row[1])
