@@ -249,6 +249,17 @@ def test_moderation_publishes_approved_reports_only(app: dict) -> None:
         assert out.returncode == 0, out.stderr
         assert "Fresh pits and a motor pump" in out.stdout and "Sand spoil" not in out.stdout
         assert "example.org" not in out.stdout
+    # WMS: the report is drawn and GetFeatureInfo (HTML) names it, escaped
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs(4326, 3857, always_xy=True).transform(*NEAR)
+    gfi = httpx.get(app["base"] + "/ows", params={
+        "SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetFeatureInfo", "LAYERS": "reports", "STYLES": "",
+        "QUERY_LAYERS": "reports", "CRS": "EPSG:3857", "BBOX": f"{x - 500},{y - 500},{x + 500},{y + 500}",
+        "WIDTH": "101", "HEIGHT": "101", "I": "50", "J": "50", "INFO_FORMAT": "text/html", "FORMAT": "image/png"},
+        timeout=60)
+    assert gfi.status_code == 200 and "Fresh pits and a motor pump" in gfi.text, gfi.text[:500]
+    assert "example.org" not in gfi.text
     # the public report and its photo, and the nearby site page
     public = httpx.get(f"{url}/{a}").json()
     assert public["status"] == "approved" and "contact" not in public
