@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,6 @@ from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import AdminUnit, ModelVersion, Run
 from amberwatch.usecases import accuracy, field_checks, validation
-
-AMBERWATCH = Path(sys.executable).parent / "amberwatch"
 
 # -- Olofsson et al. 2014, section 5 (Tables 8-9, sections 5.2.1-5.2.2) -----------------------------------------
 # Strata = map classes; mapped areas in 30 m pixels (0.09 ha); rows = map class, columns = reference class.
@@ -172,16 +168,33 @@ def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
                               MINING_A + MINING_B)
     with store.session() as s:
         s.execute(update(Run).where(Run.id == run_id).values(model_version_id=mv_id))
-    cli_env = {**os.environ, "AMBERWATCH_DATABASE_URL": url, "AMBERWATCH_DATA_DIR": str(tmp / "data")}
+    cli_env = {"AMBERWATCH_DATABASE_URL": url, "AMBERWATCH_DATA_DIR": str(tmp / "data")}
     app = create_app(settings, store, worker=False)
     with TestClient(app) as client:
         yield {"store": store, "settings": settings, "client": client, "tmp": tmp, "cli_env": cli_env}
     store.stop()
 
 
-def cli(env: dict[str, Any], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(AMBERWATCH), "accuracy", *args], env=env["cli_env"], capture_output=True, text=True,
-                          timeout=120)
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(env: dict[str, Any], *args: str) -> CliResult:
+    """``amberwatch accuracy ARGS`` in this process, with the test database in the environment."""
+    from typer.testing import CliRunner
+
+    from amberwatch.cli import app
+    from amberwatch.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(app, ["accuracy", *args], env=env["cli_env"])
+    finally:
+        get_settings.cache_clear()
+    return CliResult(res.exit_code, res.stdout, res.stderr)
 
 
 def points_by_stratum(store: Store, design_id: int) -> dict[str, list[dict]]:
@@ -364,3 +377,37 @@ def test_api_and_stats_page_publish_the_report(env: dict[str, Any]) -> None:
         overall = report["overall"]
         assert (f"{portal.format_number(100 * overall['estimate'], 1)}&nbsp;%&nbsp;±&nbsp;"
                 f"{portal.format_number(50 * (overall['high'] - overall['low']), 1)}") in html
+
+
+def test_stats_page_shows_the_report_in_a_browser(env: dict[str, Any]) -> None:
+    """Debian's chromium renders /stats as the app serves it (every request of the page goes to the app)."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium; make install adds it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e .[test])")
+    client, origin = env["client"], "http://amberwatch.test"
+
+    def from_app(route: Any) -> None:
+        res = client.get(route.request.url.removeprefix(origin), headers={"Accept-Encoding": "identity"})
+        headers = {k: v for k, v in res.headers.items() if k.lower() not in ("content-encoding", "content-length")}
+        route.fulfill(status=res.status_code, headers=headers, body=res.content)
+
+    m = env["report"]["mining_area_ha"]
+    t = portal.translator("uk")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.route(origin + "/**", from_app)
+            page.goto(origin + "/stats?lang=uk")
+            section = page.locator("#accuracy")
+            assert section.is_visible()
+            assert t("accuracy.title") in page.inner_text("#accuracy-h")
+            report = page.locator('article[data-version="2"]')
+            assert f"{portal.format_number(m['low'], 0)} – {portal.format_number(m['high'], 0)}" in \
+                report.locator(".accuracy-area").inner_text()
+            assert report.locator(".accuracy-matrix tbody tr").count() == 2
+            assert report.locator('.accuracy-classes tr[data-class="mining"] td.ci').inner_text() == \
+                f"{portal.format_number(m['low'], 0)} – {portal.format_number(m['high'], 0)}"
+        finally:
+            browser.close()
