@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
-from amberwatch.store.models import Detection, ValidationItem
+from amberwatch.store.models import Detection, ValidationItem, ValidationVote
 from amberwatch.store.queries import validation as vq
 from amberwatch.usecases import keys as keys_uc
 from amberwatch.validation import rules
@@ -54,7 +54,7 @@ def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
                          .order_by(Detection.id)).all()
     keys = {name: keys_uc.create_key(store, name, role)[1] for name, role in
             (("vol-1", "validator"), ("vol-2", "validator"), ("vol-3", "validator"), ("vol-4", "validator"),
-             ("expert", "analyst"))}
+             ("vol-5", "validator"), ("expert", "analyst"))}
     app = create_app(settings, store, worker=False)
     with uvicorn_thread(app, settings.port, "/health") as url:
         yield {"store": store, "settings": settings, "tmp": tmp, "url": url, "keys": keys,
@@ -210,6 +210,8 @@ def test_disagreement_goes_to_the_expert(env: dict[str, Any]) -> None:
     assert {r.answer for r in refs.values()} == {"mining", "not_mining"}
     page = call(env, "GET", f"/api/validation/sites/{env['sites'][1]}").json()
     assert page["status"] == "rejected" and page["field_checked"] is False
+    html = call(env, "GET", f"/sites/{env['sites'][1]}?lang=uk").text
+    assert 'data-status="rejected"' in html and "Відхилено: не видобуток" in html
 
 
 def test_gold_scores_volunteers(env: dict[str, Any]) -> None:
@@ -272,3 +274,39 @@ def test_labels_export_read_by_the_training_loader(env: dict[str, Any]) -> None:
     written = chips.chips_from_polygons(scene, out, env["tmp"] / "chips", size=32)
     index = json.loads((env["tmp"] / "chips" / "chips.json").read_text())
     assert len(written) == 2 and all(c["pit_pixels"] > 0 for c in index["chips"])
+
+
+def test_volunteer_page_in_the_browser(env: dict[str, Any]) -> None:
+    """A volunteer answers two tasks on /validate/ in chromium: the polygon is drawn, the chips point at the site's
+    before/after images, a rejection without a reason is not sent, and each answer is stored as a vote."""
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium; make install adds it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page(locale="uk-UA")
+        page.goto(env["url"] + "/validate")
+        page.fill("#key", env["keys"]["vol-5"])
+        page.click("#start")
+        page.wait_for_selector("#task:not([hidden])")
+        first = int(page.get_attribute("#task", "data-item-id") or 0)
+        with env["store"].session() as s:
+            item = vq.get_item(s, first)
+            assert item is not None and item.site_id is not None
+            site = item.site_id
+        assert page.get_attribute("#before", "src") == f"/api/sites/{site}/chips/before.png"
+        assert page.get_attribute("#after", "src") == f"/api/sites/{site}/chips/after.png"
+        assert (page.get_attribute("#shape path", "d") or "").startswith("M")
+        assert page.text_content("#not-mining") == "Не видобуток"  # Ukrainian for a Ukrainian browser
+        page.click("#not-mining")
+        assert page.text_content("#message") == "Оберіть, що це, якщо не видобуток."
+        page.select_option("#reason", "fish_pond")
+        page.click("#not-mining")
+        page.wait_for_function(f"document.getElementById('task').dataset.itemId !== '{first}'")
+        page.click("#mining")
+        page.wait_for_function("document.getElementById('message').textContent === 'Відповідь збережено.'")
+        browser.close()
+    with env["store"].session() as s:
+        votes = s.execute(select(ValidationVote.item_id, ValidationVote.answer, ValidationVote.reason)
+                          .where(ValidationVote.voter == "vol-5").order_by(ValidationVote.id)).all()
+    assert len(votes) == 2 and tuple(votes[0]) == (first, "not_mining", "fish_pond") and votes[1][1] == "mining"

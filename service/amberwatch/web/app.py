@@ -97,6 +97,7 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
     from amberwatch.web import field, validation  # volunteer validation, field checks and the /field/ app
 
     app.include_router(validation.router)
+    app.include_router(validation.pages)  # /validate/
     app.include_router(field.router)
     app.include_router(monitoring.router, prefix="/api")
     from amberwatch.web import stac_monitors

@@ -3,20 +3,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from amberwatch.accounts import Principal
+from amberwatch.errors import NotFoundError
 from amberwatch.usecases import validation as uc
 from amberwatch.validation.items import NewItem
 from amberwatch.web.deps import MAX_ID, PageDep, SettingsDep, StoreDep, require
 
 router = APIRouter(prefix="/api/validation", tags=["validation"])
+pages = APIRouter(include_in_schema=False)
+PAGE_DIR = Path(__file__).resolve().parents[1] / "portal" / "volunteer"
+PAGE_FILES = {"index.html": "text/html; charset=utf-8", "validate.js": "application/javascript; charset=utf-8",
+              "validate.css": "text/css; charset=utf-8"}
 ItemId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 Validator = Annotated[Principal, Depends(require("validate"))]
 Analyst = Annotated[Principal, Depends(require("decide"))]
@@ -108,3 +114,26 @@ async def post_enqueue(store: StoreDep, settings: SettingsDep, _: Analyst,
 async def site_validation(site_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], store: StoreDep) -> dict[str, Any]:
     """Public: a site's validation status, its items' states and its field checks (as on the site page)."""
     return await run_in_threadpool(uc.site_validation, store, site_id)
+
+
+# -- the volunteers' page ---------------------------------------------------------------------------------------
+@pages.get("/validate")
+def validate_root() -> RedirectResponse:
+    return RedirectResponse("/validate/", status_code=308)
+
+
+@pages.get("/validate/")
+def validate_page() -> Response:
+    return _page_file("index.html")
+
+
+@pages.get("/validate/{name}")
+def validate_file(name: str) -> Response:
+    return _page_file(name)
+
+
+def _page_file(name: str) -> Response:
+    if name not in PAGE_FILES:
+        raise NotFoundError(f"no file {name[:40]!r} in the validation page")
+    return FileResponse(PAGE_DIR / name, media_type=PAGE_FILES[name],
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
