@@ -411,3 +411,32 @@ def test_stats_page_shows_the_report_in_a_browser(env: dict[str, Any]) -> None:
                 f"{portal.format_number(m['low'], 0)} – {portal.format_number(m['high'], 0)}"
         finally:
             browser.close()
+
+
+def test_admins_design_and_report_through_the_api(env: dict[str, Any]) -> None:
+    from amberwatch.usecases import keys as keys_uc
+
+    client, store = env["client"], env["store"]
+    _, admin = keys_uc.create_key(store, "accuracy-admin", "admin")
+    _, volunteer = keys_uc.create_key(store, "accuracy-volunteer", "validator")
+    body = {"model_version": MODEL, "n_total": 40, "min_per_stratum": 10, "seed": 9}
+    assert client.post("/api/accuracy/designs", json=body).status_code == 401
+    as_volunteer = {"Authorization": f"Bearer {volunteer}"}
+    assert client.post("/api/accuracy/designs", json=body, headers=as_volunteer).status_code == 403
+    assert client.post(f"/api/accuracy/{MODEL}/reports", headers=as_volunteer).status_code == 403
+    headers = {"Authorization": f"Bearer {admin}"}
+    bad = client.post("/api/accuracy/designs", json={**body, "n_total": 30}, headers=headers)
+    assert bad.status_code == 400 and "too small for 4 strata" in bad.json()["detail"]
+    assert client.post("/api/accuracy/designs", json={**body, "x": 1}, headers=headers).status_code == 422
+    # a report of the answered design is the next version, with the same estimate
+    res = client.post(f"/api/accuracy/{MODEL}/reports", headers=headers)
+    assert res.status_code == 201 and res.json()["version"] == 3
+    assert res.json()["mining_area_ha"] == env["report"]["mining_area_ha"]
+    # a new design has no answers yet: its report is refused with the counts
+    res = client.post("/api/accuracy/designs", json=body, headers=headers)
+    assert res.status_code == 201, res.text
+    assert {s["name"]: s["n_points"] for s in res.json()["strata"] if s["map_class"] == "mining"} == {
+        "Oblast A / mining": 10, "Oblast B / mining": 10}
+    res = client.post(f"/api/accuracy/{MODEL}/reports", headers=headers)
+    assert res.status_code == 400
+    assert res.json()["detail"].startswith("not enough reference answers yet: 0 of 40 sample points")
