@@ -83,7 +83,7 @@ def write_png(refl: dict[str, np.ndarray], spectral: np.ndarray, s2c, path: Path
     img[s2c.cloud & ~spectral] = (40, 220, 230)
     img[spectral & s2c.cloud] = (255, 255, 255)
     img[s2c.shadow] = (250, 210, 0)
-    Image.fromarray(img).save(path, optimize=True)
+    Image.fromarray(img).quantize(48).save(path, optimize=True)  # a palette keeps the picture small
 
 
 def main() -> None:

@@ -37,7 +37,8 @@ def save(panels: list[np.ndarray], path: Path, scale: int) -> None:
     gap = np.full((panels[0].shape[0], 4, 3), 255, dtype=np.uint8)
     row = np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
     img = Image.fromarray(row)
-    img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(path, optimize=True)
+    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    img.quantize(48).save(path, optimize=True)  # a palette keeps the picture small
 
 
 def camargue(model: WaterModel, img: Path | None) -> None:
