@@ -509,7 +509,7 @@ def test_keyboard_navigation(app_server: dict, browser: Any):
     for _ in range(8):
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id || document.activeElement.getAttribute('href')"))
-    assert order[:5] == ["/", "/", "/stats", "/docs", "/ogcapi"], order
+    assert order[:6] == ["/", "/", "/stats", "/report", "/docs", "/ogcapi"], order
     assert "search-q" in order, order
     page.focus("#search-q")
     page.keyboard.type(HROMADA[:6])
