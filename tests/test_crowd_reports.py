@@ -380,7 +380,7 @@ def test_report_form_and_moderation_queue_on_a_phone(app: dict, browser: Any) ->
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(app["base"] + "/")
-    page.click("#nav-report")
+    page.click('header nav a[href="/report"]')
     page.wait_for_url("**/report")
     assert page.locator("h1").inner_text() == "Повідомити про видобуток бурштину"
     page.wait_for_selector("#report-map[data-state=ready]", timeout=20000)
