@@ -146,6 +146,9 @@ def test_queue_order_and_never_twice(env: dict[str, Any]) -> None:
     assert call(env, "POST", "/api/validation/enqueue", "expert", json={}).json() == {"new_site": 0, "uncertain": 0}
     assert call(env, "POST", "/api/validation/enqueue", "vol-1", json={}).status_code == 403
     assert call(env, "GET", "/api/validation/next").status_code == 401
+    assert call(env, "POST", "/api/validation/items/1/votes", json={"answer": "maybe"}).status_code == 401
+    assert call(env, "POST", "/api/validation/items/1/decision", "vol-1", json={"answer": "mining"}
+                ).status_code == 403
     first = call(env, "GET", "/api/validation/next", "vol-4").json()
     assert first["kind"] == "site" and first["site_id"] == min(env["sites"])  # new sites first
     assert "source" not in first and first["geometry"]["type"] == "MultiPolygon"
