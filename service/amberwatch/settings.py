@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_archive_ratio: int = Field(
         100, ge=1, description="Largest compression ratio of a zip member of 1 MB or more (zip-bomb guard).")
     max_metadata_mb: int = Field(4, ge=1, description="Largest metadata file ingest reads (MTD_*.xml, *_MTL.txt), MB.")
+    l1c_cloud_mask: Literal["spectral", "s2cloudless"] = Field(
+        "spectral", description="Sentinel-2 L1C cloud mask at ingest: the spectral test, or s2cloudless with cloud "
+        "shadows (docs/models.md, 'Clouds'). L2A always uses its SCL.")
     models_dir: Path = Field(PROJECT_ROOT / "models" / "registry", description="Model registry root.")
     default_models: dict[str, str] = Field(
         default_factory=lambda: {"sentinel2": "s2-unet", "landsat": "landsat-unet", "vhr_rgb": "vhr-texty"},
@@ -61,6 +64,10 @@ class Settings(BaseSettings):
     geoserver_workspace: str = Field("amberwatch", description="GeoServer workspace of our layers.")
     geoserver_db_host: str | None = Field(
         None, description="PostGIS host as GeoServer reaches it (default: the host of the store's URL).")
+    geoserver_db_user: str | None = Field(
+        None, description="Database user GeoServer's store logs in as (default: the store's; a read-only role is "
+        "better, docs/operations.md#deploying-with-geoserver).")
+    geoserver_db_password: str | None = Field(None, description="Password of AMBERWATCH_GEOSERVER_DB_USER.")
     min_mapping_unit_ha: float = Field(0.05, description="Smallest polygon kept after vectorizing.")
     mapserv_bin: Path = Path("/usr/lib/cgi-bin/mapserv")
     mapserv_workers: int = Field(

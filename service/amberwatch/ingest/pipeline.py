@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 from amberwatch.errors import InputError
-from amberwatch.ingest import geotiff, landsat, sentinel2
+from amberwatch.ingest import geotiff, landsat, s2cloud, sentinel2
 from amberwatch.ingest.footprint import footprint_wgs84
-from amberwatch.ingest.plan import ScenePlan
+from amberwatch.ingest.plan import MaskSource, ScenePlan
 from amberwatch.ingest.rasters import ground_resolution, open_raster
 from amberwatch.ingest.safety import DEFAULT_LIMITS, IngestLimits, check_input_path, gdal_guard
 from amberwatch.ingest.stac import build_item
@@ -31,6 +31,7 @@ Progress = Callable[[float, str], None]
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2"}
 REFUSED_SUFFIXES = {".vrt": "GDAL VRTs (XML files that point at other files or URLs) are not accepted"}
 GDAL_CACHE_BYTES = 256 * 1024 * 1024  # rasterio passes GDAL_CACHEMAX to GDALSetCacheMax64: bytes
+L1cCloudMask = Literal["spectral", "s2cloudless"]
 InputKind = Literal["safe_dir", "landsat_dir", "band_folder", "safe_zip", "landsat_mtl", "raster", "safe_mtd"]
 
 
@@ -118,6 +119,14 @@ def _plan(path: Path, kind: InputKind | None, limits: IngestLimits) -> ScenePlan
     raise InputError(f"{path.name}: unsupported input (expected .SAFE, .zip, a folder, a GeoTIFF/JP2 or *_MTL.txt)")
 
 
+def use_s2cloudless(plan: ScenePlan) -> None:
+    """Switch a Sentinel-2 L1C plan that would use the spectral test (no SCL) to s2cloudless + shadows."""
+    names = {b.name for b in plan.bands}
+    if (plan.family == "sentinel2" and plan.level == "L1C" and plan.mask.kind == "spectral"
+            and names.issuperset((*s2cloud.MODEL_BANDS, "green"))):
+        plan.mask = MaskSource("s2cloudless", description=s2cloud.S2CLOUDLESS_DESCRIPTION)
+
+
 def safe_scene_key(key: str) -> str:
     """A scene key usable as one directory name: [A-Za-z0-9_.-] only, no '..', at most 120 characters.
 
@@ -131,12 +140,13 @@ def safe_scene_key(key: str) -> str:
 
 
 def ingest_path(path: Path, out_dir: Path, progress: Progress | None = None,
-                limits: IngestLimits = DEFAULT_LIMITS) -> IngestedScene:
+                limits: IngestLimits = DEFAULT_LIMITS, l1c_cloud_mask: L1cCloudMask = "spectral") -> IngestedScene:
     """Ingest one scene into ``out_dir`` (must not exist yet; it is created atomically, or not at all).
 
     Writes ``reflectance.tif`` (COG, uint16 reflectance x 10000, nodata 0; uint8 RGB for VHR) and
     ``cloud_mask.tif`` (COG, uint8, 1 = cloud/shadow/invalid; not for VHR). Raises InputError for bad input,
-    including input refused by the guards of ``amberwatch.ingest.safety`` under ``limits``.
+    including input refused by the guards of ``amberwatch.ingest.safety`` under ``limits``. ``l1c_cloud_mask``
+    picks the Sentinel-2 L1C cloud mask: the spectral test, or s2cloudless with shadows (``ingest.s2cloud``).
     """
     path, out_dir = Path(path), Path(out_dir)
     tick: Progress = progress or (lambda _f, _m: None)
@@ -150,6 +160,8 @@ def ingest_path(path: Path, out_dir: Path, progress: Progress | None = None,
         with gdal_guard(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS="ALL_CPUS"):
             tick(0.0, f"reading {path.name}")
             plan = plan_input(path, limits)
+            if l1c_cloud_mask == "s2cloudless":
+                use_s2cloudless(plan)
             log.info("ingesting %s as %s %s (%s)", path, plan.family, plan.level, plan.scene_key)
             tick(0.02, f"{plan.scene_key}: {len(plan.bands)} bands on a {plan.grid.width}x{plan.grid.height} grid")
             work = staging / "_work"

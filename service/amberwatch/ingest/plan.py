@@ -12,7 +12,7 @@ from rasterio.enums import Resampling
 
 from amberwatch.types import SensorFamily
 
-MaskKind = Literal["scl", "landsat_qa_pre", "landsat_qa_c1", "landsat_qa_c2", "spectral", "none"]
+MaskKind = Literal["scl", "landsat_qa_pre", "landsat_qa_c1", "landsat_qa_c2", "spectral", "s2cloudless", "none"]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ Sentinel-2 L2A keeps its own SCL classes (``ingest.cloud.scl_mask``): this modul
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -217,3 +218,49 @@ def cloud_and_shadow(refl: Mapping[str, NDArray], resolution_m: float, zenith_de
         dark = (nir < DARK_NIR) & ~(ndwi > WATER_NDWI)
     shadow = project_shadows(cloud, dark, resolution_m, zenith_deg, azimuth_deg)
     return CloudShadow(prob, cloud, shadow)
+
+
+# -- ingest: the L1C mask of a written scene -------------------------------------------------------------------
+COARSE_M = 160.0  # s2cloudless runs on this grid during ingest (~65 µs per pixel: 470,000 pixels per full tile)
+
+
+@functools.lru_cache(maxsize=1)
+def shared_model() -> CloudModel:
+    """One CloudModel per process (the ONNX file is converted once per machine, in the default cache)."""
+    return CloudModel()
+
+
+def scene_mask_pass(refl_path: Path, mask_path: Path, bands: list[str], acquired: datetime, block_rows: int,
+                    model: CloudModel | None = None) -> int:
+    """Add s2cloudless cloud and shadow to an ingest mask (``mask_path``: uint8 GeoTIFF, 1 = invalid, opened for
+    update) from the reflectance GeoTIFF (uint16 x 10000, 0 = nodata, bands in ``bands`` order) on a COARSE_M grid,
+    upsampled by nearest neighbour. Returns the number of valid pixels now masked as cloud or shadow."""
+    import rasterio
+    from pyproj import Transformer
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    need = [*MODEL_BANDS, "green"]
+    with rasterio.open(refl_path) as src:
+        res = abs(src.transform.a) if src.crs.is_projected else 10.0
+        factor = max(1, int(round(COARSE_M / res)))
+        shape = (max(1, src.height // factor), max(1, src.width // factor))
+        data = src.read([bands.index(b) + 1 for b in need], out_shape=(len(need), *shape),
+                        resampling=Resampling.average, masked=True)
+        refl = {b: np.ma.filled(data[i].astype(np.float32) / 10000.0, np.nan) for i, b in enumerate(need)}
+        cx, cy = src.xy(src.height // 2, src.width // 2)
+        lon, lat = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True).transform(cx, cy)
+    zenith, azimuth = sun_angles(acquired, lon, lat)
+    coarse = cloud_and_shadow(refl, res * src.width / shape[1], zenith, azimuth, model or shared_model()).mask
+    masked = 0
+    with rasterio.open(mask_path, "r+") as dst:
+        for row0 in range(0, dst.height, block_rows):
+            h = min(block_rows, dst.height - row0)
+            win = Window(0, row0, dst.width, h)
+            invalid = dst.read(1, window=win) > 0
+            rows = np.minimum((np.arange(row0, row0 + h) * shape[0]) // dst.height, shape[0] - 1)
+            cols = np.minimum((np.arange(dst.width) * shape[1]) // dst.width, shape[1] - 1)
+            cloudy = coarse[np.ix_(rows, cols)]
+            masked += int((cloudy & ~invalid).sum())
+            dst.write((cloudy | invalid).astype(np.uint8)[None], window=win)
+    return masked

@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from amberwatch.cog import to_cog
 from amberwatch.errors import InputError
-from amberwatch.ingest import cloud
+from amberwatch.ingest import cloud, s2cloud
 from amberwatch.ingest.plan import BandSource, Grid, ScenePlan
 from amberwatch.ingest.rasters import (
     READ_ERRORS,
@@ -159,6 +159,10 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
     stats.footprint_step = step
     if stats.valid_pixels == 0:
         raise InputError("the input has no valid pixels (every pixel is nodata/fill)")
+    if plan.mask.kind == "s2cloudless" and mask_path is not None:  # L1C: a whole-scene pass on a coarse grid
+        tick(0.81, "s2cloudless cloud and shadow mask")
+        stats.cloud_pixels = s2cloud.scene_mask_pass(refl_tmp, work / "mask_final.tif", [b.name for b in plan.bands],
+                                                     plan.acquired, block_rows)
     tick(0.82, "writing reflectance COG")
     to_cog(refl_tmp, refl_path, overview_resampling="AVERAGE", level=1)  # level 1: ~2x faster, ~5 % larger
     if mask_path is not None:

@@ -71,7 +71,7 @@ def ingest(store: Store, settings: Settings, path: Path, progress: Progress = no
             return existing
     staging = settings.path("scenes", f".staging-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
     try:
-        scene = ingest_path(path, staging, progress=progress, limits=limits)
+        scene = ingest_path(path, staging, progress=progress, limits=limits, l1c_cloud_mask=settings.l1c_cloud_mask)
     except Exception:
         shutil.rmtree(staging, ignore_errors=True)
         raise
