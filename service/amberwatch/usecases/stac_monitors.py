@@ -338,7 +338,7 @@ def process_item(store: Store, settings: Settings, item_id: int) -> str:
             with store.session() as session:
                 q.note_failure(session, item_id, f"attempt {attempts}: {reason}")
             wait = settings.monitor_retry_wait_s * 2 ** (attempts - 1)
-            log.warning("monitor %s item %s failed (attempt %d), retry in %.0f s: %s", monitor_name, item.get("id"),
+            log.warning("monitor %s item %s failed (attempt %d), retry in %.1f s: %s", monitor_name, item.get("id"),
                         attempts, wait, reason)
             raise RetryItem(reason, wait) from err
         log.error("monitor %s item %s failed for good after %d attempts: %s", monitor_name, item.get("id"),

@@ -40,8 +40,12 @@ def build(settings: Settings) -> FastAPI:
         stac_fastapi_landing_id="amberwatch", enable_transactions_extensions=False,
         openapi_url="/api", docs_url="/api.html", enabled_extensions=None,
     )
-    return instantiate_api(extensions=Extensions(settings=stac_settings), lifespan=no_lifespan,
-                           settings=stac_settings).app
+    app = instantiate_api(extensions=Extensions(settings=stac_settings), lifespan=no_lifespan,
+                          settings=stac_settings).app
+    # links: a mount's path is not in request.base_url (Starlette keeps the outer root path there); stac-fastapi
+    # adds state.router_prefix to it (set after the build: its routes stay relative to the mount)
+    app.state.router_prefix = MOUNT
+    return app
 
 
 async def open_pools(stac_app: FastAPI, store: Store) -> None:
