@@ -440,3 +440,23 @@ def test_admins_design_and_report_through_the_api(env: dict[str, Any]) -> None:
     res = client.post(f"/api/accuracy/{MODEL}/reports", headers=headers)
     assert res.status_code == 400
     assert res.json()["detail"].startswith("not enough reference answers yet: 0 of 40 sample points")
+    # fixed sizes: every stratum, by name
+    sizes = {"Oblast A / mining": 4, "Oblast A / not_mining": 6, "Oblast B / mining": 3, "Oblast B / not_mining": 5}
+    res = client.post("/api/accuracy/designs", json={"model_version": MODEL, "sizes": {"Oblast A / mining": 4}},
+                      headers=headers)
+    assert res.status_code == 400 and "missing Oblast A / not_mining, Oblast B / mining" in res.json()["detail"]
+    res = client.post("/api/accuracy/designs", json={"model_version": MODEL, "sizes": {**sizes, "Narnia": 3}},
+                      headers=headers)
+    assert res.status_code == 400 and "no stratum named 'Narnia'" in res.json()["detail"]
+    res = client.post("/api/accuracy/designs", json={"model_version": MODEL, "sizes": sizes}, headers=headers)
+    assert res.status_code == 201 and {s["name"]: s["n_points"] for s in res.json()["strata"]} == sizes
+
+
+def test_cli_size_option_parsing() -> None:
+    from amberwatch.cli.accuracy import parse_sizes
+
+    assert parse_sizes(["Rivne / mining=60", " Volyn / not_mining = 7"]) == {
+        "Rivne / mining": 60, "Volyn / not_mining": 7}
+    for bad in ("Rivne / mining", "=5", "Rivne / mining=-1", "Rivne / mining=x"):
+        with pytest.raises(InputError, match="write STRATUM=N"):
+            parse_sizes([bad])
