@@ -263,3 +263,46 @@ def test_sar_evidence_and_status_rule() -> None:
     assert rules.sar_status("recovering", 0.04) == "recovering" and rules.sar_status("recovering", 0.05) == "active"
     with pytest.raises(ValueError):
         rules.assign_statuses([obs(1, sar=1.0)])
+
+
+# -- hostile input -------------------------------------------------------------------------------------------
+def _safe_copy(tmp_path: Path) -> Path:
+    src = next(shared("sentinel1", "sarsen-grd-safe-metadata").glob("*.SAFE"))
+    safe = tmp_path / src.name
+    shutil.copytree(src, safe, ignore=shutil.ignore_patterns("*.tiff"))
+    return safe
+
+
+def test_hostile_safe_refused(tmp_path: Path) -> None:
+    safe = _safe_copy(tmp_path / "a")
+    cal = next((safe / "annotation" / "calibration").glob("calibration-*.xml"))
+    cal.write_text('<?xml version="1.0"?><!DOCTYPE c [<!ENTITY x SYSTEM "file:///etc/passwd">]><calibration>&x;'
+                   "</calibration>")
+    with pytest.raises(InputError, match="XML features that are not accepted"):
+        ingest_s1(safe)
+
+    safe = _safe_copy(tmp_path / "b")
+    manifest = safe / "manifest.safe"
+    manifest.write_text(manifest.read_text().replace('href="./annotation/calibration/calibration-',
+                                                     'href="../../../etc/calibration-', 1))
+    with pytest.raises(InputError, match="absolute path or '..'"):
+        ingest_s1(safe)
+
+    safe = _safe_copy(tmp_path / "c")
+    cal = next((safe / "annotation" / "calibration").glob("calibration-*.xml"))
+    outside = tmp_path / "outside.xml"
+    outside.write_bytes(cal.read_bytes())
+    cal.unlink()
+    cal.symlink_to(outside)
+    with pytest.raises(InputError, match="points outside the input") as err:
+        ingest_s1(safe)
+    assert str(tmp_path) not in str(err.value)
+
+    vrt = tmp_path / "S1A_20200101_VV.tif"
+    vrt.write_text('<VRTDataset rasterXSize="1" rasterYSize="1"><VRTRasterBand dataType="Float32" band="1">'
+                   "<SimpleSource><SourceFilename>/etc/passwd</SourceFilename></SimpleSource></VRTRasterBand>"
+                   "</VRTDataset>")
+    with pytest.raises(InputError, match="VRT"):
+        ingest_s1(vrt)
+    with pytest.raises(InputError, match="virtual paths"):
+        ingest_s1("/vsicurl/http://example.com/S1A_20200101_VV.tif")
