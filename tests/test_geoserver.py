@@ -287,6 +287,16 @@ def test_hook_after_a_run(recorder: Recorder, store: Store, caplog) -> None:
     assert len(recorder.calls) == n
 
 
+def test_store_login_overrides(store: Store) -> None:
+    from amberwatch.usecases.geoserver import store_params
+
+    plain = store_params(store, Settings(database_url=store.url))
+    assert plain == DbParams.from_store(store)
+    ro = store_params(store, Settings(database_url=store.url, geoserver_db_host="db", geoserver_db_user="gs_ro",
+                                      geoserver_db_password="secret"))
+    assert (ro.host, ro.user, ro.password, ro.port, ro.dbname) == ("db", "gs_ro", "secret", plain.port, plain.dbname)
+
+
 def test_cli_geoserver_publish(recorder: Recorder, store: Store, monkeypatch, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

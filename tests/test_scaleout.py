@@ -105,6 +105,21 @@ def test_local_cluster_is_bounded() -> None:
                 pass
 
 
+def test_a_running_scheduler_is_used_and_a_dead_one_is_a_clear_error(scene: IngestedScene, cluster) -> None:
+    """AMBERWATCH_DASK_SCHEDULER: connect to a scheduler (here the local cluster's own) instead of starting one."""
+    from amberwatch.errors import AmberWatchError
+
+    settings = Settings(window_size=2 * WINDOW, dask_tile_size=2 * TILE)  # 9 tiles: a faster test
+    model = get_model(settings.models_dir, None, scene.family, settings.default_models)
+    with dask_cluster(cluster.address, 0) as remote:
+        assert remote.n_workers == 2 and remote.threads is None
+        result = detect_scene_dask(scene, model, settings, remote.client)
+    assert result.parameters["dask_tiles"] == 9 and len(result.polygons) >= 20
+    with pytest.raises(AmberWatchError, match=r"cannot reach the Dask scheduler tcp://127.0.0.1:9"):
+        with dask_cluster("tcp://127.0.0.1:9", 0, connect_timeout_s=2):
+            pass
+
+
 def test_vhr_models_do_not_run_on_dask(scene: IngestedScene, cluster) -> None:
     settings = small_tiles()
     vhr = get_model(settings.models_dir, None, "vhr_rgb", settings.default_models)
@@ -133,8 +148,8 @@ def test_cli_detect_with_workers_publishes_the_same_run(db: Store, demo_path: Pa
 
     monkeypatch.setenv("AMBERWATCH_DATABASE_URL", db.url)
     monkeypatch.setenv("AMBERWATCH_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("AMBERWATCH_WINDOW_SIZE", str(2 * WINDOW))  # fewer windows: a faster test
-    monkeypatch.setenv("AMBERWATCH_DASK_TILE_SIZE", str(2 * TILE))
+    monkeypatch.setenv("AMBERWATCH_WINDOW_SIZE", str(4 * WINDOW))  # fewer windows: a faster test
+    monkeypatch.setenv("AMBERWATCH_DASK_TILE_SIZE", str(4 * TILE))
     monkeypatch.setenv("AMBERWATCH_MAPSERV_WORKERS", "0")
     get_settings.cache_clear()
     try:
@@ -153,6 +168,6 @@ def test_cli_detect_with_workers_publishes_the_same_run(db: Store, demo_path: Pa
             text("select area_ha from detections where run_id = :r"), {"r": run_id})) for run_id, *_ in runs}
     assert len(runs) == 2
     (first, n1, ex1, _), (second, n2, ex2, tiles) = runs
-    assert ex1 is None and ex2 == "dask" and tiles == "9"
+    assert ex1 is None and ex2 == "dask" and tiles == "4"
     assert n1 == n2 >= 20 and areas[first] == areas[second]
     assert f"run {second} published: {n2} detections (CPUExecutionProvider)" in scaled.output

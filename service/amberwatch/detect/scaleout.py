@@ -49,13 +49,14 @@ from amberwatch.detect.segment import (
     scene_band_names,
 )
 from amberwatch.detect.vectorize import Region, block_regions, merge_partials, prefilter_pixels, regions_to_polygons
-from amberwatch.errors import InputError
+from amberwatch.errors import AmberWatchError, InputError
 from amberwatch.settings import Settings
 from amberwatch.types import DetectionResult, IngestedScene
 
 log = logging.getLogger(__name__)
 
 MAX_LOCAL_WORKERS = 64
+WAIT_FOR_WORKERS_S = 60
 
 
 @dataclass(frozen=True)
@@ -201,13 +202,22 @@ class Cluster:
 
 
 @contextmanager
-def dask_cluster(scheduler: str | None, n_workers: int) -> Iterator[Cluster]:
+def dask_cluster(scheduler: str | None, n_workers: int, connect_timeout_s: float = 30) -> Iterator[Cluster]:
     """A client of the scheduler at ``scheduler`` (``tcp://host:8786``), else of a LocalCluster of ``n_workers``
     worker processes (one thread each, onnxruntime threads = cores / workers) closed on exit."""
     from distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler, timeout="30s") as client:
+        try:
+            client = Client(scheduler, timeout=f"{connect_timeout_s}s")
+        except (OSError, TimeoutError) as err:
+            raise AmberWatchError(f"cannot reach the Dask scheduler {scheduler}: {type(err).__name__}") from err
+        with client:
+            try:
+                client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
+            except TimeoutError as err:
+                raise AmberWatchError(f"the Dask scheduler {scheduler} has no worker (waited "
+                                      f"{WAIT_FOR_WORKERS_S} s)") from err
             workers = len(client.scheduler_info().get("workers", {}))
             log.info("Dask: scheduler %s with %d worker(s)", scheduler, workers)
             yield Cluster(client, workers, None, scheduler)

@@ -143,10 +143,10 @@ def layer_style_xml(style: str, workspace: str) -> bytes:
     return ET.tostring(layer, encoding="utf-8")
 
 
-def store_parameters(db: DbParams, host: str | None = None) -> dict[str, str | int]:
+def store_parameters(db: DbParams) -> dict[str, str | int]:
     """Arguments of ``Geoserver.create_featurestore`` for our database, XML-escaped (it formats them into XML)."""
     return {
-        "db": escape(db.dbname), "host": escape(host or db.host), "port": db.port, "schema": "public",
+        "db": escape(db.dbname), "host": escape(db.host), "port": db.port, "schema": "public",
         "pg_user": escape(db.user), "pg_password": escape(db.password or ""),
         "description": "AmberWatch published views (detections, sites, events, reports)",
     }
@@ -165,12 +165,12 @@ class GeoServerPublisher:
                              request_options={"timeout": timeout_s, "allow_redirects": False})
         self.workspace, self.styles_dir, self.layers = workspace, styles_dir, layers
 
-    def publish(self, db: DbParams, db_host: str | None = None) -> PublishReport:
+    def publish(self, db: DbParams) -> PublishReport:
         """Make GeoServer serve our layers (idempotent); raises AmberWatchError naming the step that failed."""
         report = PublishReport(self.url, self.workspace)
         ws = self.workspace
         self._step(f"workspace {ws}", lambda: self._workspace(report))
-        self._step(f"store {STORE_NAME}", lambda: self._store(report, db, db_host))
+        self._step(f"store {STORE_NAME}", lambda: self._store(report, db))
         for layer in self.layers:
             self._step(f"style {layer.style}", partial(self._style, report, layer.style))
             self._step(f"layer {layer.name}", partial(self._featuretype, report, layer))
@@ -187,10 +187,10 @@ class GeoServerPublisher:
             self.geo.create_workspace(escape(self.workspace))
         report.add(f"workspace {self.workspace}", created)
 
-    def _store(self, report: PublishReport, db: DbParams, db_host: str | None) -> None:
+    def _store(self, report: PublishReport, db: DbParams) -> None:
         exists = self._exists(f"workspaces/{self.workspace}/datastores/{STORE_NAME}")
         self.geo.create_featurestore(STORE_NAME, workspace=self.workspace, overwrite=exists,
-                                     **store_parameters(db, db_host))  # type: ignore[arg-type]
+                                     **store_parameters(db))  # type: ignore[arg-type]
         report.add(f"store {STORE_NAME}", not exists)
 
     def _style(self, report: PublishReport, style: str) -> None:

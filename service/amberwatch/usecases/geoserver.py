@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from amberwatch.errors import AmberWatchError, InputError
 from amberwatch.publish.connection import DbParams
@@ -22,9 +23,17 @@ def publisher(settings: Settings) -> GeoServerPublisher:
                               settings.geoserver_workspace, settings.ogc_config_dir / "styles")
 
 
+def store_params(store: Store, settings: Settings) -> DbParams:
+    """How GeoServer logs in to our database: the store's parameters, with the GeoServer-specific overrides."""
+    db = DbParams.from_store(store)
+    if settings.geoserver_db_user:
+        db = replace(db, user=settings.geoserver_db_user, password=settings.geoserver_db_password)
+    return replace(db, host=settings.geoserver_db_host or db.host)
+
+
 def publish(store: Store, settings: Settings) -> PublishReport:
     """Create or update the workspace, PostGIS store, styles and layers on the configured GeoServer."""
-    return publisher(settings).publish(DbParams.from_store(store), settings.geoserver_db_host)
+    return publisher(settings).publish(store_params(store, settings))
 
 
 def publish_after_run(store: Store, settings: Settings) -> None:
