@@ -37,7 +37,7 @@ class EffnetConfig:
     """Fine-tuning settings (defaults: the registered 2.0.0 model)."""
 
     input_size: int = 128
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 32
     lr_head: float = 2e-3
     lr_backbone: float = 5e-4

@@ -95,7 +95,7 @@ def train_vhr_cnn(
     / "vhr" / "texty-chips",
     out: Annotated[Path | None, typer.Option(help="Registry folder to write.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 6,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 8,
     size: Annotated[int, typer.Option(min=32, max=512, help="Input side in pixels.")] = 128,
     folds: Annotated[int, typer.Option(min=2, max=20, help="Grouped CV folds.")] = 5,
     threads: Annotated[int, typer.Option(min=1, max=8, help="torch threads (2 at most on a shared machine).")] = 1,
