@@ -430,6 +430,7 @@ def test_retention_purge_cli(app: dict) -> None:
     settings: Settings = app["settings"]
     with app["store"].session() as s:
         assert s.execute(text("select count(*) from crowd_reports where client_ip is not null")).scalar_one() > 0
+        assert s.execute(text("select count(client) from audit_log where action = 'POST /api/reports'")).scalar_one()
         rejected = s.execute(text("select m.file_name from crowd_report_media m join crowd_reports r on "
                                   "r.id = m.report_id where r.status = 'rejected'")).scalars().all()
     media = settings.data_dir.resolve() / "crowd" / "media"
@@ -444,5 +445,8 @@ def test_retention_purge_cli(app: dict) -> None:
         left = s.execute(text("select count(*) from crowd_reports where client_ip is not null or contact is not null"
                               " or personal_purged_at is null")).scalar_one()
         reasons = s.execute(text("select reason from crowd_reports where status = 'rejected'")).scalars().all()
+        audited = s.execute(text("select count(*), count(client) from audit_log where action = 'POST /api/reports'"
+                                 " and role is null")).one()
     assert left == 0 and reasons == ["a sand quarry with a licence, not illegal mining"]
+    assert audited[0] > 10 and audited[1] == 0  # the addresses in the audit log went too
     assert not any((media / n).exists() for n in rejected)

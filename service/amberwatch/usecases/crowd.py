@@ -302,13 +302,15 @@ class Purged:
 
 
 def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purged:
-    """Clear the address and contact of reports older than ``report_retention_days``, and delete the photos and
-    videos of rejected reports that old (the report and its rejection reason stay)."""
+    """Clear the address and contact of reports older than ``report_retention_days`` (and the address in the audit
+    records of anonymous submissions), and delete the photos and videos of rejected reports that old (the report
+    and its rejection reason stay)."""
     now = now or datetime.now(UTC)
     before = now - timedelta(days=settings.report_retention_days)
     root = media_dir(settings)
     with store.session() as session:
         n = q.purge_personal(session, before, now)
+        q.purge_audit_addresses(session, before)
         media = q.rejected_media_before(session, before)
         q.delete_media(session, [m[0] for m in media])
     for _, name, poster in media:

@@ -101,6 +101,14 @@ def purge_personal(session: Session, before: datetime, now: datetime) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def purge_audit_addresses(session: Session, before: datetime) -> int:
+    """Clear the client address of anonymous report submissions in the audit log (the same retention)."""
+    result = session.execute(text(
+        "update audit_log set client = null where action = 'POST /api/reports' and role is null"
+        " and at < :before and client is not null"), {"before": before})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def rejected_media_before(session: Session, before: datetime) -> list[tuple[int, str, str | None]]:
     """(media id, file name, poster name) of rejected reports made before ``before``."""
     rows = session.execute(text(
