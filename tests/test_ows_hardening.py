@@ -347,7 +347,7 @@ def _render_nginx(run_dir: Path, server: Server, listen_port: int, checks: bool 
     text = (REPO_INFRA / "nginx" / "amberwatch.conf.template").read_text()
     values = {
         "AW_NGINX_USER": "user root;" if os.geteuid() == 0 else "", "AW_RUN_DIR": str(run_dir),
-        "AW_MAX_UPLOAD_MB": "10", "AW_APP_PORT": server.url.rsplit(":", 1)[1],
+        "AW_MAX_UPLOAD_MB": "10", "AW_APP_HOST": "127.0.0.1", "AW_APP_PORT": server.url.rsplit(":", 1)[1],
         "AW_LISTEN": f"127.0.0.1:{listen_port}", "AW_OGC_DIR": str(server.state.paths.root),
     }
     for name, value in values.items():

@@ -25,7 +25,7 @@ PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 
 export AMBERWATCH_DATA_DIR=$(realpath -m "${AMBERWATCH_DATA_DIR:-./var}")
 export AW_LISTEN=${AW_LISTEN:-0.0.0.0:8080}
-export AW_APP_PORT=${AW_APP_PORT:-8001}
+export AW_APP_PORT=${AW_APP_PORT:-8001} AW_APP_HOST=127.0.0.1
 AW_APP_WORKERS=${AW_APP_WORKERS:-1}
 AW_MAPSERV_WORKERS=${AW_MAPSERV_WORKERS:-$(nproc)}
 export AW_RUN_DIR=$(realpath -m "${AW_RUN_DIR:-$AMBERWATCH_DATA_DIR/run}")
@@ -87,7 +87,7 @@ pids+=($!)
 
 # 3. nginx in front
 if [ "$(id -u)" = 0 ]; then export AW_NGINX_USER="user www-data;"; else export AW_NGINX_USER=""; fi
-envsubst '${AW_NGINX_USER} ${AW_RUN_DIR} ${AW_MAX_UPLOAD_MB} ${AW_APP_PORT} ${AW_LISTEN} ${AW_OGC_DIR}' \
+envsubst '${AW_NGINX_USER} ${AW_RUN_DIR} ${AW_MAX_UPLOAD_MB} ${AW_APP_HOST} ${AW_APP_PORT} ${AW_LISTEN} ${AW_OGC_DIR}' \
     < "$INFRA/nginx/amberwatch.conf.template" > "$AW_RUN_DIR/nginx.conf"
 "$NGINX" -t -q -p "$AW_RUN_DIR" -c "$AW_RUN_DIR/nginx.conf"
 "$NGINX" -p "$AW_RUN_DIR" -c "$AW_RUN_DIR/nginx.conf" -g "daemon off;" &

@@ -17,7 +17,6 @@ from alembic.script import ScriptDirectory
 
 from amberwatch.observability.metrics import StoreSnapshot
 from amberwatch.store.db import MIGRATIONS_DIR, Store
-from amberwatch.store.queries import catalog as catalog_queries
 from amberwatch.store.queries import ops as ops_queries
 
 log = logging.getLogger(__name__)
@@ -62,17 +61,26 @@ def migration_heads(migrations_dir: Path = MIGRATIONS_DIR) -> tuple[str, ...]:
 def readiness(store: Store, mapserver: MapServerState | None, *, worker_required: bool,
               heartbeat_within_s: float) -> Readiness:
     """Run every check (none stops the others)."""
+    out = store_readiness(store, worker_required=worker_required, heartbeat_within_s=heartbeat_within_s)
+    _mapserver(out, mapserver)
+    return out
+
+
+def store_readiness(store: Store, *, worker_required: bool, heartbeat_within_s: float) -> Readiness:
+    """The checks of the database, its schema, the queue and the workers (``amberwatch db check``)."""
     out = Readiness()
     try:
         with store.engine.connect() as conn:
-            postgis = catalog_queries.postgis_version(conn)
-            out.passed("database", postgis=postgis)
+            postgis = ops_queries.postgis_extension(conn)
+            if postgis is None:
+                out.fail("database", "the PostGIS extension is missing")
+            else:
+                out.passed("database", postgis=postgis)
             _schema(out, ops_queries.schema_revisions(conn))
             _queue(out, conn, worker_required, heartbeat_within_s)
-    except Exception:
-        log.exception("readiness: database unavailable")
+    except Exception as err:  # the reason for the server log only (it names hosts)
+        log.warning("readiness: the database does not answer: %s", str(err).strip().splitlines()[0])
         out.fail("database", "the database does not answer")
-    _mapserver(out, mapserver)
     return out
 
 
@@ -89,8 +97,8 @@ def _queue(out: Readiness, conn: Any, worker_required: bool, heartbeat_within_s:
     try:
         depth = ops_queries.queue_depth(conn)
         live = ops_queries.live_workers(conn, heartbeat_within_s)
-    except Exception:
-        log.exception("readiness: job queue unreadable")
+    except Exception as err:
+        log.warning("readiness: the job queue cannot be read: %s", str(err).strip().splitlines()[0])
         out.fail("queue", "the job queue tables cannot be read")
         return
     todo = sum(n for (_, status), n in depth.items() if status == "todo")

@@ -36,6 +36,12 @@ def live_workers(conn: Connection, heartbeat_within_s: float) -> int:
         {"s": float(heartbeat_within_s)}).scalar_one())
 
 
+def postgis_extension(conn: Connection) -> str | None:
+    """The version of the installed PostGIS extension, None when the database has none."""
+    value = conn.execute(text("select extversion from pg_extension where extname = 'postgis'")).scalar()
+    return None if value is None else str(value)
+
+
 def schema_revisions(conn: Connection) -> list[str]:
     """The Alembic revision(s) the database is at (empty before the first migration)."""
     exists = conn.execute(text("select to_regclass('public.alembic_version') is not null")).scalar_one()
