@@ -15,6 +15,7 @@ from amberwatch.cli.common import settings
 from amberwatch.cli.crowd import reports_app
 from amberwatch.cli.errors import typer_app
 from amberwatch.cli.geoserver import geoserver_app
+from amberwatch.cli.ops import mapserv  # also registers `db check`
 from amberwatch.cli.training import eval_app, train_app
 from amberwatch.cli.validation import field_app, labels_app, validation_app
 from amberwatch.cli.vhr import app as vhr_app
@@ -31,7 +32,7 @@ def main_callback(verbose: Annotated[bool, typer.Option("--verbose", "-v", help=
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-for command in (pipeline.ingest, pipeline.detect, pipeline.serve, pipeline.worker, pipeline.demo):
+for command in (pipeline.ingest, pipeline.detect, pipeline.serve, pipeline.worker, pipeline.demo, mapserv):
     app.command()(command)
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.models_app, name="models")
