@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port
 from PIL import Image
 from publish_helpers import publish_polygons, publish_settings, uvicorn_thread
 from shapely.geometry import box
@@ -42,10 +41,8 @@ def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     from amberwatch.web.app import create_app
 
     tmp = tmp_path_factory.mktemp("field")
-    store0 = Store(Settings(data_dir=tmp / "d0", database_url=make_database("amberwatch_field"))).start()
-    settings = publish_settings(store0, tmp / "data", port=free_port())
-    store0.stop()
-    settings = settings.model_copy(update={"validation_votes": 3})
+    url = make_database("amberwatch_field")
+    settings = publish_settings(Store(Settings(data_dir=tmp / "d0", database_url=url)), tmp / "data")
     store = Store(settings).start()
     run_id = publish_polygons(store, settings, "FIELD_20250701", datetime(2025, 7, 1, tzinfo=UTC), FOOTPRINT,
                               [square(i) for i in range(3)])

@@ -43,9 +43,8 @@ def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     from amberwatch.web.app import create_app
 
     tmp = tmp_path_factory.mktemp("validation")
-    store0 = Store(Settings(data_dir=tmp / "d0", database_url=make_database("amberwatch_validation"))).start()
-    settings = publish_settings(store0, tmp / "data")
-    store0.stop()
+    url = make_database("amberwatch_validation")
+    settings = publish_settings(Store(Settings(data_dir=tmp / "d0", database_url=url)), tmp / "data")
     store = Store(settings).start()
     run_id = publish_polygons(store, settings, "VALIDATION_20250601", datetime(2025, 6, 1, tzinfo=UTC), FOOTPRINT,
                               [square(i) for i in range(8)])

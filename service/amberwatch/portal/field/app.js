@@ -25,7 +25,7 @@
   const t = (k, v = {}) => (T[k] || k).replace(/\{(\w+)\}/g, (_, n) => v[n]);
   const $ = (id) => document.getElementById(id);
   const KEY = "aw-field-key", OBSERVER = "aw-field-observer";
-  let syncing = false, lastSent = 0, lastError = "";
+  let inflight = null, lastSent = 0, lastError = "";
 
   // -- IndexedDB queue ------------------------------------------------------------------------------------------
   const db = new Promise((resolve, reject) => {
@@ -64,9 +64,13 @@
     return { status: res.status, body };
   }
 
-  async function syncQueue() {
-    if (syncing) return { sent: 0 };
-    syncing = true;
+  // one sync at a time: a second call (the "online" event, the button) waits for the one under way
+  function syncQueue() {
+    if (!inflight) inflight = sendQueued().finally(() => { inflight = null; });
+    return inflight;
+  }
+
+  async function sendQueued() {
     let sent = 0;
     try {
       for (const rec of await queued()) {
@@ -84,7 +88,6 @@
         }
       }
     } finally {
-      syncing = false;
       lastSent += sent;
       await showStatus();
     }
