@@ -17,6 +17,7 @@ from rasterio.transform import from_origin
 
 from amberwatch.detect.registry import list_models
 from amberwatch.errors import InputError
+from amberwatch.ingest import plan_input
 from amberwatch.ingest.plan import Grid
 from amberwatch.ingest.s1_safe import calibrate_sigma0, read_grd_sigma0, read_safe
 from amberwatch.ingest.safety import IngestLimits
@@ -117,6 +118,8 @@ def test_safe_metadata_read_and_metadata_only_refused() -> None:
     assert product.calibration["VV"].values.shape == (27, 650) and not product.measurement
     with pytest.raises(InputError, match="metadata only") as err:
         ingest_s1(zipped)
+    with pytest.raises(InputError, match="is Sentinel-1 radar data"):
+        plan_input(zipped)  # the optical ingest says what it is instead of "no MTD_MSIL*.xml"
     assert str(zipped.parent) not in str(err.value)
 
 

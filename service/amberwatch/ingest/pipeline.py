@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from amberwatch.errors import InputError
-from amberwatch.ingest import geotiff, landsat, s2cloud, sentinel2
+from amberwatch.ingest import geotiff, landsat, s2cloud, sentinel1, sentinel2
 from amberwatch.ingest.footprint import footprint_wgs84
 from amberwatch.ingest.plan import MaskSource, ScenePlan
 from amberwatch.ingest.rasters import ground_resolution, open_raster
@@ -92,6 +92,9 @@ def check_plan_files(plan: ScenePlan, limits: IngestLimits) -> None:
 
 
 def _plan(path: Path, kind: InputKind | None, limits: IngestLimits) -> ScenePlan:
+    if kind in ("safe_dir", "safe_zip", "raster") and sentinel1.is_s1_name(path.name):
+        raise InputError(f"{path.name} is Sentinel-1 radar data: this ingest takes optical scenes; Sentinel-1 "
+                         "backscatter is read by amberwatch.ingest.ingest_s1 (docs/sentinel1.md)")
     if kind == "safe_dir":
         if not sentinel2.find_mtd(path):
             raise InputError(f"{path.name} has no MTD_MSIL1C.xml / MTD_MSIL2A.xml: not a complete Sentinel-2 .SAFE")

@@ -294,6 +294,8 @@ def read_grd_sigma0(product: SafeProduct, pol: str, limits: IngestLimits = DEFAU
             raise InputError(f"{base_name(gdal_path)} holds no measurement pixels (all zero: a placeholder): "
                              "give the full GRD product")
         out_h, out_w = ds.height // looks, ds.width // looks
+        if out_h == 0 or out_w == 0:
+            raise InputError(f"{base_name(gdal_path)} is smaller than {looks} x {looks} pixels: nothing to multilook")
         out = np.empty((out_h, out_w), dtype=np.float32)
         strip = looks * max(1, 1024 // looks)
         for r0 in range(0, out_h * looks, strip):
