@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     SmallInteger,
     String,
@@ -214,15 +215,16 @@ class Detection(Base):
     """A polygon detected by one run in one scene."""
 
     __tablename__ = "detections"
-    __table_args__ = (CheckConstraint("class in ('pit','pond')", name="detections_class_check"),)
+    __table_args__ = (CheckConstraint("class in ('pit','pond')", name="detections_class_check"),
+                      Index("ix_detections_run_id_id", "run_id", "id"))  # a version's pages in id order (0013)
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     scene_id: Mapped[int] = mapped_column(ForeignKey("scenes.id"))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"), nullable=True, index=True)
     cls: Mapped[str] = mapped_column("class", String(8))
     confidence: Mapped[float] = mapped_column(Float)
     area_ha: Mapped[float] = mapped_column(Float)
-    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # no index: queries are spatial (0013)
     change_class: Mapped[str | None] = mapped_column(String(24), nullable=True)
     change_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
