@@ -346,6 +346,16 @@ def test_report_reproduces_the_hand_computation(env: dict[str, Any]) -> None:
     assert mining["producers"]["estimate"] == pytest.approx(p11 / (p11 + p21))
     assert report["overall"]["estimate"] == pytest.approx(p11 + p22)
     assert (report["answered"], report["planned"]) == (57, 60)
+    # by oblast: the same estimator on each oblast's own two strata, in hectares directly
+    by = {o["oblast"]: o for o in report["mining_area_by_oblast"]}
+    a_m, a_n, k = areas["Oblast A / mining"], areas["Oblast A / not_mining"], len(an)
+    assert by["Oblast A"]["estimate"] == pytest.approx(a_m * 8 / 10 + a_n * 1 / k)
+    assert by["Oblast A"]["se"] == pytest.approx(math.sqrt(a_m**2 * 0.8 * 0.2 / 9 + a_n**2 * (1 / k) * (1 - 1 / k)
+                                                           / (k - 1)))
+    assert by["Oblast B"]["estimate"] == pytest.approx(areas["Oblast B / mining"])  # all mining, none missed
+    assert by["Oblast B"]["se"] == pytest.approx(0.0)
+    assert sum(o["estimate"] for o in by.values()) == pytest.approx(mining_area["estimate"])
+    assert sum(o["se"] ** 2 for o in by.values()) == pytest.approx(mining_area["se"] ** 2)
     assert "disturbed (mining) area" in res.stdout and f"{mining_area['estimate']:,.1f} ha" in res.stdout
     env["report"] = report
 
@@ -407,6 +417,9 @@ def test_stats_page_shows_the_report_in_a_browser(env: dict[str, Any]) -> None:
             assert f"{portal.format_number(m['low'], 0)} – {portal.format_number(m['high'], 0)}" in \
                 report.locator(".accuracy-area").inner_text()
             assert report.locator(".accuracy-matrix tbody tr").count() == 2
+            oblasts = report.locator(".accuracy-oblasts tbody tr")
+            assert [oblasts.nth(i).locator("th").inner_text() for i in range(oblasts.count())] == [
+                "Oblast A", "Oblast B"]
             assert report.locator('.accuracy-classes tr[data-class="mining"] td.ci').inner_text() == \
                 f"{portal.format_number(m['low'], 0)} – {portal.format_number(m['high'], 0)}"
         finally:

@@ -7,6 +7,7 @@ the model version's report."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -113,7 +114,7 @@ def report(store: Store, model_version: str, created_by: str | None = None) -> d
         _check_enough(strata, counts)
         est = estimate(CLASSES, [Stratum(s["name"], s["map_class"], s["area_ha"]) for s in strata],
                        [[counts[s["id"]][c] for c in CLASSES] for s in strata])
-        body = _report_body(d, strata, est.to_dict())
+        body = {**_report_body(d, strata, est.to_dict()), "mining_area_by_oblast": _by_oblast(strata, counts)}
         _, version = q.add_report(session, d["id"], model_version, body, created_by)
     return {**body, "version": version}
 
@@ -128,6 +129,22 @@ def _check_enough(strata: list[dict], counts: dict[int, dict[str, int]]) -> None
             f"not enough reference answers yet: {answered} of {planned} sample points have a final answer, and "
             "every stratum needs at least 2; short: "
             + ", ".join(f"{s['name']} {n} of {s['n_points']}" for s, n in short))
+
+
+def _by_oblast(strata: list[dict], counts: dict[int, dict[str, int]]) -> list[dict]:
+    """The area-adjusted mining area of each oblast: the same estimator on the oblast's own strata (which cover
+    it exactly). The oblasts' estimates add up to the total, and so do their variances (independent strata)."""
+    out = []
+    for oblast in sorted({s["oblast"] for s in strata}):
+        own = [s for s in strata if s["oblast"] == oblast and s["area_ha"] > 0]
+        if not own:
+            continue
+        est = estimate(CLASSES, [Stratum(s["name"], s["map_class"], s["area_ha"]) for s in own],
+                       [[counts[s["id"]][c] for c in CLASSES] for s in own])
+        mining = est.per_class[CLASSES.index("mining")]
+        out.append({"oblast": oblast, "total_area_ha": est.total_area, "mapped": mining.mapped_area,
+                    **dataclasses.asdict(mining.area)})
+    return out
 
 
 def _report_body(d: dict, strata: list[dict], est: dict[str, Any]) -> dict:
