@@ -250,8 +250,9 @@ def scene_mask_pass(refl_path: Path, mask_path: Path, bands: list[str], acquired
         refl = {b: np.ma.filled(data[i].astype(np.float32) / 10000.0, np.nan) for i, b in enumerate(need)}
         cx, cy = src.xy(src.height // 2, src.width // 2)
         lon, lat = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True).transform(cx, cy)
+        coarse_res = res * src.width / shape[1]
     zenith, azimuth = sun_angles(acquired, lon, lat)
-    coarse = cloud_and_shadow(refl, res * src.width / shape[1], zenith, azimuth, model or shared_model()).mask
+    coarse = cloud_and_shadow(refl, coarse_res, zenith, azimuth, model or shared_model()).mask
     masked = 0
     with rasterio.open(mask_path, "r+") as dst:
         for row0 in range(0, dst.height, block_rows):

@@ -181,7 +181,7 @@ def _ingest_geotiffs(paths: list[Path], limits: IngestLimits) -> S1Scene:
         raise InputError(f"{paths[0].name}: no acquisition date in the file name (YYYYMMDD) or tags")
     mission = _MISSION.search(names)
     is_rtc = any(i["gamma"] for i in infos)
-    stem = re.sub(_POL.pattern, "", paths[0].stem)
+    stem = _POL.sub("", paths[0].stem)
     return S1Scene(
         scene_key=_key(f"S1{mission.group(1)}" if mission else "S1", acquired, stem),
         sensor=_sensor(f"S1{mission.group(1)}" if mission else "S1"), acquired=acquired,
