@@ -40,6 +40,7 @@ def _process_id() -> str:
 
 
 if os.environ.get(MULTIPROC_ENV):
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)  # a missing folder would fail every observation
     values.ValueClass = values.MultiProcessValue(_process_id)
 
 HTTP_REQUESTS = Counter("amberwatch_http_requests", "HTTP requests answered, by route template and status.",
