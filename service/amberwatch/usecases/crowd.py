@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from typing import Any
 
 from amberwatch.crowd import MediaLimits, StoredMedia, prepare
 from amberwatch.crowd.images import read_photo
-from amberwatch.crowd.media import classify
+from amberwatch.crowd.media import classify, sha256_of
 from amberwatch.crowd.sniff import IMAGE_TYPES
 from amberwatch.errors import InputError, NotFoundError
 from amberwatch.settings import Settings
@@ -58,13 +59,7 @@ def staging_dir(settings: Settings) -> Path:
     """A fresh folder for one submission's uploads (deleted when the submission ends, stored or refused)."""
     root = settings.path("crowd", "staging", "x").parent
     root.mkdir(parents=True, exist_ok=True)
-    return Path(_mkdtemp(root))
-
-
-def _mkdtemp(root: Path) -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="report-", dir=root)
+    return Path(tempfile.mkdtemp(prefix="report-", dir=root))
 
 
 @dataclass(frozen=True)
@@ -131,7 +126,7 @@ def submit(store: Store, settings: Settings, *, text: str, uploads: list[Upload]
             raise InputError("no position: give lon and lat (a map click or your device's location), "
                              "or attach a photo that has a GPS position")
     assert lon is not None and lat is not None
-    hashes = [_sha256(u.path) for u in uploads]
+    hashes = [sha256_of(u.path) for u in uploads]
     text_hash = hashlib.sha256(normalise_text(text).encode()).hexdigest()
     since = now - timedelta(hours=settings.report_duplicate_hours)
     def earlier_report(session: Any) -> int | None:
@@ -189,12 +184,6 @@ def _duplicate(store: Store, report_id: int) -> Submitted:
                      float(row["lat"]))
 
 
-def _sha256(path: Path) -> str:
-    from amberwatch.crowd.media import sha256_of
-
-    return sha256_of(path)
-
-
 def discard_staging(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
@@ -238,10 +227,10 @@ def get_report(store: Store, report_id: int, moderator: bool) -> dict[str, Any]:
 def media_file(store: Store, settings: Settings, report_id: int, media_id: int, poster: bool,
                moderator: bool) -> tuple[Path, str]:
     """The stored file (or video poster) of an approved report (any report for moderators) and its type."""
-    report = get_report(store, report_id, moderator)
+    get_report(store, report_id, moderator)  # 404 unless approved (or a moderator asks)
     with store.session() as session:
         media = [m for m in q.media_of(session, [report_id]) if m["id"] == media_id]
-    if not media or report["id"] != report_id:
+    if not media:
         raise NotFoundError(f"report {report_id} has no media {media_id}")
     m = media[0]
     name = m["poster_name"] if poster else m["file_name"]

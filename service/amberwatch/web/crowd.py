@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 
 from amberwatch import portal
 from amberwatch.accounts import Principal
+from amberwatch.crowd.media import safe_name
 from amberwatch.errors import InputError, RateLimitedError
 from amberwatch.usecases import crowd
 from amberwatch.web.deps import MAX_ID, PageDep, SettingsDep, StoreDep, get_principal, require
@@ -126,14 +127,8 @@ async def _stage(files: list[UploadFile], staging: Path) -> list[crowd.Upload]:
         with open(path, "wb") as f:
             while chunk := await upload.read(1 << 20):
                 f.write(chunk)
-        uploads.append(crowd.Upload(path, crowd_name(upload.filename)))
+        uploads.append(crowd.Upload(path, safe_name(upload.filename)))
     return uploads
-
-
-def crowd_name(name: str | None) -> str:
-    from amberwatch.crowd.media import safe_name
-
-    return safe_name(name)
 
 
 @router.post("", status_code=201, response_model=ReportCreated, operation_id="create_report",
