@@ -119,7 +119,10 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("bench").setLevel(logging.INFO)
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    import distributed  # noqa: F401  (configures its loggers: quiet them)
+
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
         work = Path(tmp)

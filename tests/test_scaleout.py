@@ -7,7 +7,9 @@ so many polygons cross tile edges and must be merged on the driver.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,15 +68,20 @@ def tile_edges(scene: IngestedScene) -> shapely.Geometry:
     return shapely.MultiLineString(out)
 
 
-def test_dask_tiles_give_the_single_process_polygons(scene: IngestedScene, cluster, tmp_path: Path) -> None:
+def test_dask_tiles_give_the_single_process_polygons(scene: IngestedScene, cluster, tmp_path: Path, caplog) -> None:
     settings = small_tiles()
     model = get_model(settings.models_dir, None, scene.family, settings.default_models)
     jobs, _, _ = plan_jobs(scene, model, settings, model.decision)
     assert len(jobs) == 36 and all(len(j.windows) == 4 for j in jobs)
     single = detect_scene(scene, model, tmp_path, settings)
     seen: list[float] = []
-    dask = detect_scene_dask(scene, model, settings, cluster.client, progress=lambda f, _m: seen.append(f),
-                             threads=cluster.threads)
+    with caplog.at_level(logging.INFO, logger="amberwatch.detect.scaleout"):
+        dask = detect_scene_dask(scene, model, settings, cluster.client, progress=lambda f, _m: seen.append(f),
+                                 threads=cluster.threads)
+    ran = [re.search(r"Dask worker (tcp://127\.0\.0\.1:\d+) ran (\d+) tile\(s\) on onnxruntime (\w+)", m)
+           for m in caplog.messages]
+    ran_tiles = [(m[1], int(m[2]), m[3]) for m in ran if m]
+    assert sum(n for _, n, _ in ran_tiles) == 36 and {p for *_, p in ran_tiles} == {"CPUExecutionProvider"}
     assert len(single.polygons) >= 20  # the simulated sites (and some confusers)
     cut = [p for p in single.polygons if p.geometry.intersects(tile_edges(scene))]
     assert len(cut) >= 3, "no polygon crosses a tile edge: the merge would not be exercised"

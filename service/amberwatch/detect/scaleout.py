@@ -81,6 +81,7 @@ class TileResult:
     complete: list[Region]  # regions of objects inside the tile, already judged by the rule
     partial: list[Region]  # regions of objects touching an inner tile edge: judged after merging
     provider: str  # the onnxruntime provider that ran the tile
+    worker: str  # the Dask worker's address
 
 
 def tile_regions(job: TileJob) -> TileResult:
@@ -101,7 +102,17 @@ def tile_regions(job: TileJob) -> TileResult:
                 r, c = tile.core.row_off - job.block.row_off, tile.core.col_off - job.block.col_off
                 probs[:, r : r + tile.core.height, c : c + tile.core.width] = out
     complete, partial = block_regions(probs, job.block, job.shape, job.rule, job.min_pixels)
-    return TileResult(job.block, complete, partial, runner.provider)
+    return TileResult(job.block, complete, partial, runner.provider, worker_address())
+
+
+def worker_address() -> str:
+    """The address of the Dask worker running this task ("local" outside a worker)."""
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:
+        return "local"
 
 
 def plan_jobs(scene: IngestedScene, model: ModelInfo, settings: Settings, rule: DecisionRule,
@@ -166,6 +177,9 @@ def detect_scene_dask(
                                    settings.min_mapping_unit_ha)
     clear_sky = clear_sky_footprint(scene.cloud_mask_path)
     providers = sorted({r.provider for r in done})
+    for worker, provider in sorted({(r.worker, r.provider) for r in done}):  # the workers' own logs may be quiet
+        n = sum(1 for r in done if r.worker == worker and r.provider == provider)
+        log.info("Dask worker %s ran %d tile(s) on onnxruntime %s", worker, n, provider)
     if progress:
         progress(1.0, f"{len(polygons)} polygons")
     margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
