@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 from collections import Counter
 from datetime import UTC, datetime
@@ -234,38 +231,50 @@ def check_items(states: dict[str, tuple[str, int]]) -> None:
         assert states[f"S2A_33UUU_{when:%Y%m%d}_0_L1C"] == ("processed", 1)
 
 
-def test_static_catalog_over_http_through_the_cli(source, baseline, make_database, tmp_path: Path) -> None:
+def test_static_catalog_over_http_through_the_cli(source, baseline, make_database, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from amberwatch.cli import app
+    from amberwatch.settings import get_settings
+
     url = make_database("aw_stac_static")
-    env = {**os.environ, "AMBERWATCH_DATABASE_URL": url, "AMBERWATCH_DATA_DIR": str(tmp_path),
-           "AMBERWATCH_STAC_ALLOWED_HOSTS": json.dumps([source["base"].removeprefix("http://")]),
-           "AMBERWATCH_MONITOR_MAX_ATTEMPTS": str(MAX_ATTEMPTS), "AMBERWATCH_MONITOR_RETRY_WAIT_S": "0.2",
-           "AMBERWATCH_ALLOWED_ROOTS": json.dumps([str(tmp_path)])}
-    cli = [str(Path(sys.executable).parent / "amberwatch"), "monitor"]
+    for key, value in {"DATABASE_URL": url, "DATA_DIR": str(tmp_path), "MONITOR_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+                       "STAC_ALLOWED_HOSTS": json.dumps([source["base"].removeprefix("http://")]),
+                       "MONITOR_RETRY_WAIT_S": "0.2", "ALLOWED_ROOTS": json.dumps([str(tmp_path)])}.items():
+        monkeypatch.setenv(f"AMBERWATCH_{key}", value)
+    get_settings.cache_clear()  # the CLI reads the settings once per process: here, in this test's environment
 
-    def run(*args: str) -> str:
-        res = subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, res.stderr[-3000:]
-        return res.stdout
+    def run(*args: str) -> str:  # the real command line, in this process (no second interpreter start-up)
+        res = CliRunner().invoke(app, ["monitor", *args], catch_exceptions=False)
+        assert res.exit_code == 0, res.output[-3000:]
+        return res.output
 
-    run("add", "s2-static", "--stac-url", source["static"], "--collection", COLLECTION, "--aoi",
-        str(source["aoi"]), "--cloud-max", "50", "--start", "2017-01-01")
+    try:
+        run("add", "s2-static", "--stac-url", source["static"], "--collection", COLLECTION, "--aoi",
+            str(source["aoi"]), "--cloud-max", "50", "--start", "2017-01-01")
+        _static_run(source, baseline, url, tmp_path, run)
+    finally:
+        get_settings.cache_clear()
+
+
+def _static_run(source: dict, baseline: tuple, url: str, tmp_path: Path, run) -> None:  # noqa: ANN001
     gone = f"/files/gone/S2A_T33UUU_{BROKEN:%Y%m%dT%H%M%S}_B01.tif"
     before = RangeHandler.hits[gone]
-    out = run("run", "--once")
+    out = run("run", "--once")  # prints what `monitor list` prints
     store = Store(Settings(database_url=url, data_dir=tmp_path)).start()
     try:
-        assert "s2-static: found 0, processed 3, skipped 1, failed 1" in out, monitor_items_text(store)
+        assert re.search(r"s2-static: sentinel-2-l1c at .*collection\.json; last run .*\(cli\), found 5, new 5; "
+                         r"items: found 0, processed 3, skipped 1, failed 1", out), monitor_items_text(store)
         assert RangeHandler.hits[gone] - before == MAX_ATTEMPTS  # retried, then failed
         check_items(item_states(store, "s2-static"))
         assert published(store) == baseline
-        # windowed reads: the 2017 B02 asset was read by range requests, never fetched whole
-        listing = run("list")
-        assert re.search(r"s2-static: sentinel-2-l1c at .*collection\.json; last run .*found 5, new 5; items: "
-                         r"found 0, processed 3, skipped 1, failed 1", listing), listing
-        # a second run finds the same items and processes nothing new
-        out = run("run", "--once")
-        assert "s2-static: found 0, processed 3, skipped 1, failed 1" in out
+        # a second run (the same code, in this process) finds the same items and processes nothing new
+        from amberwatch.cli.stac_monitor import run_once
+
+        asyncio.run(run_once(store, monitor_settings(url, tmp_path, source["base"]), poll_s=0.2))
         assert RangeHandler.hits[gone] - before == MAX_ATTEMPTS
+        check_items(item_states(store, "s2-static"))
         with store.session() as s:
             assert s.execute(text("select count(*) from runs")).scalar() == 3
             assert s.execute(text("select found, new from stac_monitor_runs order by id desc limit 1")).one() == (5, 0)

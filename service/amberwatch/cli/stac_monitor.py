@@ -43,7 +43,10 @@ def add(
 @monitor_app.command("list")
 def list_command() -> None:
     """The monitors with their last search and their items by status."""
-    store = open_store()
+    echo_status(open_store())
+
+
+def echo_status(store: Store) -> None:
     rows = uc.list_monitors(store)
     if not rows:
         typer.echo("no monitors (amberwatch monitor add ...)")
@@ -63,8 +66,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="Search every monitor 
     store = open_store(cfg)
     if once:
         asyncio.run(run_once(store, cfg))
-        for m in uc.list_monitors(store):
-            typer.echo(f"{m.name}: " + ", ".join(f"{k} {v}" for k, v in m.items.items()))
+        echo_status(store)
         return
     typer.echo(f"scheduler: monitors searched every {cfg.monitor_interval_hours:g} h; Ctrl-C to stop")
     try:

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_AOI_BYTES = 5 * 1024 * 1024
 MAX_AOI_KM2 = 100_000.0  # the whole amber belt is ~78,000 km²
+S1_UNSUPPORTED = ("unsupported yet: Sentinel-1 items are found and recorded, but the monitor does not run the "
+                  "Sentinel-1 pipeline (amberwatch.ingest.sentinel1) yet")
 
 
 class RetryItem(Exception):
@@ -182,15 +184,9 @@ def _triage(m: StacMonitor, item: dict[str, Any]) -> tuple[str, str | None]:
     kind = asset_bands.kind_of(m.collection, item)
     if kind is None:
         return "skipped", "unsupported: not a Sentinel-2, Landsat or Sentinel-1 item"
-    if kind == "sentinel1" and not sentinel1_supported():
-        return "skipped", "unsupported yet: Sentinel-1 ingest is not available in this version"
+    if kind == "sentinel1":
+        return "skipped", S1_UNSUPPORTED
     return "found", None
-
-
-def sentinel1_supported() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("amberwatch.ingest.sentinel1") is not None
 
 
 def search_monitor(store: Store, settings: Settings, monitor_id: int, trigger: str) -> list[int]:
@@ -315,8 +311,8 @@ def process_item(store: Store, settings: Settings, item_id: int) -> str:
         monitor_name, collection, cloud_max = m.name, m.collection, m.cloud_max
     try:
         plan = asset_bands.asset_plan(collection, item)
-        if plan.kind == "sentinel1" and not sentinel1_supported():
-            _finish(store, item_id, "skipped", "unsupported yet: Sentinel-1 ingest is not available")
+        if plan.kind == "sentinel1":
+            _finish(store, item_id, "skipped", S1_UNSUPPORTED)
             return "skipped"
         folder = settings.path("acquired", monitor_name, safe_scene_key(str(item["id"])))
         write_scene_folder(item, plan, aoi, folder, settings.stac_allowed_hosts, _path_check(settings),
