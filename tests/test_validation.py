@@ -4,6 +4,7 @@ read back by the training loader."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -97,6 +98,25 @@ def wfs_statuses(env: dict[str, Any], layer: str, id_field: str) -> dict[int, st
     return dict(zip(ids, statuses, strict=True))
 
 
+def rgb_scene(tmp: Path) -> Path:
+    """A red/green/blue GeoTIFF in UTM 35N over the footprint, 20 m pixels (a gradient, as an image)."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_bounds
+
+    path = tmp / "scene.tif"
+    if path.exists():
+        return path
+    x0, y0, x1, y1 = transform_bounds("EPSG:4326", "EPSG:32635", *FOOTPRINT.bounds)
+    width, height = int((x1 - x0) // 20), int((y1 - y0) // 20)
+    ramp = np.linspace(300, 1500, width, dtype="float32")[None, :].repeat(height, 0)
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint16",
+                       crs="EPSG:32635", transform=from_origin(x0, y1, 20, 20)) as dst:
+        dst.write(np.stack([ramp, ramp * 0.9, ramp * 0.8]).astype("uint16"))
+    return path
+
+
 def test_agreement_rule() -> None:
     v = rules.Vote
     assert rules.votes_to_agree(3) == 2 and rules.votes_to_agree(5) == 4 and rules.votes_to_agree(1) == 1
@@ -151,7 +171,7 @@ def test_queue_order_and_never_twice(env: dict[str, Any]) -> None:
     first = call(env, "GET", "/api/validation/next", "vol-4").json()
     assert first["kind"] == "site" and first["site_id"] == min(env["sites"])  # new sites first
     assert "source" not in first and first["geometry"]["type"] == "MultiPolygon"
-    assert first["chips"] == {w: f"/api/sites/{first['site_id']}/chips/{w}.png" for w in ("before", "after")}
+    assert first["chips"] == {w: f"/api/validation/items/{first['id']}/chips/{w}.png" for w in ("before", "after")}
     assert {r["code"] for r in first["reasons"]} == set(rules.REASONS) and first["reasons"][0]["uk"]
     assert vote(env, first["id"], "vol-4", "mining").status_code == 201
     assert vote(env, first["id"], "vol-4", "mining").status_code == 409  # one vote per volunteer
@@ -240,11 +260,7 @@ def test_gold_scores_volunteers(env: dict[str, Any]) -> None:
 
 def test_labels_export_read_by_the_training_loader(env: dict[str, Any]) -> None:
     """``amberwatch labels export`` (the real command), read back by ``chips_from_polygons``."""
-    import numpy as np
     import pyogrio
-    import rasterio
-    from rasterio.transform import from_origin
-    from rasterio.warp import transform_bounds
 
     chips = pytest.importorskip("amberwatch_training.chips")
     out = env["tmp"] / "labels.gpkg"
@@ -264,13 +280,7 @@ def test_labels_export_read_by_the_training_loader(env: dict[str, Any]) -> None:
     meta, _, _, fields = pyogrio.raw.read(out, layer="rejected")
     reasons = fields[list(meta["fields"]).index("reason")]
     assert sorted(str(r) for r in reasons) == ["None", "quarry", "sand_road"]  # the gold item has no reason
-    # a small UTM raster around the pits: the loader cuts a chip with label pixels for each positive
-    x0, y0, x1, y1 = transform_bounds("EPSG:4326", "EPSG:32635", *FOOTPRINT.bounds)
-    scene = env["tmp"] / "scene.tif"
-    width, height = int((x1 - x0) // 10), int((y1 - y0) // 10)
-    with rasterio.open(scene, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint16",
-                       crs="EPSG:32635", transform=from_origin(x0, y1, 10, 10)) as dst:
-        dst.write(np.full((3, height, width), 500, dtype="uint16"))
+    scene = rgb_scene(env["tmp"])  # a small UTM raster around the pits
     polys = chips.read_polygons(out, "EPSG:32635")
     assert [cls for _, cls in polys] == [1, 1]
     written = chips.chips_from_polygons(scene, out, env["tmp"] / "chips", size=32)
@@ -292,12 +302,8 @@ def test_volunteer_page_in_the_browser(env: dict[str, Any]) -> None:
         page.click("#start")
         page.wait_for_selector("#task:not([hidden])")
         first = int(page.get_attribute("#task", "data-item-id") or 0)
-        with env["store"].session() as s:
-            item = vq.get_item(s, first)
-            assert item is not None and item.site_id is not None
-            site = item.site_id
-        assert page.get_attribute("#before", "src") == f"/api/sites/{site}/chips/before.png"
-        assert page.get_attribute("#after", "src") == f"/api/sites/{site}/chips/after.png"
+        assert page.get_attribute("#before", "src") == f"/api/validation/items/{first}/chips/before.png"
+        assert page.get_attribute("#after", "src") == f"/api/validation/items/{first}/chips/after.png"
         assert (page.get_attribute("#shape path", "d") or "").startswith("M")
         assert page.text_content("#not-mining") == "Не видобуток"  # Ukrainian for a Ukrainian browser
         page.click("#not-mining")
@@ -312,3 +318,28 @@ def test_volunteer_page_in_the_browser(env: dict[str, Any]) -> None:
         votes = s.execute(select(ValidationVote.item_id, ValidationVote.answer, ValidationVote.reason)
                           .where(ValidationVote.voter == "vol-5").order_by(ValidationVote.id)).all()
     assert len(votes) == 2 and tuple(votes[0]) == (first, "not_mining", "fish_pond") and votes[1][1] == "mining"
+
+
+def test_item_chips(env: dict[str, Any]) -> None:
+    """Before/after chips of any item (here a point with no site) from the stored scenes, through rio-tiler."""
+    from geoalchemy2.shape import from_shape
+    from PIL import Image
+    from shapely.geometry import MultiPolygon
+
+    from amberwatch.store.models import Scene
+
+    with env["store"].session() as s:
+        s.add(Scene(scene_key="VALIDATION_RGB_20250801", sensor="test", family="sentinel2", level="L2A",
+                    acquired=datetime(2025, 8, 1, tzinfo=UTC), resolution=20.0, crs="EPSG:32635",
+                    bands=["red", "green", "blue"], cloud_fraction=0.0, source="test",
+                    footprint=from_shape(MultiPolygon([FOOTPRINT]), srid=4326),
+                    reflectance_path=str(rgb_scene(env["tmp"])), stac_item={}))
+        point = s.scalar(select(ValidationItem.id).where(ValidationItem.kind == "location",
+                                                         ValidationItem.source == "accuracy_sample"))
+    res = call(env, "GET", f"/api/validation/items/{point}/chips/after.png")
+    assert res.status_code == 200 and res.headers["content-type"] == "image/png", res.text
+    img = Image.open(io.BytesIO(res.content)).convert("RGB")
+    assert img.size == (320, 320)
+    assert (255, 230, 0) in {c for _, c in img.getcolors(320 * 320)}  # the point ringed in yellow
+    assert call(env, "GET", f"/api/validation/items/{point}/chips/sideways.png").status_code == 404
+    assert call(env, "GET", "/api/validation/items/999999/chips/after.png").status_code == 404

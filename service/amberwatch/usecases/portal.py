@@ -257,27 +257,40 @@ def check_chip(which: str) -> str:
 def chip_png(store: Store, site_id: int, which: str, size: int = CHIP_PX) -> bytes:
     """A true-colour PNG of the site in the earliest (``before``) or latest (``after``) scene covering it, the
     site's extent at that date outlined in yellow (the cumulative footprint dashed when none was detected)."""
-    from PIL import Image, ImageDraw
-    from rasterio.warp import transform_geom
-    from rio_tiler.io import Reader
-
     check_chip(which)
     page = site_page(store, site_id)
     scene = page.chips[which]
     if scene is None:
         raise NotFoundError(f"site {site_id}: no stored scene with red, green and blue bands covers it")
-    indexes = _rgb_indexes(scene["bands"])
-    assert indexes is not None
-    path = scene["reflectance_path"]
-    if not Path(path).exists():
+    if not Path(scene["reflectance_path"]).exists():
         raise NotFoundError(f"site {site_id}: the reflectance of scene {scene['scene_key']} is no longer stored")
     with store.session() as session:
         extent = portal_queries.site_extent_at(session, site_id, scene["acquired"])
     outline = json.loads(extent) if extent else page.max_extent
     assert page.max_extent is not None
-    with Reader(path) as src:
+    return render_chip(scene, page.max_extent, outline, bold=bool(extent), size=size)
+
+
+def pick_chip_scene(scenes: list[dict[str, Any]], which: str) -> dict[str, Any] | None:
+    """The earliest (``before``) or latest (``after``) of ``scenes`` (oldest first) that has red, green and blue."""
+    check_chip(which)
+    usable = [s for s in scenes if _rgb_indexes(s.get("bands") or []) is not None]
+    return (usable[0] if which == "before" else usable[-1]) if usable else None
+
+
+def render_chip(scene: dict[str, Any], frame: dict[str, Any], outline: dict[str, Any] | None, *, bold: bool = True,
+                size: int = CHIP_PX) -> bytes:
+    """A true-colour PNG of ``scene`` (a row with ``reflectance_path`` and ``bands``) centred on ``frame`` (GeoJSON,
+    EPSG:4326; at least 2 x CHIP_MIN_HALF_M across), ``outline`` (GeoJSON) drawn in yellow (a point as a ring)."""
+    from PIL import Image, ImageDraw
+    from rasterio.warp import transform_geom
+    from rio_tiler.io import Reader
+
+    indexes = _rgb_indexes(scene["bands"])
+    assert indexes is not None
+    with Reader(scene["reflectance_path"]) as src:
         crs = src.crs
-        native = shape(transform_geom("EPSG:4326", crs, page.max_extent))
+        native = shape(transform_geom("EPSG:4326", crs, frame))
         cx, cy = native.centroid.x, native.centroid.y
         x0, y0, x1, y1 = native.bounds
         half = max(CHIP_MIN_HALF_M, 0.8 * max(x1 - x0, y1 - y0))
@@ -301,10 +314,13 @@ def chip_png(store: Store, site_id: int, which: str, size: int = CHIP_PX) -> byt
         def to_px(x: float, y: float) -> tuple[float, float]:
             return (x - bbox[0]) / (2 * half) * size, (bbox[3] - y) / (2 * half) * size
 
-        polys = list(getattr(geom_native, "geoms", [geom_native]))
-        for poly in polys:
-            ring = [to_px(x, y) for x, y in poly.exterior.coords]
-            draw.line(ring, fill=(255, 230, 0), width=2 if extent else 1, joint="curve")
+        for part in list(getattr(geom_native, "geoms", [geom_native])):
+            if part.geom_type == "Point":
+                px, py = to_px(part.x, part.y)
+                draw.ellipse((px - 8, py - 8, px + 8, py + 8), outline=(255, 230, 0), width=2)
+                continue
+            ring = [to_px(x, y) for x, y in part.exterior.coords]
+            draw.line(ring, fill=(255, 230, 0), width=2 if bold else 1, joint="curve")
     buf = io.BytesIO()
     image.save(buf, "PNG", optimize=True)
     return buf.getvalue()

@@ -60,8 +60,7 @@ def item_view(session: Session, item: ValidationItem, *, for_voter: bool = True)
     """An item as the API shows it: the polygon (GeoJSON), the before/after chips of its site, and (for analysts)
     its votes and state. A volunteer is not told the source (gold items look like any other)."""
     geometry = vq.item_geojson(session, item.id)
-    chips = ({w: f"/api/sites/{item.site_id}/chips/{w}.png" for w in ("before", "after")}
-             if item.site_id is not None else None)
+    chips = {w: f"/api/validation/items/{item.id}/chips/{w}.png" for w in ("before", "after")}
     out: dict[str, Any] = {"id": item.id, "kind": item.kind, "detection_id": item.detection_id,
                            "site_id": item.site_id, "geometry": json.loads(geometry) if geometry else None,
                            "chips": chips, "site_page": f"/sites/{item.site_id}" if item.site_id else None,
@@ -75,6 +74,24 @@ def item_view(session: Session, item: ValidationItem, *, for_voter: bool = True)
                 "votes": [{"voter": v.voter, "answer": v.answer, "reason": v.reason, "comment": v.comment,
                            "at": v.created_at.isoformat()} for v in votes]}
     return out
+
+
+def item_chip_png(store: Store, item_id: int, which: str) -> bytes:
+    """The item in true colour in the earliest (``before``) or latest (``after``) stored scene covering it, its
+    polygon (or point) outlined; the portal's site chips drawn the same way (usecases.portal.render_chip)."""
+    from amberwatch.usecases import portal as portal_uc
+
+    portal_uc.check_chip(which)
+    with store.session() as session:
+        _item(session, item_id)
+        geometry = vq.item_geojson(session, item_id)
+        scene = portal_uc.pick_chip_scene(vq.scenes_covering_item(session, item_id), which)
+    if scene is None or geometry is None:
+        raise NotFoundError(f"item {item_id}: no stored scene with red, green and blue bands covers it")
+    if not Path(scene["reflectance_path"]).exists():
+        raise NotFoundError(f"item {item_id}: the reflectance of scene {scene['scene_key']} is no longer stored")
+    shape_ = json.loads(geometry)
+    return portal_uc.render_chip(scene, shape_, shape_)
 
 
 def next_task(store: Store, principal: Principal) -> dict[str, Any] | None:

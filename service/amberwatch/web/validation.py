@@ -17,6 +17,7 @@ from amberwatch.errors import NotFoundError
 from amberwatch.usecases import validation as uc
 from amberwatch.validation.items import NewItem
 from amberwatch.web.deps import MAX_ID, PageDep, SettingsDep, StoreDep, require
+from amberwatch.web.portal import HeavyDep
 
 router = APIRouter(prefix="/api/validation", tags=["validation"])
 pages = APIRouter(include_in_schema=False)
@@ -67,6 +68,17 @@ async def post_vote(item_id: ItemId, body: VoteIn, store: StoreDep, principal: V
     """One vote: mining / not_mining (with a reason) / unsure. 409 on a second vote of the same volunteer or when
     the item needs no more votes. Answers the item's status after the vote."""
     return await run_in_threadpool(uc.vote, store, principal, item_id, body.answer, body.reason, body.comment)
+
+
+@router.get("/items/{item_id}/chips/{which}.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "A true-colour PNG."}})
+async def item_chip(item_id: ItemId, which: Annotated[str, PathParam(description="before or after")],
+                    store: StoreDep, slot: HeavyDep) -> Response:
+    """Public: the item in true colour in the earliest (``before``) or latest (``after``) stored scene covering
+    it, outlined (as the site chips of the portal). No answer or source is shown."""
+    async with slot:
+        png = await run_in_threadpool(uc.item_chip_png, store, item_id, which)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=300"})
 
 
 @router.post("/items/{item_id}/decision")

@@ -114,6 +114,15 @@ def next_item(session: Session, voter: str) -> ValidationItem | None:
     return session.scalars(q).first()
 
 
+def scenes_covering_item(session: Session, item_id: int) -> list[dict[str, Any]]:
+    """Every stored scene whose footprint touches the item's geometry, oldest first (for its chips)."""
+    rows = session.execute(text(
+        "select sc.id as scene_id, sc.scene_key, sc.acquired, sc.reflectance_path, sc.bands from scenes sc"
+        " join validation_items i on i.id = :id and ST_Intersects(sc.footprint, i.geom)"
+        " order by sc.acquired, sc.id"), {"id": item_id}).mappings().all()
+    return [dict(r) for r in rows]
+
+
 def items_of_site(session: Session, site_id: int) -> list[ValidationItem]:
     """Every item about a site: the site's own and its detections'."""
     return list(session.scalars(select(ValidationItem).where(ValidationItem.site_id == site_id)
