@@ -206,7 +206,9 @@ def test_photo_is_stripped_and_gps_kept_only_with_consent(app: dict) -> None:
 def test_pending_reports_are_not_public(app: dict) -> None:
     rid = app["ids"]["a"]
     assert httpx.get(f"{app['base']}/api/reports/{rid}").status_code == 404
-    assert httpx.get(f"{app['base']}/api/reports/{rid}/media/1").status_code == 404
+    media_url = httpx.get(f"{app['base']}/api/reports/{rid}", headers=app["mod"]).json()["media"][0]["url"]
+    assert httpx.get(app["base"] + media_url, headers=app["mod"]).status_code == 200
+    assert httpx.get(app["base"] + media_url).status_code == 404  # pending: not even its photo
     assert httpx.get(f"{app['base']}/api/reports?status=pending").status_code == 401
     assert httpx.get(f"{app['base']}/api/reports?status=pending", headers=app["analyst"]).status_code == 403
     assert rid not in {r["id"] for r in httpx.get(f"{app['base']}/api/reports").json()}
