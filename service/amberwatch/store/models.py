@@ -166,6 +166,9 @@ class SiteObservation(Base):
     cumulative_area_ha: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(12))
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=True)
+    # 'optical' (a detection run) or 'sentinel1' (radar evidence on a cloudy date: run_id is then the last optical run)
+    sensor: Mapped[str] = mapped_column(String(12), default="optical", server_default="optical")
+    sar_change_ha: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Event(Base):
@@ -464,3 +467,30 @@ class StacMonitorItem(Base):
     queue_job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SarObservation(Base):
+    """A Sentinel-1 date compared with an earlier one (docs/sentinel1.md); its change polygons are ``SarChange``."""
+
+    __tablename__ = "sar_observations"
+    __table_args__ = (UniqueConstraint("scene_key", "before_scene_key", name="sar_observations_pair_key"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    scene_key: Mapped[str] = mapped_column(String(160))
+    before_scene_key: Mapped[str] = mapped_column(String(160))
+    sensor: Mapped[str] = mapped_column(String(16))
+    acquired: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    footprint = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)  # GiST: 0012
+    polarisation: Mapped[str] = mapped_column(String(2))
+    threshold_db: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SarChange(Base):
+    """One change polygon of a Sentinel-1 pair: water_appeared, water_disappeared, decrease or increase."""
+
+    __tablename__ = "sar_changes"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sar_observation_id: Mapped[int] = mapped_column(ForeignKey("sar_observations.id", ondelete="CASCADE"),
+                                                    index=True)
+    cls: Mapped[str] = mapped_column(String(20))
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)  # GiST: 0012

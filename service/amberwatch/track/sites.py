@@ -21,6 +21,7 @@ from amberwatch.area import area_ha as geodesic_area_ha
 from amberwatch.area import areas_ha as geodesic_areas_ha
 from amberwatch.errors import NotFoundError
 from amberwatch.store.models import Event
+from amberwatch.store.queries import sar as sar_q
 from amberwatch.store.queries import sites as q
 from amberwatch.store.queries.layers import assign_admin
 from amberwatch.track import rules
@@ -247,11 +248,18 @@ def _update_site(session: Session, site_id: int, cluster: _Cluster, run_id: int 
             runs_at[t].add(rid)
     for t, ds in by_time.items():
         runs_at[t].update(d.run_id for d in ds)
+    sar_at = _radar_evidence(session, cumulative_all, first_t, runs_at)
 
     history: list[rules.Observation] = []
     extents: list[BaseGeometry | None] = []
     cumulative: BaseGeometry | None = None
-    for t in sorted(runs_at):
+    for t in sorted(set(runs_at) | set(sar_at)):
+        if t not in runs_at:  # a radar date Sentinel-2 did not observe: evidence only (rules.sar_status)
+            seen = history[-1]  # the areas carry over: radar does not measure them
+            history.append(rules.Observation(t, seen.run_id, False, seen.area_ha, seen.pit_area_ha, seen.pond_area_ha,
+                                             seen.cumulative_area_ha, sar_change_ha=sar_at[t]))
+            extents.append(None)
+            continue
         ds = by_time.get(t, [])
         extent = shapely.union_all([d.geom for d in ds]) if ds else None
         pits = shapely.union_all([d.geom for d in ds if d.cls == "pit"]) if ds else None
@@ -297,11 +305,21 @@ def _update_site(session: Session, site_id: int, cluster: _Cluster, run_id: int 
         q.ObservationRow(
             run_id=obs.run_id, observed_at=obs.observed_at, detected=obs.detected, area_ha=obs.area_ha,
             pit_area_ha=obs.pit_area_ha, pond_area_ha=obs.pond_area_ha, cumulative_area_ha=obs.cumulative_area_ha,
-            status=obs.status, geom=multi(to_wgs84(extent)) if extent is not None else None)
+            status=obs.status, geom=multi(to_wgs84(extent)) if extent is not None else None,
+            sensor="optical" if obs.sar_change_ha is None else "sentinel1", sar_change_ha=obs.sar_change_ha)
         for obs, extent in zip(history, extents, strict=True)
     ]
     q.save_site(session, site_id, state, [d.id for d in dets], observations)
     return q.sync_events(session, site_id, events)
+
+
+def _radar_evidence(session: Session, cumulative: BaseGeometry, first_t: datetime,
+                    optical: dict[datetime, set[int]]) -> dict[datetime, float]:
+    """Sentinel-1 dates after the first detection on which no optical run observed the site (cloud), with the
+    hectares of radar change in the site's envelope (the disturbance envelope: hull + DISTURBANCE_BUFFER_M)."""
+    envelope = to_wgs84(cumulative.convex_hull.buffer(rules.DISTURBANCE_BUFFER_M))
+    return {row.acquired: row.change_ha for row in sar_q.evidence_in(session, envelope.wkb)
+            if row.acquired > first_t and row.acquired not in optical}
 
 
 def _status_changes(history: list[rules.Observation], extents: list[BaseGeometry | None],

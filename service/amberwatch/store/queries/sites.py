@@ -194,6 +194,8 @@ class ObservationRow:
     cumulative_area_ha: float
     status: str
     geom: BaseGeometry | None
+    sensor: str = "optical"  # 'sentinel1': radar evidence on a cloudy date (run_id: the last optical run)
+    sar_change_ha: float | None = None
 
 
 @dataclass(frozen=True)
@@ -372,8 +374,8 @@ def save_site(session: Session, site_id: int, state: SiteState, detection_ids: S
         session.add(SiteObservation(
             site_id=site_id, run_id=obs.run_id, observed_at=obs.observed_at, detected=obs.detected,
             area_ha=obs.area_ha, pit_area_ha=obs.pit_area_ha, pond_area_ha=obs.pond_area_ha,
-            cumulative_area_ha=obs.cumulative_area_ha, status=obs.status,
-            geom=from_shape(obs.geom, srid=4326) if obs.geom is not None else None))
+            cumulative_area_ha=obs.cumulative_area_ha, status=obs.status, sensor=obs.sensor,
+            sar_change_ha=obs.sar_change_ha, geom=from_shape(obs.geom, srid=4326) if obs.geom is not None else None))
     site.status_since = state.status_since
 
 
