@@ -128,6 +128,7 @@ def test_idempotent_upload_and_safe_photos(env: dict[str, Any], tmp_path: Path) 
         ({"disturbance": "7"}, [], 422),
         ({"site_id": "999999"}, [], 404),
         ({"lat": ""}, [], 400),
+        ({"checked_on": "2099-01-01"}, [], 400),
     ]
     for change, hostile_files, status in hostile:
         res = call(env, "POST", "/api/field-checks", "team-a", data=form(site, **change), files=hostile_files)

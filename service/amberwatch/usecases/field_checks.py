@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,8 @@ def submit(store: Store, settings: Settings, principal: Principal, check: FieldC
         raise InputError("observer: 1-200 characters")
     if check.notes is not None and len(check.notes) > MAX_TEXT:
         raise InputError(f"notes: at most {MAX_TEXT} characters")
+    if not date(2000, 1, 1) <= check.checked_on <= date.today() + timedelta(days=1):
+        raise InputError(f"checked_on {check.checked_on.isoformat()} is not a plausible date of a visit")
     if (check.lon is None) != (check.lat is None):
         raise InputError("a GPS position needs both lon and lat")
     if check.lon is not None and check.lat is not None and not (-180 <= check.lon <= 180 and -90 <= check.lat <= 90):
