@@ -541,3 +541,20 @@ def test_compose_topology_nginx_in_front_of_mapserv_and_the_api(deployment: dict
         mapserv.wait(timeout=20)
     assert mapserv.returncode == 0, ms_log.read_text()
     assert not socket_path.exists()
+
+
+def test_a_bad_log_format_is_a_clear_cli_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from amberwatch.cli import app
+    from amberwatch.settings import get_settings
+
+    monkeypatch.setenv("AMBERWATCH_LOG_FORMAT", "xml")
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(app, ["models", "list"])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 2, res.output
+    assert "error: invalid settings: AMBERWATCH_LOG_FORMAT: Input should be 'text' or 'json'" in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)

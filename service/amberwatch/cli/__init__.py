@@ -9,6 +9,7 @@ import logging
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from amberwatch.cli import accuracy, admin, monitoring, pipeline, stac_monitor
 from amberwatch.cli.common import settings
@@ -26,8 +27,14 @@ app = typer_app("AmberWatch: find amber mining on satellite imagery and publish 
 
 @app.callback()
 def main_callback(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    try:
+        cfg = settings()
+    except ValidationError as err:  # a bad AMBERWATCH_* variable: say which, no traceback
+        problems = "; ".join(f"AMBERWATCH_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in err.errors())
+        typer.secho(f"error: invalid settings: {problems}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     # AMBERWATCH_LOG_FORMAT=json: one JSON object per line (docs/operations.md#logs)
-    configure_logging(logging.DEBUG if verbose else logging.INFO, settings().log_format)
+    configure_logging(logging.DEBUG if verbose else logging.INFO, cfg.log_format)
     if not verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
