@@ -368,3 +368,124 @@ def test_monitor_against_our_stac_api(source, stac_app, baseline) -> None:
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+# -- assets of the supported collections (as the public catalogues name them) -----------------------------------------
+def _assets(keys: dict[str, str]) -> dict:
+    return {k: {"href": v} for k, v in keys.items()}
+
+
+def test_asset_keys_of_the_supported_collections() -> None:
+    from amberwatch.acquire.bands import asset_plan, kind_of
+    from amberwatch.errors import InputError
+
+    props = {"datetime": "2024-05-01T09:30:29Z", "platform": "sentinel-2b", "s2:mgrs_tile": "35UNR"}
+    l2a_ids = [b for b in BANDS if b != "B10"]
+    earth_search = {"type": "Feature", "id": "S2B_35UNR_20240501_0_L2A", "properties": props,
+                    "assets": _assets({KEYS[b]: f"https://e.example/{b}.tif" for b in l2a_ids}
+                                      | {"scl": "https://e.example/SCL.tif", "visual": "https://e.example/TCI.tif"})}
+    plan = asset_plan("sentinel-2-l2a", earth_search)
+    assert plan.kind == "sentinel2" and len(plan.rasters) == 13  # 12 bands + SCL: ingest reads it as L2A
+    assert "S2B_T35UNR_20240501T093029_SCL.tif" in plan.rasters
+    assert plan.rasters["S2B_T35UNR_20240501T093029_B8A.tif"] == "https://e.example/B8A.tif"
+    pc = {**earth_search, "assets": _assets({b: f"https://p.example/{b}.tif" for b in [*l2a_ids, "SCL"]})}
+    assert set(asset_plan("sentinel-2-l2a", pc).rasters.values()) == {f"https://p.example/{b}.tif"
+                                                                     for b in [*l2a_ids, "SCL"]}
+    cdse = {**earth_search, "assets": _assets({f"{b}_{'20m' if b in ('B05', 'SCL') else '10m'}":
+                                               f"https://c.example/{b}.jp2" for b in [*l2a_ids, "SCL"]})}
+    assert len(asset_plan("sentinel-2-l2a", cdse).rasters) == 13
+    l1c = {**earth_search, "id": "S2B_35UNR_20240501_0_L1C"}  # L1C needs the cirrus band too
+    with pytest.raises(InputError, match="B10"):
+        asset_plan("sentinel-2-l1c", l1c)
+    landsat = {"type": "Feature", "id": "LC09_L2SP_183024_20240502_20240503_02_T1",
+               "properties": {"datetime": "2024-05-02T08:50:01Z", "platform": "landsat-9"},
+               "assets": _assets({k: f"https://l.example/LC09_L2SP_183024_20240502_20240503_02_T1_SR_B{i}.TIF"
+                                  for i, k in enumerate(("coastal", "blue", "green", "red", "nir08", "swir16",
+                                                         "swir22"), start=1)}
+                                 | {"mtl.txt": "https://l.example/LC09_L2SP_183024_20240502_20240503_02_T1_MTL.txt"})}
+    plan = asset_plan("landsat-c2-l2", landsat)
+    assert plan.kind == "landsat" and len(plan.rasters) == 7
+    assert list(plan.texts) == ["LC09_L2SP_183024_20240502_20240503_02_T1_MTL.txt"]  # named as the MTL lists
+    s1 = {"type": "Feature", "id": "S1A_IW_GRDH_1SDV_20240503T042108", "properties": {
+        "datetime": "2024-05-03T04:21:08Z", "platform": "sentinel-1a"},
+          "assets": _assets({"vv": "https://s.example/vv.tif", "vh": "https://s.example/vh.tif"})}
+    assert kind_of("sentinel-1-rtc", s1) == "sentinel1" and asset_plan("sentinel-1-grd", s1).kind == "sentinel1"
+    with pytest.raises(InputError, match="not a plain file name"):
+        asset_plan("landsat-c2-l2", {**landsat, "assets": {**landsat["assets"],
+                                                           "mtl.txt": {"href": "https://l.example/..%2F.mtl"}}})
+
+
+def test_hostile_sources_get_nothing(source, listener, tmp_path: Path) -> None:
+    """Hosts outside the allow-list are never contacted; a VRT asset is refused by its first bytes."""
+    from amberwatch.acquire.bands import asset_plan
+    from amberwatch.acquire.scene import write_scene_folder
+    from amberwatch.acquire.search import search
+    from amberwatch.errors import InputError
+    from amberwatch.ingest.safety import IngestLimits
+
+    allowed = [source["base"].removeprefix("http://")]
+    aoi = box(*source["items"][0]["bbox"])
+    elsewhere = f"http://127.0.0.1:{listener.port}"
+    evil = json.loads(json.dumps(source["items"][0]))
+    for asset in evil["assets"].values():
+        asset["href"] = asset["href"].replace(source["base"], elsewhere)
+    with pytest.raises(InputError, match="not in AMBERWATCH_STAC_ALLOWED_HOSTS"):
+        write_scene_folder(evil, asset_plan(COLLECTION, evil), aoi, tmp_path / "evil", allowed, lambda p: p,
+                           IngestLimits())
+    for url in (f"{elsewhere}/catalog.json", f"{elsewhere}/stac"):
+        with pytest.raises(InputError, match="not in AMBERWATCH_STAC_ALLOWED_HOSTS"):
+            search(url, COLLECTION, aoi, None, allowed, lambda p: p)
+    assert listener.connections == 0 and not (tmp_path / "evil").exists()
+    vrt = source["root"] / "files" / "evil.tif"
+    vrt.write_text('<VRTDataset rasterXSize="1" rasterYSize="1"><VRTRasterBand band="1"><SimpleSource>'
+                   '<SourceFilename>/etc/passwd</SourceFilename></SimpleSource></VRTRasterBand></VRTDataset>')
+    for asset in evil["assets"].values():
+        asset["href"] = f"{source['base']}/files/evil.tif"
+    with pytest.raises(InputError, match="VRT"):
+        write_scene_folder(evil, asset_plan(COLLECTION, evil), aoi, tmp_path / "evil", allowed, lambda p: p,
+                           IngestLimits())
+
+
+def test_scheduler_searches_each_due_monitor_once(source, make_database, tmp_path: Path) -> None:
+    """The periodic tick queues one search per due monitor (a second tick, or a second scheduler, adds none);
+    a search holding the monitor's advisory lock makes a concurrent one return at once; the static catalog is
+    read from disk here (under the allowed roots)."""
+    from amberwatch.jobs.queue import make_queue
+    from amberwatch.store.queries import stac_monitors as q
+    from amberwatch.usecases import stac_monitors as uc
+    from amberwatch.worker.loop import register_tasks, run_worker
+
+    settings = monitor_settings(make_database("aw_stac_schedule"), tmp_path, source["base"])
+    settings.allowed_roots = [tmp_path, source["root"]]
+    store = Store(settings).start()
+    try:
+        aoi = uc.read_aoi_file(source["aoi"])
+        on_disk = str(source["root"] / "static" / "collection.json")
+        uc.add_monitor(store, settings, "later", on_disk, COLLECTION, aoi, start=datetime(2030, 1, 1, tzinfo=UTC))
+        with pytest.raises(Exception, match="exists already"):
+            uc.add_monitor(store, settings, "later", on_disk, COLLECTION, aoi)
+        with pytest.raises(Exception, match="allowed root"):
+            uc.add_monitor(store, settings, "outside", "/etc/catalog.json", COLLECTION, aoi)
+
+        async def ticks() -> tuple[int, int, int]:
+            queue = make_queue(store.url)
+            async with queue.open_async():
+                register_tasks(queue)
+                first = await uc.schedule_due(queue, store, settings)
+                second = await uc.schedule_due(queue, store, settings)  # the search is still waiting: no second
+                await run_worker(queue, store, settings, wait=False)
+                third = await uc.schedule_due(queue, store, settings)  # searched just now: not due
+            return first, second, third
+
+        assert asyncio.run(ticks()) == (1, 0, 0)
+        status = uc.get_monitor(store, "later")
+        assert status.last_run is not None and status.last_run["trigger"] == "schedule"
+        assert status.last_run["found"] == 0 and status.last_run["error"] is None  # nothing since 2030
+        mid = uc.monitor_id(store, "later")
+        with store.session() as session:
+            assert q.try_lock(session, mid)  # another scheduler is searching this monitor...
+            assert uc.search_monitor(store, settings, mid, "cli") == []  # ...so this one returns at once
+        with store.session() as session:
+            assert session.execute(text("select count(*) from stac_monitor_runs")).scalar() == 1
+    finally:
+        store.stop()
