@@ -315,6 +315,12 @@ def test_cli_geoserver_publish(recorder: Recorder, store: Store, monkeypatch, tm
         res = CliRunner().invoke(app, ["geoserver", "publish"])
         assert res.exit_code == 2 and "must be an http:// or https:// URL" in res.output and not recorder.calls
         monkeypatch.setenv("AMBERWATCH_GEOSERVER_URL", recorder.url)
+        monkeypatch.setenv("AMBERWATCH_GEOSERVER_WORKSPACE", "../../rest/security")
+        get_settings.cache_clear()
+        res = CliRunner().invoke(app, ["geoserver", "publish"])
+        assert res.exit_code == 2 and "AMBERWATCH_GEOSERVER_WORKSPACE must be a name" in res.output
+        assert not recorder.calls
+        monkeypatch.delenv("AMBERWATCH_GEOSERVER_WORKSPACE")
         get_settings.cache_clear()
         res = CliRunner().invoke(app, ["geoserver", "publish"])
         assert res.exit_code == 0, res.output

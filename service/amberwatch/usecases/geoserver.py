@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 
 from amberwatch.errors import AmberWatchError, InputError
@@ -13,12 +14,17 @@ from amberwatch.store.db import Store
 
 log = logging.getLogger(__name__)
 
+WORKSPACE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")  # it goes into REST paths
+
 
 def publisher(settings: Settings) -> GeoServerPublisher:
     if not settings.geoserver_url:
         raise InputError("no GeoServer configured: set AMBERWATCH_GEOSERVER_URL (e.g. http://host:8080/geoserver)")
     if not settings.geoserver_url.startswith(("http://", "https://")):
         raise InputError("AMBERWATCH_GEOSERVER_URL must be an http:// or https:// URL")
+    if not WORKSPACE_NAME.fullmatch(settings.geoserver_workspace):
+        raise InputError("AMBERWATCH_GEOSERVER_WORKSPACE must be a name of letters, digits, '_', '-' and '.', "
+                         "starting with a letter or '_'")
     return GeoServerPublisher(settings.geoserver_url, settings.geoserver_user, settings.geoserver_password,
                               settings.geoserver_workspace, settings.ogc_config_dir / "styles")
 
