@@ -558,3 +558,47 @@ def test_a_bad_log_format_is_a_clear_cli_error(monkeypatch: pytest.MonkeyPatch) 
     assert res.exit_code == 2, res.output
     assert "error: invalid settings: AMBERWATCH_LOG_FORMAT: Input should be 'text' or 'json'" in res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_route_templates_in_one_process() -> None:
+    """Without the multiprocess folder (``make demo``): this process's counters, labelled by the template of the
+    route that answered — in a router included with a prefix, in a mounted app, or ``<unmatched>``."""
+    from fastapi import APIRouter, FastAPI
+    from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from amberwatch.observability.metrics import HttpMetrics, exposition
+
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    router = APIRouter()
+
+    @router.get("/things/{thing_id}")
+    def thing(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    app = FastAPI()
+    app.include_router(router, prefix="/api/v9")
+    app.mount("/sub", Starlette(routes=[Route("/items/{item}", lambda r: PlainTextResponse("x"))]))
+    app.add_middleware(HttpMetrics)
+
+    def count(**labels: str) -> float:
+        text = exposition(CollectorRegistry()).decode()
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "amberwatch_http_requests_total" and set(labels.items()) <= set(s.labels.items()))
+
+    before = {r: count(route=r) for r in ("/api/v9/things/{thing_id}", "/sub/items/{item}", "<unmatched>")}
+    with TestClient(app) as client:
+        assert client.get("/api/v9/things/17").status_code == 200
+        assert client.get("/api/v9/things/18").status_code == 200
+        assert client.post("/api/v9/things/18").status_code == 405
+        assert client.get("/sub/items/abc").status_code == 200
+        assert client.get("/no/such/path/4711").status_code == 404
+    assert count(route="/api/v9/things/{thing_id}", status="405") >= 1
+    assert count(route="/api/v9/things/{thing_id}") - before["/api/v9/things/{thing_id}"] == 3
+    assert count(route="/sub/items/{item}") - before["/sub/items/{item}"] == 1
+    assert count(route="<unmatched>") - before["<unmatched>"] == 1
+    text = exposition(CollectorRegistry()).decode()
+    assert "4711" not in text and "things/17" not in text
