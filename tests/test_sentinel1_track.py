@@ -1,0 +1,126 @@
+"""Sentinel-1 in tracking: radar change stored in PostGIS counts as evidence on dates Sentinel-2 was cloudy; the
+pair comparison and the use case on the real OPERA pixels of ../shared/data."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import pytest
+from conftest import REPO, shared
+from geoalchemy2.shape import from_shape
+from shapely.geometry import MultiPolygon, Point, box
+from sqlalchemy import select, text
+
+from amberwatch.errors import InputError
+from amberwatch.ingest import ingest_s1
+from amberwatch.sar.change import CHANGE_CLASSES
+from amberwatch.sar.pair import compare_scenes
+from amberwatch.settings import Settings
+from amberwatch.store.db import Store
+from amberwatch.store.models import Detection, Event, Run, Scene, SiteObservation
+from amberwatch.store.queries import sar as sar_q
+from amberwatch.track import rebuild_sites, update_sites
+from amberwatch.track.geo import to_metric, to_wgs84
+from amberwatch.usecases.sentinel1 import record_s1_pair, water_model
+
+ORIGIN = (26.55, 51.72)  # Vysotska hromada, Rivne oblast
+FOOTPRINT = box(ORIGIN[0] - 0.2, ORIGIN[1] - 0.1, ORIGIN[0] + 0.2, ORIGIN[1] + 0.1)
+T1, T2 = datetime(2018, 6, 15, 9, 30, tzinfo=UTC), datetime(2018, 9, 15, 9, 30, tzinfo=UTC)
+S1_QUIET, S1_POND, S1_SAME = (datetime(2018, m, d, 4, 50, tzinfo=UTC) for m, d in ((7, 1), (9, 16), (6, 15)))
+OPERA = ("sentinel1", "opera-rtc-s1-dist-s1", "10SGD", "137")
+_keys = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def db(make_database) -> Store:
+    st = Store(Settings(database_url=make_database("amberwatch_s1track"))).start()
+    yield st
+    st.stop()
+
+
+def square(dx_m: float, dy_m: float, side_m: float):
+    o = to_metric(Point(ORIGIN))
+    return to_wgs84(box(o.x + dx_m, o.y + dy_m, o.x + dx_m + side_m, o.y + dy_m + side_m))
+
+
+def publish(db: Store, when: datetime, polys: list, clear_sky=None) -> None:
+    with db.session() as s:
+        scene = Scene(scene_key=f"TEST_S1_{when:%Y%m%d}_{next(_keys)}", sensor="sentinel2a", family="sentinel2",
+                      level="L2A", acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"],
+                      cloud_fraction=0.0, footprint=from_shape(MultiPolygon([FOOTPRINT]), srid=4326), source="test",
+                      reflectance_path="/nonexistent.tif", cloud_mask_path=None, stac_item={})
+        run = Run(state="running", parameters={}, progress=0.0, n_detections=len(polys))
+        run.scenes = [scene]
+        s.add(run)
+        s.flush()
+        for cls, geom in polys:
+            s.add(Detection(run_id=run.id, scene_id=scene.id, cls=cls, confidence=0.9,
+                            area_ha=float(to_metric(geom).area / 1e4), observed_at=when,
+                            geom=from_shape(MultiPolygon([geom]), srid=4326)))
+        s.flush()
+        update_sites(s, run.id, clear_sky)
+        run.state = "published"
+
+
+def radar(db: Store, when: datetime, changes: list) -> None:
+    with db.session() as s:
+        sar_q.save_observation(s, scene_key=f"S1A_TEST_{when:%Y%m%dT%H%M%S}", before_scene_key="S1A_TEST_BEFORE",
+                               sensor="sentinel1a", acquired=when, footprint=MultiPolygon([FOOTPRINT]),
+                               polarisation="VH", threshold_db=3.0,
+                               changes=[(cls, MultiPolygon([g])) for cls, g in changes])
+        rebuild_sites(s)
+
+
+def test_radar_evidence_on_a_cloudy_date(db: Store) -> None:
+    publish(db, T1, [("pit", square(0, 0, 100))])
+    cloudy_over_site = FOOTPRINT.difference(square(-300, -300, 700))  # S2 on T2 saw everything but the site
+    publish(db, T2, [], clear_sky=cloudy_over_site)
+    radar(db, S1_QUIET, [("decrease", square(3000, 3000, 100))])  # change far away: a quiet radar date here
+    radar(db, S1_SAME, [("water_appeared", square(0, 0, 50))])  # same date as the optical T1: optical wins
+    radar(db, S1_POND, [("water_appeared", square(0, 0, 70.71))])  # a 0.5 ha pond appears in the old pit
+    with db.session() as s:
+        rows = s.execute(select(SiteObservation.observed_at, SiteObservation.sensor, SiteObservation.status,
+                                SiteObservation.sar_change_ha, SiteObservation.area_ha)
+                         .order_by(SiteObservation.observed_at)).all()
+        events = s.execute(select(Event.observed_at, Event.to_status).order_by(Event.observed_at)).all()
+    assert [(r.observed_at, r.sensor, r.status) for r in rows] == [
+        (T1, "optical", "new"), (S1_QUIET, "sentinel1", "new"), (S1_POND, "sentinel1", "active")]
+    assert rows[1].sar_change_ha == pytest.approx(0.0)
+    assert rows[2].sar_change_ha == pytest.approx(0.5, rel=0.02) and rows[2].area_ha == pytest.approx(1.0, rel=0.02)
+    assert [(e.observed_at, e.to_status) for e in events] == [(T1, "new"), (S1_POND, "active")]
+    with db.session() as s:  # T2 did not observe the site (cloud): it is not in its history
+        assert s.scalar(text("select count(*) from site_observations where observed_at = :t"), {"t": T2}) == 0
+
+
+def test_compare_real_opera_dates() -> None:
+    a = ingest_s1(next(shared(*OPERA, "2021-12-19").glob("*T137-292321-IW2_*_VV.tif")))
+    b = ingest_s1(next(shared(*OPERA, "2022-12-20").glob("*T137-292321-IW2_*_VV.tif")))
+    model = water_model(Settings(models_dir=REPO / "models" / "registry"))
+    result = compare_scenes(a, b, model)
+    names = [n for n, _ in result.polygons]
+    assert "decrease" in names and all(result.footprint.buffer(1e-6).contains(g) for _, g in result.polygons)
+    pixel_ha = 30 * 30 / 1e4
+    for name, geom in result.polygons:
+        pixels = int((result.change.classes == CHANGE_CLASSES.index(name)).sum())
+        measured = float(to_metric(geom).area / 1e4)
+        assert measured == pytest.approx(pixels * pixel_ha, rel=0.05)  # EPSG:3035 vs UTM 11N: small scale change
+    with pytest.raises(InputError, match="not later"):
+        compare_scenes(b, a, model)
+    sea = ingest_s1(next(shared(*OPERA, "2022-12-20").glob("*T137-292321-IW1_*_VV.tif")))
+    with pytest.raises(InputError, match="not on one grid"):
+        compare_scenes(a, sea, model)
+
+
+def test_record_pair_use_case(db: Store) -> None:
+    settings = Settings(database_url=db.settings.database_url, models_dir=REPO / "models" / "registry")
+    before = [next(shared(*OPERA, "2021-12-19").glob("*T137-292321-IW2_*_VV.tif"))]
+    after = [next(shared(*OPERA, "2022-12-20").glob("*T137-292321-IW2_*_VV.tif"))]
+    record = record_s1_pair(db, settings, before, after)
+    assert record.acquired.date().isoformat() == "2022-12-20" and record.threshold_db >= 3.0
+    assert record.events == 0  # California: no site under this radar pair
+    with db.session() as s:
+        n, area = s.execute(text("select count(*), sum(st_area(geom::geography)) / 1e4 from sar_changes "
+                                 "where sar_observation_id = :i"), {"i": record.observation_id}).one()
+    changed = record.changed_fraction["decrease"] + record.changed_fraction["increase"]
+    assert n >= 1 and float(area) == pytest.approx(changed * 100 * 100 * 0.09, rel=0.05)
