@@ -364,6 +364,11 @@ def test_monitor_against_our_stac_api(source, stac_app, baseline) -> None:
     assert {s["id"] for s in scenes} == {f"S2A_L1C_T33UUU_{t:%Y%m%dT%H%M%S}" for t in (T2017, T2018, T2019)}
     models = httpx.get(f"{url}/stac/collections/amberwatch-models/items").json()["features"]
     assert models and all(m["properties"]["mlm:name"] and m["properties"]["mlm:input"] for m in models)
+    # "run now" queues one search (a second request while it waits adds none); this app has no worker
+    now = httpx.post(f"{url}/api/monitors/s2-pgstac/run", headers=auth(keys["admin"]))
+    assert now.status_code == 202 and now.json() == {"monitor": "s2-pgstac", "queued": True}
+    assert httpx.post(f"{url}/api/monitors/s2-pgstac/run", headers=auth(keys["admin"])).json()["queued"] is False
+    assert httpx.post(f"{url}/api/monitors/nope/run", headers=auth(keys["admin"])).status_code == 404
 
 
 def auth(key: str) -> dict[str, str]:
