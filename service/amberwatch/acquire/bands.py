@@ -129,6 +129,9 @@ def asset_plan(collection: str, item: dict[str, Any]) -> AssetPlan:
                 rasters[_file_name(href)] = href
         if not rasters:
             raise InputError(f"item {item.get('id')}: Landsat without reflective band assets")
+        qa = _find(assets, "qa_pixel", ("QA_PIXEL", "qa", "BQA"))  # the cloud mask bits (ingest.landsat)
+        if qa is not None:
+            rasters[_file_name(qa)] = qa
         return AssetPlan("landsat", rasters, {_file_name(mtl): mtl})
     if kind == "sentinel1":
         rasters = {}

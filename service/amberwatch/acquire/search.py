@@ -21,6 +21,7 @@ from amberwatch.errors import InputError
 
 MAX_JSON_BYTES = 16 * 1024 * 1024  # one catalog, collection or item document
 TIMEOUT_S = 30.0
+MAX_DOCUMENTS = 20_000  # catalogs, collections and items read in one walk of a static catalog
 PathCheck = Callable[[Path], Path]  # refuses a local path outside the allowed roots
 
 
@@ -56,12 +57,15 @@ def _name(url: str) -> str:
 class GuardedStacIO(pystac.StacIO):
     """pystac I/O for static catalogs: allowed hosts only, local files only under the allowed roots, sizes capped."""
 
-    def __init__(self, patterns: list[str], check_path: PathCheck):
+    def __init__(self, patterns: list[str], check_path: PathCheck, max_documents: int = MAX_DOCUMENTS):
         super().__init__()
-        self.patterns, self.check_path = patterns, check_path
+        self.patterns, self.check_path, self.left = patterns, check_path, max_documents
 
     def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
         href = str(source)
+        self.left -= 1
+        if self.left < 0:
+            raise InputError(f"the catalog links more than {MAX_DOCUMENTS} documents: not walked further")
         if is_http(href):
             return fetch_bytes(href, self.patterns).decode("utf-8")
         if "://" in href:

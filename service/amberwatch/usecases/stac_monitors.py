@@ -209,6 +209,8 @@ def search_monitor(store: Store, settings: Settings, monitor_id: int, trigger: s
             items = search(m.stac_url, m.collection, aoi, m.start, settings.stac_allowed_hosts,
                            _path_check(settings))
             for item in items:
+                if not isinstance(item.get("id"), str) or not item["id"]:
+                    continue  # not a STAC item
                 status, reason = _triage(m, item)
                 is_new = q.add_item(session, monitor_id, item, item.get("collection") or m.collection,
                                     asset_bands.acquired(item), asset_bands.cloud_cover(item), status, reason)
