@@ -45,7 +45,8 @@ def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
 
     tmp = tmp_path_factory.mktemp("validation")
     url = make_database("amberwatch_validation")
-    settings = publish_settings(Store(Settings(data_dir=tmp / "d0", database_url=url)), tmp / "data")
+    settings = publish_settings(Store(Settings(data_dir=tmp / "d0", database_url=url)), tmp / "data").model_copy(
+        update={"rate_limit_writes": "10000/minute"})  # dozens of votes from one address in a minute
     store = Store(settings).start()
     run_id = publish_polygons(store, settings, "VALIDATION_20250601", datetime(2025, 6, 1, tzinfo=UTC), FOOTPRINT,
                               [square(i) for i in range(8)])
@@ -343,3 +344,22 @@ def test_item_chips(env: dict[str, Any]) -> None:
     assert (255, 230, 0) in {c for _, c in img.getcolors(320 * 320)}  # the point ringed in yellow
     assert call(env, "GET", f"/api/validation/items/{point}/chips/sideways.png").status_code == 404
     assert call(env, "GET", "/api/validation/items/999999/chips/after.png").status_code == 404
+
+
+def test_enqueue_uses_each_runs_decision_rule(env: dict[str, Any]) -> None:
+    """Without a threshold, a detection is uncertain relative to its own run's rule (max of the pixel threshold and
+    the minimum object confidence)."""
+    from amberwatch.store.models import Run
+
+    run_id = publish_polygons(env["store"], env["settings"], "VALIDATION_20250901", datetime(2025, 9, 1, tzinfo=UTC),
+                              FOOTPRINT, [square(i + 0.5) for i in range(2)])
+    with env["store"].session() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        run.parameters = {"decision_rule": {"pixel_threshold": 0.7, "min_object_confidence": 0.75}}
+    res = call(env, "POST", "/api/validation/enqueue", "expert", json={})
+    assert res.json() == {"new_site": 2, "uncertain": 2}  # 0.8 is 0.05 from 0.75: within the 0.15 margin
+    with env["store"].session() as s:
+        ranks = s.scalars(select(ValidationItem.rank).join(Detection, Detection.id == ValidationItem.detection_id)
+                          .where(Detection.run_id == run_id)).all()
+    assert ranks == pytest.approx([0.05, 0.05])

@@ -31,7 +31,7 @@ def labels_export(
 
 @validation_app.command("enqueue")
 def validation_enqueue(
-    threshold: Annotated[float, typer.Option(min=0, max=1, help="The model's decision threshold.")] = 0.5,
+    threshold: Annotated[float | None, typer.Option(min=0, max=1, help="Default: each run's decision rule.")] = None,
     margin: Annotated[float | None, typer.Option(min=0, max=1, help="Default: the setting.")] = None,
 ) -> None:
     """Queue the new sites and the detections whose confidence is close to the threshold."""

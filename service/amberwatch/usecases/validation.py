@@ -33,10 +33,10 @@ class ConflictError(AmberWatchError):
 
 
 # -- the queue ----------------------------------------------------------------------------------------------------
-def enqueue(store: Store, settings: Settings, *, threshold: float = 0.5, margin: float | None = None,
+def enqueue(store: Store, settings: Settings, *, threshold: float | None = None, margin: float | None = None,
             limit: int = 1000) -> dict[str, int]:
-    """Add the new sites and the detections whose confidence is within ``margin`` of ``threshold`` that have no
-    item yet; returns how many of each were added."""
+    """Add the new sites and the detections whose confidence is within ``margin`` of the threshold (``threshold``,
+    or each run's own decision rule when None) that have no item yet; returns how many of each were added."""
     margin = settings.validation_uncertain_margin if margin is None else margin
     with store.session() as session:
         sites = vq.new_sites_without_item(session, limit)

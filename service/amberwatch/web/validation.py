@@ -51,7 +51,8 @@ class GoldIn(BaseModel):
 
 
 class EnqueueIn(BaseModel):
-    threshold: float = Field(0.5, ge=0, le=1, description="The model's decision threshold on confidence.")
+    threshold: float | None = Field(None, ge=0, le=1, description="The threshold on confidence; default: each "
+                                    "run's own decision rule.")
     margin: float | None = Field(None, ge=0, le=1, description="Default: AMBERWATCH_VALIDATION_UNCERTAIN_MARGIN.")
 
 

@@ -272,12 +272,17 @@ def new_sites_without_item(session: Session, limit: int) -> list[int]:
                                 .order_by(Site.id).limit(limit)))
 
 
-def uncertain_detections(session: Session, threshold: float, margin: float, limit: int) -> list[tuple[int, float]]:
-    """Published detections whose confidence is within ``margin`` of ``threshold`` and that have no item yet:
-    (id, distance), closest first."""
+def uncertain_detections(session: Session, threshold: float | None, margin: float,
+                         limit: int) -> list[tuple[int, float]]:
+    """Published detections whose confidence is within ``margin`` of the threshold and that have no item yet:
+    (id, distance), closest first. The threshold is ``threshold`` or, when None, each run's own decision rule:
+    the larger of its pixel threshold and its minimum object confidence (0.5 when the run has no rule)."""
     has = exists().where(ValidationItem.detection_id == Detection.id)
-    distance = func.abs(Detection.confidence - threshold)
-    published = select(Run.id).where(Run.state == "published")
-    q = (select(Detection.id, distance).where(Detection.run_id.in_(published), distance <= margin, ~has)
+    rule = Run.parameters["decision_rule"]
+    own = func.greatest(func.coalesce(rule["pixel_threshold"].as_float(), 0.5),
+                        func.coalesce(rule["min_object_confidence"].as_float(), 0.0))
+    distance = func.abs(Detection.confidence - (own if threshold is None else threshold))
+    q = (select(Detection.id, distance).join(Run, Run.id == Detection.run_id)
+         .where(Run.state == "published", distance <= margin, ~has)
          .order_by(distance, Detection.id).limit(limit))
     return [(int(i), float(d)) for i, d in session.execute(q)]
