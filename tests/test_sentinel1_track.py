@@ -124,3 +124,36 @@ def test_record_pair_use_case(db: Store) -> None:
                                  "where sar_observation_id = :i"), {"i": record.observation_id}).one()
     changed = record.changed_fraction["decrease"] + record.changed_fraction["increase"]
     assert n >= 1 and float(area) == pytest.approx(changed * 100 * 100 * 0.09, rel=0.05)
+
+
+@pytest.fixture
+def cli_env(db: Store, tmp_path):
+    from amberwatch.settings import get_settings
+
+    get_settings.cache_clear()  # the CLI reads the settings of this environment
+    yield {"AMBERWATCH_DATABASE_URL": db.settings.database_url, "AMBERWATCH_DATA_DIR": str(tmp_path)}
+    get_settings.cache_clear()
+
+
+def test_cli_s1_water_and_track(cli_env, tmp_path) -> None:
+    import rasterio
+    from typer.testing import CliRunner
+
+    from amberwatch.cli import app
+
+    env = cli_env
+    camargue = next(shared("sentinel1", "pyrosar-gamma-geo-vv").glob("*_db.tif"))
+    out = tmp_path / "water.tif"
+    res = CliRunner().invoke(app, ["s1", "water", str(camargue), "--out", str(out)], env=env)
+    assert res.exit_code == 0, res.output
+    assert "VV -15.00 dB" in res.output and "water 22." in res.output
+    with rasterio.open(out) as src:
+        assert src.crs.to_epsg() == 32631 and 0.2 < float((src.read(1) == 1).mean()) < 0.25
+    zipped = next(shared("sentinel1", "pyrosar-gamma-geo-vv").glob("*.zip"))
+    res = CliRunner().invoke(app, ["s1", "water", str(zipped), "--out", str(out)], env=env)
+    assert res.exit_code == 2 and "metadata only" in res.output and str(zipped.parent) not in res.output
+    before = next(shared(*OPERA, "2021-11-19").glob("*T137-292320-IW2_*_VV.tif"))
+    after = next(shared(*OPERA, "2021-12-19").glob("*T137-292320-IW2_*_VV.tif"))
+    res = CliRunner().invoke(app, ["s1", "track", "--before", str(before), "--after", str(after)], env=env)
+    assert res.exit_code == 0, res.output
+    assert "change threshold" in res.output and "0 new site events" in res.output

@@ -17,6 +17,7 @@ from amberwatch.cli.crowd import reports_app
 from amberwatch.cli.errors import typer_app
 from amberwatch.cli.geoserver import geoserver_app
 from amberwatch.cli.ops import mapserv  # also registers `db check`
+from amberwatch.cli.sentinel1 import s1_app
 from amberwatch.cli.training import eval_app, train_app
 from amberwatch.cli.validation import field_app, labels_app, validation_app
 from amberwatch.cli.vhr import app as vhr_app
@@ -53,6 +54,7 @@ app.add_typer(reports_app, name="reports")  # crowd reports: the retention purge
 app.add_typer(accuracy.accuracy_app, name="accuracy")
 app.add_typer(stac_monitor.monitor_app, name="monitor")
 app.add_typer(stac_monitor.stac_app, name="stac")
+app.add_typer(s1_app, name="s1")
 app.add_typer(labels_app, name="labels")
 app.add_typer(validation_app, name="validation")
 app.add_typer(field_app, name="field")

@@ -59,3 +59,38 @@ def record_s1_pair(store: Store, settings: Settings, before: list[Path], after: 
     fractions = {name: result.change.fraction(name) for name in
                  ("water_appeared", "water_disappeared", "decrease", "increase")}
     return SarRecord(obs_id, second.scene_key, second.acquired, result.change.threshold_db, fractions, len(events))
+
+
+@dataclass(frozen=True)
+class WaterMap:
+    scene_key: str
+    thresholds_db: dict[str, float]
+    how: dict[str, str]
+    water_fraction: float
+    out: Path
+
+
+def water_map(settings: Settings, paths: list[Path], out: Path) -> WaterMap:
+    """Open water of one Sentinel-1 scene as a uint8 GeoTIFF (1 water, 0 not, 255 no data) at ``out``."""
+    import numpy as np
+    import rasterio
+
+    from amberwatch.sar.water import filtered_db, learn_thresholds, water_mask
+
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise InputError(f"{out.name}: the water map is written as a GeoTIFF (.tif)")
+    scene = ingest_s1(paths, IngestLimits.from_settings(settings))
+    db = filtered_db(scene)
+    thresholds = learn_thresholds([db])
+    prob = water_model(settings).probability(db, thresholds)
+    water = water_mask(prob)
+    data = np.where(np.isfinite(prob), water.astype(np.uint8), 255).astype(np.uint8)
+    grid = scene.grid
+    with rasterio.open(out, "w", driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8",
+                       crs=grid.crs, transform=grid.transform, nodata=255, compress="deflate") as dst:
+        dst.write(data, 1)
+        dst.update_tags(VALUES="1 = open water, 0 = not water, 255 = no data", SCENE_KEY=scene.scene_key,
+                        THRESHOLDS_DB=", ".join(f"{p}={v:.2f}" for p, v in thresholds.db.items()))
+    valid = np.isfinite(prob)
+    fraction = float(water[valid].mean()) if valid.any() else 0.0
+    return WaterMap(scene.scene_key, thresholds.db, thresholds.how, fraction, out)
