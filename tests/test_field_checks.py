@@ -42,7 +42,8 @@ def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
 
     tmp = tmp_path_factory.mktemp("field")
     url = make_database("amberwatch_field")
-    settings = publish_settings(Store(Settings(data_dir=tmp / "d0", database_url=url)), tmp / "data")
+    settings = publish_settings(Store(Settings(data_dir=tmp / "d0", database_url=url)), tmp / "data").model_copy(
+        update={"rate_limit_writes": "10000/minute"})  # many uploads from one address in a minute
     store = Store(settings).start()
     run_id = publish_polygons(store, settings, "FIELD_20250701", datetime(2025, 7, 1, tzinfo=UTC), FOOTPRINT,
                               [square(i) for i in range(3)])
