@@ -316,6 +316,9 @@ def test_stac_api_serves_our_pgstac(stac_app) -> None:
                                                    "limit": 10}).json()
     assert sorted(f["id"] for f in found["features"]) == sorted(
         i["id"] for i in source_items_after(stac_app, datetime(2018, 1, 1, tzinfo=UTC)))
+    # read-only: no transactions (a STAC search by POST is a read for the guard, not an audited write)
+    assert httpx.post(f"{url}/stac/collections", json={"id": "x"}).status_code in (404, 405)
+    assert httpx.delete(f"{url}/stac/collections/{COLLECTION}").status_code in (404, 405)
 
 
 def source_items_after(stac_app, when: datetime) -> list[dict]:  # noqa: ANN001

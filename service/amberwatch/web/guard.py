@@ -30,8 +30,8 @@ FIELD_CHECKS_PATH = "/api/field-checks"  # field checks: photos (AMBERWATCH_FIEL
 
 
 def _expensive_read(path: str) -> bool:
-    return (path in ("/api/stats", "/api/events.atom", "/ows")
-            or (path.startswith("/ogcapi/collections/") and path.endswith("/items")))
+    return (path in ("/api/stats", "/api/events.atom", "/ows", "/stac/search")
+            or (path.startswith(("/ogcapi/collections/", "/stac/collections/")) and path.endswith("/items")))
 
 
 class BodyTooLarge(PayloadTooLargeError):
@@ -58,8 +58,9 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         client = (scope.get("client") or ("", 0))[0]
-        # WFS/WMS requests may come as POST (XML): reads all the same (no transactions are enabled)
-        write = method not in READ_METHODS and not path.startswith(("/ows", "/ogcapi"))
+        # WFS/WMS requests may come as POST (XML), STAC searches as POST (JSON): reads all the same (no transactions
+        # are enabled in either)
+        write = method not in READ_METHODS and not path.startswith(("/ows", "/ogcapi", "/stac"))
 
         limit = self.write_limit if write else self.read_limit if _expensive_read(path) else None
         if limit is not None:
