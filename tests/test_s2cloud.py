@@ -90,3 +90,13 @@ def test_ingest_l1c_with_s2cloudless(tmp_path) -> None:
         a, b = m.read(1) > 0, n.read(1) > 0
     assert a.mean() == pytest.approx(s2c.cloud_fraction, abs=0.02)
     assert (b & ~a).mean() < 0.02  # what the spectral test masks, s2cloudless masks too (see docs/models.md)
+
+
+def test_unwritable_cache_falls_back_to_lightgbm(tmp_path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    model = CloudModel(cache_dir=blocker / "cache")
+    assert model.session is None and model.runtime.startswith("lightgbm (no ONNX file")
+    x = np.full((1, 1), 0.5, dtype=np.float32)
+    p = model.probability({b: x for b in MODEL_BANDS})
+    assert p.shape == (1, 1) and 0.0 <= float(p[0, 0]) <= 1.0

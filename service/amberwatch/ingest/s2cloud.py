@@ -82,9 +82,14 @@ class CloudModel:
     def _use_onnx(self, target: Path) -> None:
         import onnxruntime as ort
 
-        if not target.is_file():
-            self._convert(target)
-        session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        try:
+            if not target.is_file():
+                self._convert(target)
+            session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        except (OSError, RuntimeError, ValueError) as err:  # e.g. no writable cache folder: LightGBM still works
+            self.runtime = f"lightgbm (no ONNX file: {type(err).__name__})"
+            log.warning("s2cloudless: %s: %s", self.runtime, err)
+            return
         probe = probe_pixels()
         diff = float(np.max(np.abs(_onnx_probability(session, probe) - self.booster.predict(probe))))
         self.max_abs_diff = diff
@@ -98,9 +103,9 @@ class CloudModel:
         from onnxmltools import convert_lightgbm
         from onnxmltools.convert.common.data_types import FloatTensorType
 
+        target.parent.mkdir(parents=True, exist_ok=True)  # first: an unusable cache fails before the conversion
         model = convert_lightgbm(self.booster, initial_types=[("X", FloatTensorType([None, len(MODEL_BANDS)]))],
                                  target_opset=15, zipmap=False)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".part-{os.getpid()}")
         tmp.write_bytes(model.SerializeToString())
         tmp.replace(target)  # atomic: concurrent ingests never read half a file
