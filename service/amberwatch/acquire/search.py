@@ -125,7 +125,9 @@ def _api_items(url: str, collection: str, aoi: BaseGeometry, start: datetime | N
                               datetime=f"{start:%Y-%m-%dT%H:%M:%SZ}/.." if start else None,
                               max_items=max_items, limit=min(100, max_items))
         return list(found.items_as_dicts())
-    except (APIError, requests.RequestException, pystac.STACError, ValueError) as err:
+    except requests.RequestException as err:
+        raise InputError(f"STAC API at {urlsplit(url).netloc} unreachable ({type(err).__name__})") from err
+    except (APIError, pystac.STACError, ValueError) as err:
         raise InputError(f"STAC API search failed at {urlsplit(url).netloc}: {str(err)[:200]}") from err
 
 
