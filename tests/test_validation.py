@@ -314,7 +314,26 @@ def test_volunteer_page_in_the_browser(env: dict[str, Any]) -> None:
         page.wait_for_function(f"document.getElementById('task').dataset.itemId !== '{first}'")
         page.click("#mining")
         page.wait_for_function("document.getElementById('message').textContent === 'Відповідь збережено.'")
+        assert page.is_hidden("#expert")  # a volunteer's key sees no expert queue
+
+        # an analyst settles a disputed item on the same page
+        disputed = item_of(env, env["detections"][4])
+        vote(env, disputed, "vol-1", "mining")
+        vote(env, disputed, "vol-2", "not_mining", "beach")
+        assert vote(env, disputed, "vol-3", "unsure").json()["status"] == "disputed"
+        analyst = browser.new_page(locale="en-GB")
+        analyst.goto(env["url"] + "/validate/")
+        analyst.fill("#key", env["keys"]["expert"])
+        analyst.click("#start")
+        row = analyst.wait_for_selector(f"#disputed li[data-item-id='{disputed}']")
+        assert "not_mining (beach)" in row.text_content() and analyst.is_hidden("#task")
+        row.query_selector("select").select_option("clear_cut")
+        row.query_selector(".decide-not-mining").click()
+        analyst.wait_for_function("document.getElementById('message').textContent === 'Decision saved.'")
+        analyst.wait_for_function("document.getElementById('disputed').textContent === 'Nothing disputed.'")
         browser.close()
+    state = call(env, "GET", f"/api/validation/items/{disputed}", "expert").json()
+    assert (state["status"], state["final_reason"], state["decided_via"]) == ("rejected", "clear_cut", "expert")
     with env["store"].session() as s:
         votes = s.execute(select(ValidationVote.item_id, ValidationVote.answer, ValidationVote.reason)
                           .where(ValidationVote.voter == "vol-5").order_by(ValidationVote.id)).all()
