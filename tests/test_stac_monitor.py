@@ -279,6 +279,16 @@ def _static_run(source: dict, baseline: tuple, url: str, tmp_path: Path, run) ->
             assert s.execute(text("select count(*) from runs")).scalar() == 3
             assert s.execute(text("select found, new from stac_monitor_runs order by id desc limit 1")).one() == (5, 0)
         assert published(store) == baseline
+        # a second monitor over the same scenes reuses their published runs: nothing is counted twice
+        from amberwatch.usecases.stac_monitors import add_monitor, read_aoi_file
+
+        settings = monitor_settings(url, tmp_path, source["base"])
+        add_monitor(store, settings, "s2-twin", source["static"], COLLECTION, read_aoi_file(source["aoi"]), 50.0)
+        asyncio.run(run_once(store, settings, poll_s=0.2))
+        check_items(item_states(store, "s2-twin"))
+        with store.session() as s:
+            assert s.execute(text("select count(*) from runs")).scalar() == 3
+        assert published(store) == baseline
     finally:
         store.stop()
 

@@ -325,6 +325,11 @@ def process_item(store: Store, settings: Settings, item_id: int) -> str:
             _finish(store, item_id, "skipped", f"cloud cover {cloud:.1f} % over the limit {cloud_max:g} % (measured)",
                     scene.id)
             return "skipped"
+        earlier = _published_run(store, scene.id)
+        if earlier is not None:  # detected already (a retried job, or another monitor over the same scene)
+            _finish(store, item_id, "processed", f"scene {scene.scene_key} was published by run {earlier}",
+                    scene.id, earlier)
+            return "processed"
         run = runs_uc.create_run(store, settings, scene, created_by=f"monitor:{monitor_name}")
         run = runs_uc.execute_run(store, settings, run.id)
         if run.state != "published":
@@ -345,6 +350,14 @@ def process_item(store: Store, settings: Settings, item_id: int) -> str:
         return "failed"
     _sync_stac(store, settings)
     return "processed"
+
+
+def _published_run(store: Store, scene_id: int) -> int | None:
+    from amberwatch.store.queries import runs as run_queries
+
+    with store.session() as session:
+        run = run_queries.latest_published_for_scene(session, scene_id)
+        return None if run is None else run.id
 
 
 def _finish(store: Store, item_id: int, status: str, reason: str | None, scene_id: int | None = None,
