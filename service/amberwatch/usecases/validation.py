@@ -207,7 +207,8 @@ def site_validation(store: Store, site_id: int) -> dict[str, Any]:
         checks = vq.field_checks_of_site(session, site_id)
         status = _best_status([i.status for i in items])  # as the layers: decided, disputed, pending
         return {"status": status, "field_checked": bool(checks),
-                "items": [_state(i) | {"kind": i.kind, "source": i.source} for i in items],
+                # public: no sources, and no gold items (volunteers must not tell them from the others)
+                "items": [_state(i) | {"kind": i.kind} for i in items if i.source != "gold"],
                 "field_checks": [{**c, "id": str(c["id"]), "checked_on": c["checked_on"].isoformat(),
                                   "photos": [f"/api/field-checks/{c['id']}/photos/{n}"
                                              for n in range(len(c["photos"]))]} for c in checks]}
