@@ -25,7 +25,7 @@ from conftest import REPO, free_port, shared
 from publish_helpers import uvicorn_thread
 from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window
-from shapely.geometry import box, mapping
+from shapely.geometry import MultiPolygon, box, mapping
 from sqlalchemy import text
 
 from amberwatch.settings import Settings
@@ -544,3 +544,52 @@ def test_landsat_item_is_read_for_the_area_only(source, tmp_path: Path) -> None:
     scene = ingest_path(folder, tmp_path / "scene")
     assert scene.family == "landsat" and scene.sensor == "landsat8" and scene.cloud_mask_path is not None
     assert scene.footprint_wgs84.intersects(aoi)
+
+
+def test_sentinel1_dates_become_radar_changes(source, make_database, tmp_path: Path) -> None:
+    """Three real OPERA RTC-S1 dates of one burst (../shared/data) as STAC items: each is read for the area, the
+    first is the reference and each later one is compared with the one before (record_s1_pair: change stored,
+    sites recomputed)."""
+    import shutil
+
+    from amberwatch.cli.stac_monitor import run_once
+    from amberwatch.usecases.stac_monitors import add_monitor, monitor_items
+
+    burst = shared("sentinel1", "opera-rtc-s1-dist-s1", "10SGD", "137")
+    served = source["root"] / "files" / "s1"
+    served.mkdir(exist_ok=True)
+    items = []
+    for day in ("2021-11-19", "2021-12-19", "2022-11-14"):
+        hrefs = {}
+        for pol in ("VV", "VH"):
+            (tif,) = (burst / day).glob(f"OPERA_L2_RTC-S1_T137-292320-IW1_*_{pol}.tif")
+            shutil.copy(tif, served / tif.name)
+            hrefs[pol.lower()] = f"{source['base']}/files/s1/{tif.name}"
+        with rasterio.open(tif) as ds:
+            footprint = box(*transform_bounds(ds.crs, "EPSG:4326", *ds.bounds))
+            when = datetime.strptime(re.search(r"_(\d{8}T\d{6})Z_", tif.name)[1], "%Y%m%dT%H%M%S")  # type: ignore
+        items.append({"type": "Feature", "stac_version": "1.0.0", "id": f"OPERA_RTC_T137-292320-IW1_{day}",
+                      "collection": "opera-l2-rtc-s1", "geometry": mapping(footprint), "bbox": list(footprint.bounds),
+                      "properties": {"datetime": when.replace(tzinfo=UTC).isoformat(), "platform": "sentinel-1a"},
+                      "links": [], "assets": {k: {"href": v} for k, v in hrefs.items()}})
+    coll = pystac.Collection("opera-l2-rtc-s1", "OPERA RTC-S1 bursts", pystac.Extent(
+        pystac.SpatialExtent([items[0]["bbox"]]), pystac.TemporalExtent([[datetime(2021, 1, 1, tzinfo=UTC), None]])))
+    for d in items:
+        coll.add_item(pystac.Item.from_dict(d))
+    coll.normalize_hrefs(str(source["root"] / "static-s1"))
+    coll.save(pystac.CatalogType.SELF_CONTAINED)
+    settings = monitor_settings(make_database("aw_stac_s1"), tmp_path, source["base"])
+    store = Store(settings).start()
+    try:
+        aoi = box(*items[0]["bbox"]).buffer(0.001)
+        add_monitor(store, settings, "s1-burst", f"{source['base']}/static-s1/collection.json", "opera-l2-rtc-s1",
+                    MultiPolygon([aoi]))
+        asyncio.run(run_once(store, settings, poll_s=0.2))
+        states = monitor_items(store, "s1-burst")
+        assert [(i["status"], i["attempts"]) for i in states] == [("processed", 1)] * 3, states
+        assert states[0]["reason"].startswith("first Sentinel-1 date")
+        assert all(i["reason"].startswith("radar change against") for i in states[1:]), states
+        with store.session() as s:
+            assert s.execute(text("select count(*) from sar_observations")).scalar() == 2
+    finally:
+        store.stop()

@@ -5,7 +5,8 @@
   its SCL asset (the cloud mask).
 * Landsat Collection 2 L2: the MTL text asset and the reflective band assets, written under the file names of their
   hrefs (the names the MTL lists), i.e. a Landsat folder (``ingest.landsat``).
-* Sentinel-1 RTC/GRD: recognised; processed only when a Sentinel-1 ingest exists (``ingest.sentinel1``).
+* Sentinel-1 RTC/GRD: the polarisation assets (vv, vh, hh, hv), named ``S1<x>_<YYYYMMDDTHHMMSS>_<POL>[_RTC].tif`` for
+  ``ingest.sentinel1``; a GRD must be geocoded (a product without a CRS is refused).
 """
 
 from __future__ import annotations
@@ -133,12 +134,17 @@ def asset_plan(collection: str, item: dict[str, Any]) -> AssetPlan:
         if qa is not None:
             rasters[_file_name(qa)] = qa
         return AssetPlan("landsat", rasters, {_file_name(mtl): mtl})
-    if kind == "sentinel1":
+    if kind == "sentinel1":  # named as ingest.sentinel1 reads them: mission, date, polarisation, RTC = gamma0
+        craft = re.search(r"1([abcd])$", str((item.get("properties") or {}).get("platform", "")).lower())
+        rtc = "_RTC" if re.search(r"rtc", f"{collection} {item.get('id')}", re.IGNORECASE) else ""
+        prefix = f"S1{craft.group(1).upper() if craft else ''}_{when:%Y%m%dT%H%M%S}"
         rasters = {}
         for pol in ("vv", "vh", "hh", "hv"):
             href = _find(assets, pol, (pol.upper(),))
             if href is not None:
-                rasters[_file_name(href)] = href
+                rasters[f"{prefix}_{pol.upper()}{rtc}.tif"] = href
+        if not rasters:
+            raise InputError(f"item {item.get('id')}: Sentinel-1 without VV/VH/HH/HV assets")
         return AssetPlan("sentinel1", rasters)
     raise InputError(f"item {item.get('id')}: not a Sentinel-2, Landsat or Sentinel-1 item")
 

@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_AOI_BYTES = 5 * 1024 * 1024
 MAX_AOI_KM2 = 100_000.0  # the whole amber belt is ~78,000 km²
-S1_UNSUPPORTED = ("unsupported yet: Sentinel-1 items are found and recorded, but the monitor does not run the "
-                  "Sentinel-1 pipeline (amberwatch.ingest.sentinel1) yet")
 
 
 class RetryItem(Exception):
@@ -184,8 +182,6 @@ def _triage(m: StacMonitor, item: dict[str, Any]) -> tuple[str, str | None]:
     kind = asset_bands.kind_of(m.collection, item)
     if kind is None:
         return "skipped", "unsupported: not a Sentinel-2, Landsat or Sentinel-1 item"
-    if kind == "sentinel1":
-        return "skipped", S1_UNSUPPORTED
     return "found", None
 
 
@@ -313,12 +309,14 @@ def process_item(store: Store, settings: Settings, item_id: int) -> str:
         monitor_name, collection, cloud_max = m.name, m.collection, m.cloud_max
     try:
         plan = asset_bands.asset_plan(collection, item)
-        if plan.kind == "sentinel1":
-            _finish(store, item_id, "skipped", S1_UNSUPPORTED)
-            return "skipped"
         folder = settings.path("acquired", monitor_name, safe_scene_key(str(item["id"])))
         write_scene_folder(item, plan, aoi, folder, settings.stac_allowed_hosts, _path_check(settings),
                            IngestLimits.from_settings(settings))
+        if plan.kind == "sentinel1":
+            reason = _sentinel1(store, settings, item_id, monitor_name, folder)
+            _finish(store, item_id, "processed", reason)
+            _sync_stac(store, settings)
+            return "processed"
         scene = scenes_uc.ingest(store, settings, folder)
         cloud = 100.0 * float(scene.cloud_fraction or 0.0)
         if cloud_max is not None and cloud > cloud_max:
@@ -350,6 +348,21 @@ def process_item(store: Store, settings: Settings, item_id: int) -> str:
         return "failed"
     _sync_stac(store, settings)
     return "processed"
+
+
+def _sentinel1(store: Store, settings: Settings, item_id: int, monitor_name: str, folder: Path) -> str:
+    """A radar date is compared with the monitor's previous one (``usecases.sentinel1.record_s1_pair``: the change
+    is stored and the sites recomputed); the first date is the reference of the next."""
+    from amberwatch.ingest.pipeline import safe_scene_key
+    from amberwatch.usecases.sentinel1 import record_s1_pair
+
+    with store.session() as session:
+        before = q.previous_processed(session, item_id)
+    if before is None:
+        return "first Sentinel-1 date: the reference of the next one"
+    before_folder = settings.path("acquired", monitor_name, safe_scene_key(before))
+    record = record_s1_pair(store, settings, sorted(before_folder.glob("*.tif")), sorted(folder.glob("*.tif")))
+    return f"radar change against {before}: observation {record.observation_id}, {record.events} new site events"
 
 
 def _published_run(store: Store, scene_id: int) -> int | None:

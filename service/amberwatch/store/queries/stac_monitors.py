@@ -117,6 +117,16 @@ def finish(session: Session, item_id: int, status: str, reason: str | None = Non
     row.run_id = run_id if run_id is not None else row.run_id
 
 
+def previous_processed(session: Session, item_id: int) -> str | None:
+    """The id of the monitor's latest processed item acquired before this one (Sentinel-1 pairs)."""
+    row = session.get(StacMonitorItem, item_id)
+    if row is None or row.acquired is None:
+        return None
+    return session.scalar(select(StacMonitorItem.item_id).where(
+        StacMonitorItem.monitor_id == row.monitor_id, StacMonitorItem.status == "processed",
+        StacMonitorItem.acquired < row.acquired).order_by(StacMonitorItem.acquired.desc()).limit(1))
+
+
 def note_failure(session: Session, item_id: int, reason: str) -> None:
     session.execute(update(StacMonitorItem).where(StacMonitorItem.id == item_id)
                     .values(reason=reason, updated_at=datetime.now(UTC)))
