@@ -190,6 +190,8 @@ def browser(env: dict[str, Any]) -> Iterator[Any]:
 
 
 def test_offline_check_synced_once(env: dict[str, Any], browser: Any) -> None:
+    assert call(env, "POST", "/api/field/assignments", "lead",  # (again: the test may run alone)
+                json={"site_ids": env["sites"], "assignee": "team-a"}).status_code == 201
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                   locale="en-GB")
     page = context.new_page()

@@ -1,6 +1,9 @@
 """Volunteer validation (issue 10): the queue, votes and the agreement rule, the expert's decision, gold scoring,
 the status on the published layers (OGC API Features and WFS through the real served app) and the training labels
-read back by the training loader."""
+read back by the training loader.
+
+The tests are the steps of one scenario on one database (items queued, voted, disputed, decided, exported), in
+file order: run the module, not a single test."""
 
 from __future__ import annotations
 
