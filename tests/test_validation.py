@@ -379,8 +379,22 @@ def test_enqueue_uses_each_runs_decision_rule(env: dict[str, Any]) -> None:
         run = s.get(Run, run_id)
         assert run is not None
         run.parameters = {"decision_rule": {"pixel_threshold": 0.7, "min_object_confidence": 0.75}}
-    res = call(env, "POST", "/api/validation/enqueue", "expert", json={})
-    assert res.json() == {"new_site": 2, "uncertain": 2}  # 0.8 is 0.05 from 0.75: within the 0.15 margin
+    # the worker's hourly task (its body, with the deps the worker hands it; registered under its name)
+    from types import SimpleNamespace
+
+    from amberwatch.jobs.queue import make_queue
+    from amberwatch.worker.loop import register_tasks
+    from amberwatch.worker.tasks import WorkerDeps, enqueue_validation_periodic
+
+    queue = make_queue(env["store"].url)
+    register_tasks(queue)
+    assert any(name.endswith("enqueue_validation_periodic") for name in queue.tasks)
+    enqueue_validation_periodic(SimpleNamespace(  # type: ignore[arg-type]
+        additional_context={"deps": WorkerDeps(env["store"], env["settings"])}), 0)
+    with env["store"].session() as s:
+        sources = s.scalars(select(ValidationItem.source).where(ValidationItem.site_id.in_(
+            select(Detection.site_id).where(Detection.run_id == run_id)))).all()
+    assert sorted(sources) == ["new_site", "new_site", "uncertain", "uncertain"]  # 0.8 is 0.05 from 0.75
     with env["store"].session() as s:
         ranks = s.scalars(select(ValidationItem.rank).join(Detection, Detection.id == ValidationItem.detection_id)
                           .where(Detection.run_id == run_id)).all()

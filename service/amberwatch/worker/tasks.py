@@ -129,6 +129,14 @@ def purge_reports_periodic(context: JobContext, timestamp: int) -> None:
     purge(deps.store, deps.settings)
 
 
+def enqueue_validation_periodic(context: JobContext, timestamp: int) -> None:
+    """Hourly: new sites and uncertain detections of the published runs join the volunteers' queue."""
+    from amberwatch.usecases.validation import enqueue
+
+    deps = _deps(context)
+    enqueue(deps.store, deps.settings)
+
+
 def make_blueprint() -> procrastinate.Blueprint:
     """A fresh blueprint of our tasks for one App. (``App.add_tasks_from`` renames the blueprint's tasks in place, so
     one module-level blueprint shared by two Apps in a process — tests, or the CLI beside a server app — would get
@@ -152,4 +160,7 @@ def make_blueprint() -> procrastinate.Blueprint:
     purge_reports = bp.task(name="purge_reports_periodic", queue=QUEUE, pass_context=True,
                             queueing_lock="purge-reports")(purge_reports_periodic)
     bp.periodic(cron="17 3 * * *", periodic_id="purge-reports")(purge_reports)
+    validation = bp.task(name="enqueue_validation_periodic", queue=QUEUE, pass_context=True,
+                         queueing_lock="enqueue-validation")(enqueue_validation_periodic)
+    bp.periodic(cron="41 * * * *", periodic_id="enqueue-validation")(validation)
     return bp
