@@ -12,7 +12,7 @@ from amberwatch.cli.common import open_store, settings
 from amberwatch.cli.errors import typer_app
 from amberwatch.usecases import keys as keys_uc
 
-keys_app = typer_app("API keys for machines and people with a role (admin, analyst, moderator, validator).")
+keys_app = typer_app("API keys for machines and people with a role (admin, analyst, moderator, validator, field).")
 db_app = typer_app("The database (embedded cluster or AMBERWATCH_DATABASE_URL).")
 models_app = typer_app("The model registry.")
 
