@@ -4,6 +4,7 @@ check overrides the votes on every validation item of its site."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -117,8 +118,6 @@ def photo_path(store: Store, settings: Settings, check_id: str, n: int) -> Path:
 
 def assigned_sites(store: Store, principal: Principal) -> list[dict[str, Any]]:
     """The sites this field team should visit (assigned to its key or to every team)."""
-    import json
-
     with store.session() as session:
         rows = vq.assigned_sites(session, principal.name)
     return [{**r, "geometry": json.loads(r["geometry"]) if r["geometry"] else None} for r in rows]
