@@ -181,6 +181,15 @@ def rescore_audit(data_dir: Path, model_dir: Path, oof_csv: Path) -> dict[str, A
     y_audit, n_changed = audited_labels(chips)
     cv["label_sets"] = score_label_sets(chips, oof, fold_of, thresholds,
                                         {"original": chips.labels, "audited": y_audit})
+    if (Path(model_dir) / "model.onnx").is_file():  # the registered model's held-out tiles, both label sets
+        from amberwatch.vhr.io import read_rgb
+        from amberwatch.vhr.model import load_vhr_model
+
+        test = np.flatnonzero(test_mask(chips, tile_groups(chips.tiles)))
+        vhr = load_vhr_model(model_dir)
+        p = vhr.score_many([read_rgb(chips.paths[i]) for i in test])
+        for name, ys in (("original", chips.labels), ("audited", y_audit)):
+            metrics["held_out_by_labels"][name] = chip_metrics(ys[test], p, vhr.threshold)
     metrics["data"]["positive_audited"] = int(y_audit.sum())
     metrics["data"]["audit_changes"] = n_changed
     path.write_text(json.dumps(metrics, indent=2, default=float))
