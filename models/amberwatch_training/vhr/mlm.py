@@ -142,6 +142,21 @@ def effnet_card(name: str, version: str, threshold: float, cfg: Any, *, n_chips:
     props["amberwatch:input_gsd"] = CHIP_GSD
     props["amberwatch:tta"] = "mean over the 8 dihedral views (amberwatch.vhr.dihedral)"
     props["amberwatch:training_data"]["labels"] = labels
+    props["amberwatch:training_data"]["label_audit"] = (
+        "models/amberwatch_training/vhr/labels_audit.csv: reviewed chips with original label, audited label and "
+        "reason (protocol in docs/vhr.md); metrics.json reports both label sets")
+    props["amberwatch:evaluation"] = (
+        "grouped 5-fold CV by tile group over all chips (threshold chosen on a grouped validation part of each "
+        "training part), per fold and pooled, original and audited labels; held-out tiles scored once through "
+        "this ONNX file: see metrics.json (grouped_cv, held_out_by_labels) and docs/vhr.md")
+    props["amberwatch:limits"] = [
+        "trained on ~0.37 m Bing imagery of 2014-2016 from Rivne, Zhytomyr and Volyn; other sensors, seasons and "
+        "resolutions far from 0.3-0.5 m are untested",
+        "false alarms: snow or frost patches, cemeteries, clear-cuts, sand roads and quarry edges, sand heaps",
+        "misses: isolated single pits, pits under haze or between pine crowns, pits on dark heath",
+        "the operating threshold is chosen on ~130 validation chips and is the main source of F1 variance",
+        "grouped-CV F1 ~0.84 is below Texty's published 0.91 and the 0.95 target",
+    ]
     props["amberwatch:training_data"]["split"] = (
         "by tile group (overlapping tiles together), never by chip; threshold chosen on a grouped 20 % "
         "validation part of the development tiles")
