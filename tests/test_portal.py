@@ -616,3 +616,131 @@ def test_alerts_panel_subscribes_a_unit_and_the_map_view_from_the_keyboard(app_s
     assert "Сповіщення" in uk.inner_text("#alerts-h") and "URL вебхука" in uk.inner_text("#alerts-panel")
     assert _axe(uk) == [], "the open panel in Ukrainian"
     uk.close()
+
+
+# -- people in the loop on the map: approved crowd reports, validation status of sites --------------------------------
+
+def _tile_features(base: str, layer: str, lon: float, lat: float, z: int, tmp: Path) -> list[dict[str, str]]:
+    """The features of one vector tile as GDAL's MVT driver reads them: a dict of attribute name to text each."""
+    import morecantile
+
+    t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, z)
+    r = httpx.get(f"{base}/tiles/{layer}/{z}/{t.x}/{t.y}.pbf")
+    if r.status_code == 204:
+        return []
+    assert r.status_code == 200, r.text
+    path = tmp / f"{layer}-{z}-{t.x}-{t.y}.pbf"
+    path.write_bytes(r.content)
+    info = subprocess.run(["ogrinfo", "-ro", "-al", "-q", f"MVT:{path}", layer], capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr
+    features: list[dict[str, str]] = []
+    for line in info.stdout.splitlines():
+        if line.startswith("OGRFeature("):
+            features.append({})
+        elif features and (m := re.match(r"\s+(\w+) \([^=]*\) = (.*)$", line)):
+            features[-1][m.group(1)] = m.group(2)
+    return features
+
+
+def _click_centre(page: Any) -> None:
+    box = page.locator("#map").bounding_box()
+    page.locator("#map").click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+
+
+def test_map_shows_approved_reports_and_the_validation_status_of_sites(app_server: dict, browser: Any):
+    import io
+
+    from amberwatch.usecases import keys as keys_uc
+    from amberwatch.usecases import validation as validation_uc
+    from amberwatch.validation.items import NewItem
+
+    base, store, settings, tmp = app_server["base"], app_server["store"], app_server["settings"], app_server["tmp"]
+    x0, y0, x1, y1 = app_server["extent"]
+    lon, lat = x0 - 0.01, y0 - 0.01  # beside the sites, inside the oblast
+    jpeg = io.BytesIO()
+    Image.new("RGB", (120, 80), (40, 160, 60)).save(jpeg, "JPEG")
+    contact = "secret-phone-0501234567"
+    sent = httpx.post(base + "/api/reports", timeout=60, files=[("files", ("pits.jpg", jpeg.getvalue(), "image/jpeg"))],
+                      data={"lon": str(lon), "lat": str(lat), "text": "Fresh pits and a pump by the forest road",
+                            "observed_at": "2026-05-01T10:00:00+03:00", "contact": contact})
+    assert sent.status_code == 201, sent.text
+    report = sent.json()["id"]
+    assert _tile_features(base, "reports", lon, lat, 14, tmp) == []  # pending: not on the map
+
+    keys = {role: keys_uc.create_key(store, f"map-{role}", role)[1] for role in ("moderator", "analyst", "validator")}
+    ok = httpx.post(f"{base}/api/reports/{report}/moderation", json={"decision": "approve"}, timeout=60,
+                    headers={"Authorization": f"Bearer {keys['moderator']}"})
+    assert ok.status_code == 200, ok.text
+    tile = httpx.get(f"{base}/tiles/reports/14/0/0.pbf")  # nothing there
+    assert tile.status_code == 204
+    (feature,) = _tile_features(base, "reports", lon, lat, 14, tmp)
+    media = httpx.get(f"{base}/api/reports/{report}").json()["media"]
+    assert feature["report_id"] == str(report) and feature["text"] == "Fresh pits and a pump by the forest road"
+    assert feature["observed_at"] == "2026-05-01" and feature["photo_url"] == media[0]["url"]
+    assert set(feature) == {"report_id", "text", "observed_at", "reported_at", "photo_url", "n_media"}  # public only
+    import morecantile
+
+    t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 14)
+    assert contact.encode() not in httpx.get(f"{base}/tiles/reports/14/{t.x}/{t.y}.pbf").content
+
+    # two sites: one checked in the field (active: confirmed), one waiting for volunteer votes
+    sites = httpx.get(base + "/api/sites", params={"limit": 2}).json()["features"]
+    checked, waiting = (int(f["id"]) for f in sites)
+    point = {int(f["id"]): shape(f["geometry"]).representative_point() for f in sites}
+    items = validation_uc.add_items(store, settings, [NewItem("site", "new_site", site_id=checked),
+                                                      NewItem("site", "new_site", site_id=waiting)])
+    vote = httpx.post(f"{base}/api/validation/items/{items[1]}/votes", json={"answer": "mining"}, timeout=60,
+                      headers={"Authorization": f"Bearer {keys['validator']}"})  # one vote of three
+    assert vote.status_code == 201, vote.text
+    res = httpx.post(base + "/api/field-checks", headers={"Authorization": f"Bearer {keys['analyst']}"}, timeout=60,
+                     data={"id": "6f1c1c9e-5b43-4a37-9a43-0e2f0b5c7d10", "site_id": str(checked),
+                           "checked_on": "2026-06-01", "observer": "Field team", "state": "active", "disturbance": "4",
+                           "lon": str(point[checked].x), "lat": str(point[checked].y)})
+    assert res.status_code == 201, res.text
+    expected = {}
+    for sid in (checked, waiting):
+        v = httpx.get(f"{base}/api/validation/sites/{sid}").json()
+        expected[sid] = (v["status"], v["field_checked"])
+    assert expected == {checked: ("confirmed", True), waiting: ("pending", False)}, expected
+    for sid in (checked, waiting):
+        for layer_features in (_tile_features(base, "mining_sites", point[sid].x, point[sid].y, 12, tmp),):
+            props = [f for f in layer_features if f.get("site_id") == str(sid)]
+            assert props, (sid, layer_features)
+            assert {(p["validation_status"], p["field_checked"]) for p in props} == {
+                (expected[sid][0], "1" if expected[sid][1] else "0")}, props
+
+    # the browser: the report's popup with its photo, through the layer list; the site popups with their status
+    page = _open_map(browser, base, f"#map=14/{lat:.5f}/{lon:.5f}")
+    assert page.is_checked('input[value="reports"]')
+    _click_centre(page)
+    popup = page.wait_for_selector(".maplibregl-popup .report-popup", timeout=10000)
+    assert f"Report {report}" in popup.inner_text() and "Fresh pits and a pump" in popup.inner_text()
+    assert "Seen: 2026-05-01" in popup.inner_text()
+    page.wait_for_function("document.querySelector('.report-popup img').complete", timeout=10000)
+    assert page.evaluate("document.querySelector('.report-popup img').naturalWidth") == 120
+    assert page.get_attribute(".report-popup img", "alt") == "Photo sent with the report"
+    assert _axe(page) == [], "the map with a report popup"
+    page.click(".maplibregl-popup-close-button")
+    page.uncheck('input[value="reports"]')  # switched off: no longer drawn, no popup, and the permalink says so
+    assert page.evaluate("window.amberwatchMap.getLayoutProperty('report-points', 'visibility')") == "none"
+    assert "off=reports" in page.url
+    _click_centre(page)
+    page.wait_for_timeout(500)
+    assert page.query_selector(".report-popup") is None
+    page.close()
+
+    labels = {"en-GB": ("Confirmed as mining", "checked in the field", "Validation in progress"),
+              "uk-UA": ("Підтверджено: видобуток", "перевірено на місці", "Перевіряється")}
+    for locale, (confirmed, field, pending) in labels.items():
+        for sid in (checked, waiting):
+            page = _open_map(browser, base, f"#map=16/{point[sid].y:.6f}/{point[sid].x:.6f}&off=reports",
+                             locale=locale)
+            _click_centre(page)
+            box = page.wait_for_selector(".maplibregl-popup .validation", timeout=10000)
+            assert box.get_attribute("data-validation") == expected[sid][0]
+            text = box.inner_text()
+            if sid == checked:
+                assert confirmed in text and field in text, text
+            else:
+                assert pending in text and field not in text, text
+            page.close()

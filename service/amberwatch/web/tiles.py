@@ -1,7 +1,8 @@
 """Vector tiles (Mapbox Vector Tile, EPSG:3857) of the monitoring and reference layers, from PostGIS ``ST_AsMVT``.
 
 ``GET /tiles/{layer}/{z}/{x}/{y}.pbf[?at=YYYY-MM-DD]``: ``mining_sites`` (tile layers ``mining_sites`` and
-``site_points``), ``detections``, ``oblasts``, ``raions``, ``hromadas``, ``protected_areas``. A z/x/y outside the
+``site_points``, with the validation status), ``detections``, ``oblasts``, ``raions``, ``hromadas``,
+``protected_areas`` and ``reports`` (approved crowd reports, public fields only). A z/x/y outside the
 tile matrix or a bad ``at`` is a 400, an unknown layer a 404; an empty tile is a 204.
 """
 

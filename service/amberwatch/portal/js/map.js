@@ -1,5 +1,7 @@
 // The map page: MapLibre GL with vector tiles of the sites, detections and reference layers, a time slider,
 // a legend with layer switches, place search and a permalink (#map=zoom/lat/lon&at=date&off=layers).
+// Approved crowd reports are a point layer of their own (public fields only, from /tiles/reports); the site popup
+// shows the volunteers' validation status and whether a field team checked the site.
 import * as maplibregl from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
 import { initAlerts } from "./alerts.js";
@@ -10,9 +12,11 @@ const container = document.getElementById("map");
 const origin = window.location.origin;
 const dates = cfg.dates || [];
 const REGION = [23.5, 49.5, 31.5, 52.5]; // north-west Ukraine
+const REPORT_COLOUR = "#c51b8a";
 const STATUS_COLOUR = ["match", ["get", "status"],
   ...cfg.statuses.flatMap((s) => [s, cfg.colours[s]]), "#555555"];
 const LAYER_GROUPS = {
+  reports: ["report-points"],
   mining_sites: ["sites-fill", "sites-line", "site-points"],
   detections: ["detections-fill"],
   protected_areas: ["protected-fill", "protected-line"],
@@ -55,6 +59,7 @@ const sources = {
   protected_areas: vector("protected_areas", false, 14),
   detections: vector("detections", true, 16, 10), // drawn from zoom 11; the server has none below zoom 8
   sites: vector("mining_sites", true),
+  reports: vector("reports", false, 14),
 };
 const layers = [{ id: "background", type: "background", paint: { "background-color": "#eef0ea" } }];
 if (cfg.basemap_url) {
@@ -90,6 +95,9 @@ layers.push(
     paint: { "fill-color": STATUS_COLOUR, "fill-opacity": 0.45 } },
   { id: "sites-line", type: "line", source: "sites", "source-layer": "mining_sites", minzoom: 11,
     paint: { "line-color": STATUS_COLOUR, "line-width": 2 } },
+  { id: "report-points", type: "circle", source: "reports", "source-layer": "reports",
+    paint: { "circle-color": REPORT_COLOUR, "circle-radius": ["interpolate", ["linear"], ["zoom"], 4, 4, 14, 8],
+      "circle-stroke-color": "#ffffff", "circle-stroke-width": 2 } },
 );
 
 function startView() {
@@ -175,23 +183,45 @@ document.getElementById("permalink-copy").addEventListener("click", async () => 
 // -- popups -----------------------------------------------------------------------------------------
 function sitePopup(feature, lngLat) {
   const p = feature.properties;
+  const validation = el("div", { class: "validation", "data-validation": p.validation_status || "unvalidated" },
+    `${t("map.validation")}: `, t(`validation.status.${p.validation_status || "unvalidated"}`));
+  if (p.field_checked === true || p.field_checked === "true") {
+    validation.append(" · ", el("strong", { class: "field-checked", text: t("validation.field_checked") }));
+  }
   const box = el("div", {},
     el("h3", { text: `${t("kind.site")} ${p.site_id}` }),
     el("div", {}, el("span", { class: "badge", style: `background:${cfg.colours[p.status] || "#555"}`,
       text: t(`status.${p.status}`) })),
+    validation,
     el("div", { text: `${t("site.first_seen")}: ${p.first_seen}` }),
     el("div", { text: `${t("site.area")}: ${fmt(p.area_ha)} ${t("unit.ha")}` }),
     el("a", { class: "open", href: `/sites/${p.site_id}`, text: t("map.open_site") }));
   new maplibregl.Popup({ maxWidth: "260px" }).setLngLat(lngLat).setDOMContent(box).addTo(map);
 }
+function reportPopup(feature, lngLat) {
+  const p = feature.properties;
+  const box = el("div", { class: "report-popup" },
+    el("h3", { text: t("map.report.title", { id: p.report_id }) }),
+    el("p", { class: "report-text", text: p.text || "" }));
+  if (p.observed_at) box.append(el("div", { text: `${t("map.report.observed")}: ${p.observed_at}` }));
+  box.append(el("div", { text: `${t("map.report.reported")}: ${p.reported_at}` }));
+  if (p.photo_url) { // the approved-media route: 404 for anything not approved
+    const img = el("img", { src: p.photo_url, alt: t("map.report.photo"), loading: "lazy", width: "220" });
+    box.append(el("a", { href: p.photo_url, target: "_blank", rel: "noopener" }, img));
+  }
+  if (p.n_media > 1) box.append(el("div", { class: "muted", text: t("map.report.media", { n: p.n_media }) }));
+  new maplibregl.Popup({ maxWidth: "260px" }).setLngLat(lngLat).setDOMContent(box).addTo(map);
+}
 const SITE_LAYERS = ["site-points", "sites-fill"];
-for (const id of SITE_LAYERS) {
+for (const id of [...SITE_LAYERS, "report-points"]) {
   map.on("mouseenter", id, () => { map.getCanvas().style.cursor = "pointer"; });
   map.on("mouseleave", id, () => { map.getCanvas().style.cursor = ""; });
 }
-map.on("click", (e) => { // one popup per click: a site first, else a protected area
-  const visible = (ids) => ids.filter((id) => map.getLayer(id) && !hidden.has(id.startsWith("site") ? "mining_sites"
-    : "protected_areas"));
+const GROUP_OF = Object.fromEntries(Object.entries(LAYER_GROUPS).flatMap(([g, ids]) => ids.map((id) => [id, g])));
+map.on("click", (e) => { // one popup per click: a report first (drawn on top), else a site, else a protected area
+  const visible = (ids) => ids.filter((id) => map.getLayer(id) && !hidden.has(GROUP_OF[id]));
+  const reports = map.queryRenderedFeatures(e.point, { layers: visible(["report-points"]) });
+  if (reports.length) { reportPopup(reports[0], e.lngLat); return; }
   const sites = map.queryRenderedFeatures(e.point, { layers: visible(SITE_LAYERS) });
   if (sites.length) { sitePopup(sites[0], e.lngLat); return; }
   const areas = map.queryRenderedFeatures(e.point, { layers: visible(["protected-fill"]) });

@@ -6,7 +6,11 @@ Layers:
   small scales where the polygons are smaller than a pixel). Without ``at`` the current state of every live site;
   with ``at`` (a date) only sites first seen by then, each with its status after the last event up to that date
   and its extent at the last observation up to that date where it was detected.
+  Both carry the site's volunteer validation status (``validation_status``: unvalidated, pending, confirmed,
+  rejected, disputed — as the ``mining_sites`` OGC layer) and ``field_checked`` (a field team visited it).
 * ``detections`` — every published detection polygon (observed up to ``at`` when given, with its age in days).
+* ``reports`` — approved crowd reports as points, with their public fields only (id, text cut to 300 characters,
+  dates, ``photo_url``: the approved-media route of the first photo or video poster); never contact or address.
 * ``oblasts``, ``raions``, ``hromadas`` (``admin_units``) and ``protected_areas`` — reference polygons,
   simplified to the tile's resolution.
 
@@ -25,7 +29,8 @@ EXTENT = 4096  # tile coordinate space
 BUFFER = 64
 SITE_LAYERS = ("mining_sites", "detections")
 ADMIN_LAYERS = {"oblasts": "oblast", "raions": "raion", "hromadas": "hromada"}
-LAYERS = (*SITE_LAYERS, *ADMIN_LAYERS, "protected_areas")
+LAYERS = (*SITE_LAYERS, *ADMIN_LAYERS, "protected_areas", "reports")
+TEXT_CHARS = 300  # a report's text in its tile feature (the full text: GET /api/reports/{id})
 # every detection of every run at a small scale would be a huge tile of invisible polygons: the map draws them from
 # zoom 11 and asks from zoom 10, the server refuses below this
 MIN_ZOOM = {"detections": 8}
@@ -35,6 +40,12 @@ _BOUNDS = f"""bounds as (
            ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => {BUFFER / EXTENT}), 4326) as env4326)"""
 
 _ISO_DAY = "to_char({} at time zone 'UTC', 'YYYY-MM-DD')"
+
+# as the mining_sites view (migration 0009): the best-settled item of the site — decided, then disputed, then pending
+_VALIDATION = """coalesce((select vi.status from validation_items vi where vi.site_id = c.site_id
+                   order by case vi.status when 'confirmed' then 0 when 'rejected' then 0 when 'disputed' then 1
+                   when 'pending' then 2 else 3 end, vi.id desc limit 1), 'unvalidated') as validation_status,
+           exists (select 1 from field_checks fc where fc.site_id = c.site_id) as field_checked"""
 
 _SITES_NOW = f"""with {_BOUNDS},
 chosen as (
@@ -66,10 +77,11 @@ chosen as (
 _SITES_TILE = f"""{{cte}}
 select coalesce((select ST_AsMVT(q, 'mining_sites', {EXTENT}, 'geom') from (
            select c.site_id, c.status, c.first_seen, c.last_seen, c.area_ha, c.max_area_ha, c.confidence, c.oblast,
+                  {_VALIDATION},
                   ST_AsMVTGeom(ST_Transform(c.geom, 3857), b.env, {EXTENT}, {BUFFER}, true) as geom
            from chosen c, bounds b where c.geom is not null) q where q.geom is not null), ''::bytea)
     || coalesce((select ST_AsMVT(p, 'site_points', {EXTENT}, 'geom') from (
-           select c.site_id, c.status, c.first_seen, c.area_ha,
+           select c.site_id, c.status, c.first_seen, c.area_ha, {_VALIDATION},
                   ST_AsMVTGeom(ST_Transform(ST_PointOnSurface(c.geom), 3857), b.env, {EXTENT}, 0, true) as geom
            from chosen c, bounds b where c.geom is not null) p where p.geom is not null), ''::bytea)"""
 
@@ -98,6 +110,23 @@ select ST_AsMVT(q, 'protected_areas', {EXTENT}, 'geom') from (
            ST_AsMVTGeom(ST_Transform(ST_Simplify(p.geom, :tolerance), 3857), b.env, {EXTENT}, {BUFFER}, true) as geom
     from protected_areas p, bounds b
     where p.geom && b.env4326) q
+where q.geom is not null"""
+
+
+_REPORTS_TILE = f"""with {_BOUNDS}
+select ST_AsMVT(q, 'reports', {EXTENT}, 'geom') from (
+    select r.id as report_id,
+           case when char_length(r.text) > {TEXT_CHARS} then left(r.text, {TEXT_CHARS - 1}) || '…' else r.text end
+           as text,
+           {_ISO_DAY.format('r.observed_at')} as observed_at, {_ISO_DAY.format('r.created_at')} as reported_at,
+           (select '/api/reports/' || r.id || '/media/' || m.id || case when m.kind = 'video' then '/poster' else ''
+                   end
+            from crowd_report_media m where m.report_id = r.id and (m.kind <> 'video' or m.poster_name is not null)
+            order by m.id limit 1) as photo_url,
+           (select count(*) from crowd_report_media m where m.report_id = r.id)::int as n_media,
+           ST_AsMVTGeom(ST_Transform(r.geom, 3857), b.env, {EXTENT}, {BUFFER}, true) as geom
+    from crowd_reports r, bounds b
+    where r.status = 'approved' and r.geom && b.env4326) q
 where q.geom is not null"""
 
 
@@ -136,6 +165,8 @@ def tile(session: Session, layer: str, z: int, x: int, y: int, at: date | None =
     elif layer == "detections":
         sql = _DETECTIONS_TILE
         params["at"] = _end_of_day(at) or datetime.now(UTC)
+    elif layer == "reports":
+        sql = _REPORTS_TILE
     elif layer in ADMIN_LAYERS:
         sql = _ADMIN_TILE
         params.update(layer=layer, kind=ADMIN_LAYERS[layer])
