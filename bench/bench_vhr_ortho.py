@@ -23,6 +23,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "service"), str(ROOT / "models")]
 
@@ -60,7 +62,9 @@ def main() -> None:
             acquired=datetime(2015, 5, 23, tzinfo=UTC), bands=["red", "green", "blue"], resolution=a.gsd,
             crs="EPSG:32635", bounds=(b.left, b.bottom, b.right, b.top), footprint_wgs84=box(0, 0, 1, 1),
             reflectance_path=path, cloud_mask_path=None, source=str(path))
-        detect_vhr(scene, model_dir, settings)  # warm-up: session creation, first-call allocations
+        from amberwatch.vhr.model import load_vhr_model
+
+        load_vhr_model(model_dir, settings.providers).score_many([np.zeros((230, 230, 3), np.uint8)])  # warm-up
         t0, c0 = time.perf_counter(), time.process_time()
         res = detect_vhr(scene, model_dir, settings)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
