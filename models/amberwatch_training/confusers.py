@@ -134,13 +134,14 @@ def late_summer_scene(scene: Scene) -> Scene:
     """Documented late-summer transform of the winter crop (limits in docs/models.md):
 
     vegetated land pixels move towards a full green canopy (library grass at TOA) by
-    a = 0.7 * clip((NDVI_winter - 0.08) / 0.35, 0, 1): forest and winter crops green up, bare (ploughed/harvested)
-    fields stay bare, water and the real cloud stripe are unchanged.  Sun angle, shadows and soil moisture are not
-    changed (the crop's February light stays).
+    a = 0.7 * clip((NDVI_winter - 0.17) / 0.3, 0, 1) (TOA NDVI; 0.17 is the bare-soil limit of
+    :class:`LandCover`): forest and winter crops green up, bare (ploughed/harvested) fields stay bare,
+    water and the real cloud stripe are unchanged.  Sun angle, shadows and soil moisture are not changed
+    (the crop's February light stays).
     """
     lc = LandCover.of(scene)  # winter NDVI of the real crop
     cloud = scene.cloud if scene.cloud is not None else np.zeros(scene.shape, bool)
-    a10 = 0.7 * np.clip((lc.ndvi - 0.08) / 0.35, 0, 1) * (~scene.water & ~cloud)
+    a10 = 0.7 * np.clip((lc.ndvi - 0.17) / 0.3, 0, 1) * (~scene.water & ~cloud)
     paths = spectra.cached_path_reflectance(scene)
     out = copy.copy(scene)
     out.bands = {}

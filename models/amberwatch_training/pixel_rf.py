@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 # model band order: blue green red rededge1 rededge2 rededge3 nir nir08 swir16 swir22
@@ -70,8 +71,12 @@ class PixelRF:
         so.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.output = [o.name for o in self.session.get_outputs()][-1]
+        forest = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "TreeEnsembleClassifier")
+        self.classes = [list(a.ints) for a in forest.attribute if a.name == "classlabels_int64s"][0]
 
     def __call__(self, stack: np.ndarray) -> np.ndarray:
         _, h, w = stack.shape
         p = self.session.run([self.output], {"features": features(stack)})[0]
-        return np.asarray(p, np.float32).T.reshape(3, h, w)
+        out = np.zeros((3, h * w), np.float32)
+        out[self.classes] = np.asarray(p, np.float32).T  # classes absent from training get probability 0
+        return out.reshape(3, h, w)
