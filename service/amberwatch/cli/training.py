@@ -51,14 +51,29 @@ def train_seg(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     chips: Annotated[int, typer.Option(help="Training chips to generate.")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed (reproducible).")] = 0,
+    labels: Annotated[Path | None, typer.Option(help="Validated labels to train on too (amberwatch labels export "
+                                                "--out labels.gpkg): confirmed mining as positives, rejected "
+                                                "polygons as negatives.")] = None,
+    scenes: Annotated[list[Path] | None, typer.Option(help="Scene GeoTIFF, or a folder of them, to cut the label "
+                                                      "chips from (repeat the option for several).")] = None,
+    eval_realizations: Annotated[int, typer.Option(min=0, help="Renderings of the held-out region for the final "
+                                                   "evaluation (0: none).")] = 6,
 ) -> None:
-    """Train the segmentation U-Net on simulated mining placed into real scenes, export ONNX, evaluate."""
+    """Train the segmentation U-Net on simulated mining placed into real scenes (and, with --labels and --scenes, on
+    chips of the volunteers' validated polygons), export ONNX, evaluate."""
+    if labels is not None and not scenes:
+        raise typer.BadParameter("--labels needs at least one --scenes GeoTIFF (or folder) to cut chips from",
+                                 param_hint="--scenes")
     _need_training()
     from amberwatch_training.train_segmentation import train_segmentation
 
     name = "s2-unet" if family is SegFamily.sentinel2 else "landsat-unet"
     out = out or settings().models_dir / name / "dev"
-    metrics = train_segmentation(family=family.value, out_dir=out, epochs=epochs, seed=seed, chips=chips, progress=True)
+    metrics = train_segmentation(family=family.value, out_dir=out, epochs=epochs, seed=seed, chips=chips, progress=True,
+                                 evaluate_realizations=eval_realizations, labels=labels, scenes=scenes)
+    if labels is not None:
+        card = json.loads((out / "mlm.json").read_text())["properties"]["training"]
+        metrics = {**metrics, "train_samples": card["train_samples"], "label_chips": card["label_chips"]}
     typer.echo(json.dumps(metrics, indent=2, default=str))
 
 
@@ -141,3 +156,23 @@ def eval_seg(
     fam = family.value
     result = write_metrics(model, fam, realizations) if write else evaluate(model, fam, "test", realizations)
     typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@eval_app.command("confusers")
+def eval_confusers(
+    model: Annotated[Path, typer.Argument(help="Registry folder of a Sentinel-2 model (models/registry/s2-unet/<v>).")],
+    per_kind: Annotated[int, typer.Option(min=1, max=200, help="chips per confuser kind, season and split")] = 12,
+    region_renderings: Annotated[int, typer.Option(min=1, max=24, help="val/test strip renderings per season")] = 2,
+    rf_chips: Annotated[int, typer.Option(min=10, max=5000, help="training-region chips for the pixel RF")] = 200,
+    out: Annotated[Path | None, typer.Option(help="JSON report (default: <model>/confusers.json)")] = None,
+) -> None:
+    """False objects per confuser kind and season (real Sentinel-2 crop), and the U-Net / RF / ensemble ablation."""
+    _need_training("sklearn", "skl2onnx")
+    from amberwatch_training.confuser_eval import markdown, run
+
+    if not (model / "model.onnx").is_file():
+        typer.secho(f"error: {model} has no model.onnx (expected a registry folder)", fg="red", err=True)
+        raise typer.Exit(2)
+    report = run(model, per_kind, region_renderings, rf_chips)
+    (out or model / "confusers.json").write_text(json.dumps(report, indent=2))
+    typer.echo(markdown(report))
