@@ -210,3 +210,14 @@ def test_cli_detect_ortho_publishes_polygons_on_the_mining_tile_only(tmp_path: P
         g = shape(f["geometry"])
         assert g.is_valid and g.bounds[2] <= lon_mid + 1e-9
         assert f["properties"]["class"] == "pit"
+
+
+def test_cli_train_vhr_cnn_refuses_a_missing_chip_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from amberwatch.cli import app
+
+    res = CliRunner().invoke(app, ["train", "vhr-cnn", "--data", str(tmp_path / "nope"), "--out",
+                                   str(tmp_path / "out")])
+    assert res.exit_code == 2 and "not a folder of labelled chips" in res.output
+    assert not (tmp_path / "out").exists()
