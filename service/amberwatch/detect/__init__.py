@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import shapely
 
 from amberwatch.detect.clearsky import clear_sky_footprint
@@ -18,7 +19,7 @@ from amberwatch.detect.decision import DecisionRule
 from amberwatch.detect.registry import ModelInfo, get_model, list_models
 from amberwatch.detect.segment import DEFAULT_MARGIN, Progress, cached_runner, predict_probabilities
 from amberwatch.detect.session import create_session
-from amberwatch.detect.vectorize import vectorize
+from amberwatch.detect.vectorize import StripVectorizer, vectorize
 from amberwatch.errors import InputError
 from amberwatch.settings import Settings
 from amberwatch.types import DetectionResult, IngestedScene
@@ -50,7 +51,8 @@ def detect_scene(
     progress: Progress | None = None,
     rule: DecisionRule | None = None,
 ) -> DetectionResult:
-    """Run ``model`` on ``scene``: probability COG in ``work_dir`` + polygons (EPSG:4326).
+    """Run ``model`` on ``scene``: probability COG in ``work_dir`` + polygons (EPSG:4326), vectorized window by
+    window as the model runs (:class:`~amberwatch.detect.vectorize.StripVectorizer`: the COG is not read back).
 
     Segmentation models only (VHR RGB models: ``amberwatch.vhr.detect_vhr``). ``progress(fraction, message)`` is
     called as windows complete (segmentation takes the first 90 %). ``rule`` defaults to the model card's decision
@@ -67,11 +69,15 @@ def detect_scene(
     prob_path = work_dir / f"{scene.scene_key}__{model.name}-{model.version}__prob.tif"
     segment_progress = (lambda f, msg: progress(SEGMENT_SHARE * f, msg)) if progress else None
     margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
-    predict_probabilities(scene, model, prob_path, settings, progress=segment_progress, margin=margin)
+    rule = rule or model.decision
+    with rasterio.open(scene.reflectance_path) as src:  # header only: the grid the windows are vectorized on
+        strips = StripVectorizer(src.width, src.height, src.transform, src.crs.to_wkt() if src.crs else scene.crs,
+                                 rule, min_area_ha=settings.min_mapping_unit_ha)
+    predict_probabilities(scene, model, prob_path, settings, progress=segment_progress, margin=margin,
+                          sink=strips.add)
     if progress:
         progress(SEGMENT_SHARE, "vectorizing")
-    rule = rule or model.decision
-    polygons = vectorize(prob_path, scene.crs, rule=rule, min_area_ha=settings.min_mapping_unit_ha)
+    polygons = strips.polygons()
     clear_sky = clear_sky_footprint(scene.cloud_mask_path)
     if progress:
         progress(1.0, f"{len(polygons)} polygons")

@@ -41,6 +41,7 @@ from amberwatch.types import (
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]  # (fraction done 0..1, message): the team's progress convention
+WindowSink = Callable[[Window, np.ndarray], None]  # (core window, uint8 [2, h, w] pit/pond probabilities x 255)
 
 DEFAULT_MARGIN = 32  # context pixels read around each window and discarded after inference
 PROB_BANDS = ("pit", "pond")  # output bands; model output channels are [background, pit, pond]
@@ -232,10 +233,12 @@ def predict_probabilities(
     settings: Settings,
     progress: Progress | None = None,
     margin: int | None = None,
+    sink: WindowSink | None = None,
 ) -> Path:
     """Run ``model`` over ``scene``; write a COG with uint8 bands ``pit``, ``pond`` (probability x 255).
 
     ``margin``: context pixels around each window; default the card's ``amberwatch:context_margin``, else 32.
+    ``sink``: also called with every window as it is written (e.g. a ``StripVectorizer``: no re-read of the COG).
 
     Pixels that are nodata or cloudy get probability 0 and are masked in the COG's dataset mask.
     Memory stays bounded: only a batch of windows is held at once.
@@ -255,7 +258,7 @@ def predict_probabilities(
         margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".prob-") as tmp_dir:
         tmp_path = Path(tmp_dir) / "prob.tif"
-        segment_to_gtiff(scene, model, runner, tmp_path, settings.window_size, margin, progress)
+        segment_to_gtiff(scene, model, runner, tmp_path, settings.window_size, margin, progress, sink)
         if progress:
             progress(1.0, "writing probability COG")
         to_cog(tmp_path, out_path, overview_resampling="AVERAGE")
@@ -270,8 +273,10 @@ def segment_to_gtiff(
     window_size: int,
     margin: int,
     progress: Progress | None,
+    sink: WindowSink | None = None,
 ) -> None:
-    """The window loop: read (in a helper thread, one batch ahead), run the model, crop, mask, write."""
+    """The window loop: read (in a helper thread, one batch ahead), run the model, crop, mask, write (and hand
+    each window to ``sink``)."""
     wanted = model.input_bands
     with ExitStack() as stack:
         src = stack.enter_context(rasterio.open(scene.reflectance_path))
@@ -320,6 +325,8 @@ def segment_to_gtiff(
             for tile, out, bad in zip(batch, outs, unusable, strict=True):
                 dst.write(out, window=tile.core)
                 dst.write_mask(np.where(bad, 0, 255).astype(np.uint8), window=tile.core)
+                if sink is not None:
+                    sink(tile.core, out)
             done += len(batch)
             if progress:
                 progress(done / len(tiles), f"segmenting: window {done}/{len(tiles)}")

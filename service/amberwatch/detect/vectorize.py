@@ -195,6 +195,54 @@ def vectorize(
     return polygons
 
 
+class StripVectorizer:
+    """:func:`vectorize` fed window by window while the probabilities are computed (no re-read of the COG).
+
+    Windows (uint8 [2, h, w], the bands of the probability COG) arrive in any order; each full-width strip of
+    window rows is vectorized as one block as soon as it is complete, so only one strip per row band is held.
+    :meth:`polygons` gives what :func:`vectorize` gives on the COG written from the same windows (blocks never change
+    the result).
+    """
+
+    def __init__(self, width: int, height: int, transform: Affine, crs: str | CRS, rule: DecisionRule | None = None,
+                 *, min_area_ha: float) -> None:
+        self.width, self.height, self.transform = width, height, transform
+        self.crs = CRS.from_user_input(crs)
+        self.rule = rule or DecisionRule()
+        self.min_area_ha = min_area_ha
+        self.min_pixels = prefilter_pixels(self.crs, transform, min_area_ha)
+        self.strips: dict[int, tuple[np.ndarray, int]] = {}  # row_off -> (strip, columns filled)
+        self.complete: list[Region] = []
+        self.partial: list[Region] = []
+
+    def add(self, window: Window, probs: np.ndarray) -> None:
+        """One window of the probability raster (bands pit, pond; uint8)."""
+        row, h = int(window.row_off), int(window.height)
+        strip, filled = self.strips.get(row, (None, 0))
+        if strip is None:
+            strip = np.zeros((2, h, self.width), np.uint8)
+        col, w = int(window.col_off), int(window.width)
+        strip[:, :, col : col + w] = probs[:2]
+        filled += w
+        if filled < self.width:
+            self.strips[row] = (strip, filled)
+            return
+        self.strips.pop(row, None)
+        block = Window(0, row, self.width, h)
+        done, cut = block_regions(strip, block, (self.height, self.width), self.rule, self.min_pixels)
+        self.complete += done
+        self.partial += cut
+
+    def polygons(self) -> list[DetectedPolygon]:
+        if self.strips:
+            raise ValueError(f"{len(self.strips)} strip(s) of windows are incomplete")
+        regions = self.complete + merge_partials(self.partial, self.rule)
+        polygons = regions_to_polygons(regions, self.crs, self.transform, self.min_area_ha)
+        log.info("vectorized while segmenting: %d regions, %d kept (>= %.3f ha, %s)", len(regions), len(polygons),
+                 self.min_area_ha, self.rule)
+        return polygons
+
+
 def regions_to_polygons(
     regions: list[Region], crs: CRS, transform: Affine, min_area_ha: float
 ) -> list[DetectedPolygon]:

@@ -56,29 +56,60 @@ class WriteStats:
     footprint_step: int  # decimation factor of footprint_mask
 
 
-class _Reader:
-    """Reads windows of one source band on the target grid."""
+class _Dataset:
+    """One opened source file on the target grid, shared by the bands it holds: each window is decoded once for all
+    of them (a band-by-band read of a pixel-interleaved file would decode every block once per band)."""
 
-    def __init__(self, src: BandSource, grid: Grid, stack: ExitStack, limits: IngestLimits) -> None:
-        self.src = src
+    def __init__(self, ds: rasterio.io.DatasetReader, path: str) -> None:
+        self.ds, self.path = ds, path
+        self.indexes: list[int] = []
+        self._window: Window | None = None
+        self._data: NDArray | None = None
+
+    def read(self, index: int, window: Window) -> NDArray:
+        if self._data is None or self._window != window:
+            try:
+                self._data = self.ds.read(self.indexes, window=window)
+            except READ_ERRORS as err:
+                raise read_error(self.path, err) from err
+            self._window = window
+        return self._data[self.indexes.index(index)]
+
+    def release(self) -> None:
+        self._data = self._window = None
+
+
+def _open_shared(src: BandSource, grid: Grid, stack: ExitStack, limits: IngestLimits,
+                 shared: dict[tuple, _Dataset]) -> _Dataset:
+    key = (src.path, src.nodata, src.resampling)
+    if key not in shared:
         ds = stack.enter_context(open_raster(src.path, limits))
-        if src.index > ds.count:
-            raise InputError(f"{display_path(src.path)} has {ds.count} band(s), band {src.index} was expected")
         verify_readable(ds, src.path)
-        if same_grid(grid_of(ds), grid):
-            self.ds = ds
-        else:
+        if not same_grid(grid_of(ds), grid):
             kwargs = {} if src.nodata is None else {"src_nodata": src.nodata, "nodata": src.nodata}
-            self.ds = stack.enter_context(
+            ds = stack.enter_context(
                 WarpedVRT(ds, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
                           resampling=src.resampling, **kwargs)
             )
+        shared[key] = _Dataset(ds, src.path)
+    return shared[key]
+
+
+class _Reader:
+    """Reads windows of one source band on the target grid (through the file's shared :class:`_Dataset`)."""
+
+    def __init__(self, src: BandSource, grid: Grid, stack: ExitStack, limits: IngestLimits,
+                 shared: dict[tuple, _Dataset] | None = None) -> None:
+        self.src = src
+        self.dataset = _open_shared(src, grid, stack, limits, {} if shared is None else shared)
+        if src.index > self.dataset.ds.count:
+            raise InputError(f"{display_path(src.path)} has {self.dataset.ds.count} band(s), band {src.index} was "
+                             "expected")
+        if src.index not in self.dataset.indexes:
+            self.dataset.indexes.append(src.index)
 
     def read(self, window: Window) -> NDArray:
-        try:
-            return self.ds.read(self.src.index, window=window)
-        except READ_ERRORS as err:
-            raise read_error(self.src.path, err) from err
+        return self.dataset.read(self.src.index, window)
 
     def valid(self, raw: NDArray) -> NDArray[np.bool_]:
         ok = np.ones(raw.shape, dtype=bool)
@@ -110,7 +141,8 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
     n_blocks = math.ceil(grid.height / block_rows)
     base = {"crs": grid.crs, "transform": grid.transform, "width": grid.width, "height": grid.height}
     with ExitStack() as stack:
-        readers = [_Reader(b, grid, stack, limits) for b in plan.bands]
+        shared: dict[tuple, _Dataset] = {}
+        readers = [_Reader(b, grid, stack, limits, shared) for b in plan.bands]
         mask_reader = None
         if plan.mask.path is not None:
             mask_src = BandSource("mask", "mask", plan.mask.path, plan.mask.index, nodata=None,
@@ -150,6 +182,8 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
                 dst.write(out, window=win)
             del out
             cloudy = _block_clouds(plan, spectral, mask_reader, win, valid.shape)
+            for dataset in shared.values():
+                dataset.release()
             mdst.write((cloudy * CLOUD_BIT + (~valid) * INVALID_BIT).astype(np.uint8)[None], window=win)
             foot_rows.append(valid[(-row0) % step :: step, ::step])
             tick(0.8 * (k + 1) / n_blocks, f"resampling bands, block {k + 1}/{n_blocks}")

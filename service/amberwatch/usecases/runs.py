@@ -248,12 +248,13 @@ def apply_change_model(store: Store, settings: Settings, scene: IngestedScene, r
 
 
 def publish_result(store: Store, settings: Settings, run_id: int, scene_id: int, result: DetectionResult) -> None:
-    """One transaction: insert detections, update sites, flip the run to ``published``; then refresh the layers."""
+    """One transaction: insert detections (COPY), update sites, flip the run to ``published``; then refresh the
+    layers."""
     from amberwatch.track import update_sites
 
     with store.session() as session:
         run = run_queries.get_one(session, run_id)
-        detection_queries.add_detections(session, run_id, scene_id, result.observed_at, (
+        detection_queries.bulk_insert_detections(session.connection(), run_id, scene_id, result.observed_at, (
             NewDetection(poly.cls, float(poly.confidence), float(poly.area_ha), poly.change_class,
                          poly.change_fraction, as_multipolygon(poly.geometry))
             for poly in result.polygons))

@@ -94,7 +94,11 @@ def bulk_insert_detections(conn: Connection, run_id: int, scene_id: int, observe
         buf.seek(0)
         cur = raw.cursor()
         try:
-            cur.copy_expert(COPY_DETECTIONS, buf)  # type: ignore[attr-defined]  # psycopg2
+            if hasattr(cur, "copy_expert"):  # psycopg2
+                cur.copy_expert(COPY_DETECTIONS, buf)
+            else:  # psycopg 3 (a postgresql+psycopg:// database URL)
+                with cur.copy(COPY_DETECTIONS) as copy:  # type: ignore[attr-defined]
+                    copy.write(buf.getvalue())
         finally:
             cur.close()
         batch.clear()
