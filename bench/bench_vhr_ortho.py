@@ -7,7 +7,7 @@ resampled to ``--gsd`` (default 0.4 m) and laid out ``--rows`` x ``--cols`` on a
 windowed reads, SLIC, the ONNX classifier with 8-view TTA, polygons); ingest, database insert and publishing are
 not included.
 
-    nice -n 10 PYTHONPATH=service:models .venv/bin/python bench/bench_vhr_ortho.py [--rows 3 --cols 3]
+    nice -n 10 .venv/bin/python bench/bench_vhr_ortho.py [--rows 3 --cols 3]
 
 onnxruntime uses every core (2 here); the SLIC segmentation runs on one.
 """
