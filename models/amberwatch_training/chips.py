@@ -1,4 +1,5 @@
-"""Training chips from user polygons: a scene raster + GeoPackage/GeoJSON polygons with a ``class`` of pit/pond."""
+"""Training chips from user polygons: a scene raster + GeoPackage/GeoJSON polygons with a ``class`` of pit/pond
+(or ``background``: negatives, such as the ``rejected`` layer of ``amberwatch labels export``)."""
 
 from __future__ import annotations
 
@@ -15,22 +16,24 @@ from rasterio.windows import Window
 
 from amberwatch.errors import InputError
 
-CLASS_VALUES = {"pit": 1, "pond": 2}
+CLASS_VALUES = {"pit": 1, "pond": 2, "background": 0}  # background: a labelled negative (label 0 everywhere)
 
 
-def read_polygons(path: Path, target_crs: str) -> list[tuple[shapely.Geometry, int]]:
-    """(geometry in ``target_crs``, class value) of every polygon; raises InputError on a bad file."""
+def read_polygons(path: Path, target_crs: str, layer: str | None = None) -> list[tuple[shapely.Geometry, int]]:
+    """(geometry in ``target_crs``, class value) of every polygon of ``layer`` (default: the first); raises
+    InputError on a bad file."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"polygon file not found: {path}")
     try:
-        meta, _, wkb, fields = pyogrio.raw.read(path)
+        meta, _, wkb, fields = pyogrio.raw.read(path, layer=layer)
     except Exception as err:  # noqa: BLE001 - report any GDAL/OGR reading problem verbatim
         raise InputError(f"cannot read polygons from {path}: {err}") from err
     names = [str(n).lower() for n in meta["fields"]]
     if "class" not in names:
         raise InputError(
-            f"{path}: polygons need a 'class' attribute with values pit/pond; found fields {list(meta['fields'])}"
+            f"{path}: polygons need a 'class' attribute with values pit/pond/background; "
+            f"found fields {list(meta['fields'])}"
         )
     values = fields[names.index("class")]
     geoms = shapely.from_wkb(wkb)
@@ -39,10 +42,10 @@ def read_polygons(path: Path, target_crs: str) -> list[tuple[shapely.Geometry, i
     out = []
     for i, (g, v) in enumerate(zip(geoms, values, strict=True)):
         if v is None or str(v).strip() == "":
-            raise InputError(f"{path}: feature {i} has no 'class' value; set it to 'pit' or 'pond'")
+            raise InputError(f"{path}: feature {i} has no 'class' value; set it to 'pit', 'pond' or 'background'")
         key = str(v).strip().lower()
         if key not in CLASS_VALUES:
-            raise InputError(f"{path}: feature {i} has class {v!r}; allowed values are 'pit' and 'pond'")
+            raise InputError(f"{path}: feature {i} has class {v!r}; allowed values are 'pit', 'pond' and 'background'")
         if g is None or g.is_empty:
             continue
         if shapely.get_type_id(g) not in (3, 6):
@@ -54,8 +57,10 @@ def read_polygons(path: Path, target_crs: str) -> list[tuple[shapely.Geometry, i
     return out
 
 
-def chips_from_polygons(scene_tif: Path, polygons_path: Path, out_dir: Path, size: int = 96) -> list[Path]:
-    """Cut ``size`` x ``size`` chips (image + uint8 label 0/1/2) around every labelled polygon of a scene.
+def chips_from_polygons(scene_tif: Path, polygons_path: Path, out_dir: Path, size: int = 96,
+                        layer: str | None = None) -> list[Path]:
+    """Cut ``size`` x ``size`` chips (image + uint8 label 0/1/2) around every labelled polygon of a scene
+    (``layer``: of a GeoPackage with several, e.g. ``rejected``; default the first).
 
     Writes ``chip_NNNN.tif`` (all bands of the scene, same dtype/descriptions), ``chip_NNNN_label.tif`` and
     ``chips.json`` (index with windows).  Labels: pond wins over pit where they overlap; everything else 0.
@@ -65,11 +70,13 @@ def chips_from_polygons(scene_tif: Path, polygons_path: Path, out_dir: Path, siz
     with rasterio.open(scene_tif) as src:
         if src.width < size or src.height < size:
             raise InputError(f"{scene_tif} is {src.width}x{src.height} px, smaller than the chip size {size}")
-        polys = read_polygons(polygons_path, src.crs.to_string())
+        polys = read_polygons(polygons_path, src.crs.to_string(), layer)
         shapes = sorted(polys, key=lambda p: p[1])  # ponds burnt last
         label = rasterio.features.rasterize(shapes, out_shape=(src.height, src.width), transform=src.transform,
                                             dtype="uint8")
-        if not label.any():
+        covered = rasterio.features.rasterize([(g, 1) for g, _ in polys], out_shape=(src.height, src.width),
+                                              transform=src.transform, dtype="uint8")
+        if not covered.any():
             raise InputError(f"none of the polygons in {polygons_path} overlaps the raster {scene_tif}")
         out_dir.mkdir(parents=True, exist_ok=True)
         inv = ~src.transform
@@ -104,5 +111,5 @@ def chips_from_polygons(scene_tif: Path, polygons_path: Path, out_dir: Path, siz
             index.append({"image": img_path.name, "label": f"chip_{i:04d}_label.tif", "row": r0, "col": c0,
                           "pit_pixels": int((sub == 1).sum()), "pond_pixels": int((sub == 2).sum())})
     (out_dir / "chips.json").write_text(json.dumps({"scene": str(scene_tif), "polygons": str(polygons_path),
-                                                    "size": size, "chips": index}, indent=1))
+                                                    "layer": layer, "size": size, "chips": index}, indent=1))
     return written

@@ -2,6 +2,9 @@
 
     python -m amberwatch_training.train_segmentation --family sentinel2 --out models/registry/s2-unet/1.0.0 \\
         --epochs 30 --seed 0
+
+With ``--labels labels.gpkg --scenes <GeoTIFFs or folders>`` the chips of the validated labels (``amberwatch labels
+export``; ``label_chips.label_chip_bank``) are added to the simulated training chips.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .dataset import chip_bank
+from .dataset import CHIP_SIZE, chip_bank
 from .evaluate import write_metrics
 from .export import export_onnx, parity
+from .label_chips import label_chip_bank
 from .mlm import model_card
 from .model import CompactUNet, count_parameters
 from .scenes import LANDSAT_MODEL_BANDS, S2_MODEL_BANDS
@@ -53,10 +57,19 @@ def _iou(model: CompactUNet, x: np.ndarray, y: np.ndarray, batch: int = 32) -> d
 
 def train_segmentation(family: str, out_dir: Path, epochs: int = 30, seed: int = 0, chips: int = 3000,
                        progress: bool = True, evaluate_realizations: int = 6, version: str | None = None,
-                       batch_size: int = 16, lr: float = 3e-3, negatives: str = "confuser-boost") -> dict[str, Any]:
-    """Train, export ``model.onnx`` + ``mlm.json`` + ``metrics.json`` into ``out_dir``; return the test metrics."""
+                       batch_size: int = 16, lr: float = 3e-3, negatives: str = "confuser-boost",
+                       labels: Path | None = None, scenes: list[Path] | None = None) -> dict[str, Any]:
+    """Train, export ``model.onnx`` + ``mlm.json`` + ``metrics.json`` into ``out_dir``; return the test metrics.
+
+    ``labels`` (a GeoPackage of ``amberwatch labels export``) with ``scenes`` (GeoTIFFs, or folders of them): chips
+    around its confirmed and rejected polygons join the training chips (recorded under ``training.label_chips``)."""
+    if labels is not None and not scenes:
+        raise ValueError("labels need the scenes (GeoTIFFs) to cut their chips from")
     if family not in BANDS:
         raise ValueError(f"unknown family {family!r}: expected one of {sorted(BANDS)}")
+    bank = None  # the label chips first: bad labels or scenes fail before anything is made or written
+    if labels is not None:
+        bank = label_chip_bank(Path(labels), [Path(s) for s in scenes or []], family, size=CHIP_SIZE[family])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     version = version or out_dir.name
@@ -66,6 +79,11 @@ def train_segmentation(family: str, out_dir: Path, epochs: int = 30, seed: int =
     torch.set_num_threads(max(1, torch.get_num_threads()))
     x_tr, y_tr = chip_bank(family, "train", chips, seed, progress=progress, negatives=negatives)
     x_va, y_va = chip_bank(family, "val", max(16, chips // 6), seed, progress=progress, negatives=negatives)
+    label_info: dict[str, Any] | None = None
+    if bank is not None:
+        x_tr, y_tr = np.concatenate([x_tr, bank.x]), np.concatenate([y_tr, bank.y.astype(y_tr.dtype)])
+        label_info = {"labels": Path(labels).name, "positives": bank.positives, "negatives": bank.negatives,
+                      "dropped_negatives": bank.dropped_negatives, "scenes": bank.scenes}
     t_data = time.time() - t0
     bands = BANDS[family]
     flat = x_tr.transpose(1, 0, 2, 3).reshape(len(bands), -1)
@@ -115,11 +133,13 @@ def train_segmentation(family: str, out_dir: Path, epochs: int = 30, seed: int =
     train_info = {
         "seed": seed, "epochs": epochs, "chips": chips, "chip_size": int(x_tr.shape[-1]), "batch_size": batch_size,
         "lr": lr, "class_weights": list(CLASS_WEIGHTS), "negatives": negatives, "best_val_mean_iou": best,
+        "train_samples": int(len(x_tr)), "label_chips": label_info,
         "history": history,
         "onnx_parity_max_abs_diff": max_diff, "data_seconds": round(t_data, 1), "train_seconds": round(t_train, 1),
         "torch_version": torch.__version__,
         "command": f"python -m amberwatch_training.train_segmentation --family {family} --out {out_dir} "
-                   f"--epochs {epochs} --seed {seed} --chips {chips} --negatives {negatives}",
+                   f"--epochs {epochs} --seed {seed} --chips {chips} --negatives {negatives}"
+                   + (f" --labels {labels} --scenes {' '.join(str(x) for x in scenes or [])}" if labels else ""),
     }
     card = model_card(name, version, family, list(bands), 2 ** model.levels, count_parameters(model),
                       f"CompactUNet(base={ARCH[family]['base']}, levels={ARCH[family]['levels']}, depthwise-separable)",
@@ -145,9 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-realizations", type=int, default=12)
     ap.add_argument("--negatives", default="confuser-boost", choices=["uniform", "confuser-boost"],
                     help="confuser mix of the training chips (1.0.0 models: uniform)")
+    ap.add_argument("--labels", type=Path, help="validated labels (amberwatch labels export --out labels.gpkg)")
+    ap.add_argument("--scenes", type=Path, nargs="*", default=[], help="scene GeoTIFFs (or folders) for --labels")
     a = ap.parse_args(argv)
     m = train_segmentation(a.family, a.out, a.epochs, a.seed, a.chips, True, a.eval_realizations,
-                           negatives=a.negatives)
+                           negatives=a.negatives, labels=a.labels, scenes=a.scenes)
     print(json.dumps(m.get("test", m), indent=2))
 
 
