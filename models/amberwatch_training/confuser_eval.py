@@ -187,7 +187,9 @@ def run(model_dir: Path, per_kind: int = 8, region_renderings: int = 2, rf_chips
                 "confusers_flagged": sum(score_cases([c], "unet", card_rule)["false_on_confuser"] > 0 for c in sub),
                 "false_elsewhere": s["false_elsewhere"], "chip_km2": round(s["km2"], 2),
                 "control_found": s["found"], "control_sites": s["sites"],
-                "spectrum_source": confusers.SPECTRUM_SOURCE[kind]}
+                "spectrum_source": confusers.SPECTRUM_SOURCE[kind],
+                "false_objects_by_variant": {v: score_cases(sub, v, DecisionRule(**ablation[v]["rule"]))
+                                             ["false_on_confuser"] for v in VARIANTS}}
     log("scored")
     return {"model": str(model_dir), "card_rule": card_rule.as_dict(), "per_kind": per_kind,
             "chip_px": confusers.CHIP, "region_renderings_per_season": region_renderings,
@@ -205,12 +207,14 @@ def _short(s: dict[str, Any]) -> dict[str, Any]:
 def markdown(rep: dict[str, Any]) -> str:
     """The two tables of the report as Markdown."""
     lines = ["| kind | season | confusers | false objects | per 100 confusers | confusers flagged | "
-             "control sites found | spectra |", "|---|---|---|---|---|---|---|---|"]
+             "control sites found | spectra | false objects U-Net / RF / mean / AND (val rules) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, r in rep["false_objects_unet_card_rule"].items():
         kind, season = key.split("/")
         lines.append(f"| {kind} | {season} | {r['confusers']} | {r['false_objects']} | {r['per_100_confusers']:.0f} | "
                      f"{r['confusers_flagged']} | {r['control_found']}/{r['control_sites']} | "
-                     f"{r['spectrum_source'].split(':')[0]} |")
+                     f"{r['spectrum_source'].split(':')[0]} | "
+                     f"{' / '.join(str(r['false_objects_by_variant'][v]) for v in VARIANTS)} |")
     lines += ["", "| variant | rule (val) | val P / R / F1 | confuser set P / R / F1 | false on confusers | "
               "test region P / R / F1 |", "|---|---|---|---|---|---|"]
     seasonal = rep["per_season_rules"] | {"rule": rep["per_season_rules"]["rules"]}
