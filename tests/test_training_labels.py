@@ -65,6 +65,16 @@ def test_label_chips_are_cut_from_the_scene_in_model_band_order(tmp_path: Path) 
     assert any(np.allclose(blue[r:r + 72, c:c + 72], first) for r, c in starts), \
         "the first chip's blue band is not a window of the scene's B02 x 1e-4"
 
+    from amberwatch_training.label_chips import scene_files
+
+    scene_dir = tmp_path / "data" / "scenes" / "S2_DEMO"  # as ingested: reflectance.tif beside cloud_mask.tif
+    scene_dir.mkdir(parents=True)
+    (scene_dir / "reflectance.tif").symlink_to(SCENE)
+    with rasterio.open(scene_dir / "cloud_mask.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                       crs="EPSG:32633", transform=rasterio.transform.from_origin(300_000, 5_800_000, 10, 10)) as dst:
+        dst.write(np.zeros((1, 8, 8), np.uint8))
+    assert scene_files([tmp_path / "data" / "scenes"], "sentinel2") == [scene_dir / "reflectance.tif"]
+
     far = tmp_path / "far"
     far.mkdir()
     with pytest.raises(InputError, match="no such scene"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyogrio
 import rasterio
+import rasterio.errors
 from rasterio.crs import CRS
 
 from amberwatch.errors import InputError
@@ -44,14 +45,16 @@ class LabelChips:
     scenes: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def scene_files(paths: list[Path]) -> list[Path]:
-    """The GeoTIFFs given: files as they are, folders by their ``*.tif`` / ``*.tiff`` files (sorted)."""
+def scene_files(paths: list[Path], family: str) -> list[Path]:
+    """The GeoTIFFs given: files as they are; folders (and their sub-folders, e.g. ``$AMBERWATCH_DATA_DIR/scenes``)
+    by their ``*.tif`` files that have the model's bands (cloud masks and other rasters are passed over)."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in (".tif", ".tiff") and f.is_file())
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in (".tif", ".tiff") and f.is_file()
+                           and _has_bands(f, family))
             if not found:
-                raise InputError(f"{p.name}: no scene GeoTIFF (*.tif) in this folder")
+                raise InputError(f"{p.name}: no scene GeoTIFF (*.tif) with the {family} model's bands in this folder")
             out += found
         elif p.is_file():
             out.append(p)
@@ -63,6 +66,15 @@ def scene_files(paths: list[Path]) -> list[Path]:
 def _band_names(src: rasterio.DatasetReader) -> list[str]:
     names = {**S2_ID_TO_NAME, **LANDSAT_OLI_ID_TO_NAME}
     return [names.get((d or "").strip(), (d or "").strip().lower()) for d in src.descriptions]
+
+
+def _has_bands(tif: Path, family: str) -> bool:
+    try:
+        with rasterio.open(tif) as src:
+            names = _band_names(src)
+    except rasterio.errors.RasterioError:
+        return False
+    return all(b in names for b in MODEL_BANDS[family])
 
 
 def _check_scene(tif: Path, family: str) -> None:
@@ -114,7 +126,7 @@ def label_chip_bank(labels: Path, scenes: list[Path], family: str, size: int | N
     layers = _layers(labels)
     if POSITIVES not in layers:
         raise InputError(f"{labels.name}: no layer {POSITIVES!r} (expected the output of amberwatch labels export)")
-    tifs = scene_files(scenes)
+    tifs = scene_files(scenes, family)
     for tif in tifs:
         _check_scene(tif, family)
     xs, ys = [], []
