@@ -8,10 +8,17 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
+
+# anyio imports its submodules lazily, on first use. It is a pytest plugin, so pytest rewrites (re-parses) those
+# modules when they load: a first anyio.open_file in a test server's thread while the main thread parses a test
+# module trips CPython 3.11's "AST constructor recursion depth mismatch" (a 500 in a test). Load them all now.
+for _name in dir(anyio):
+    getattr(anyio, _name)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AMBERWATCH_SHARED_DATA", REPO.parent / "shared" / "data"))
