@@ -152,3 +152,14 @@ def test_tiny_confuser_set_runs_the_registry_model_and_the_rf(scene, tmp_path):
     s = score_cases(cases, "mean", DecisionRule(0.5, 0.0))
     assert s["n"] == 2 and s["objects"] >= s["found"] and 0 <= s["f1"] <= 1
     assert s["km2"] == pytest.approx(2 * 0.9216)
+
+
+def test_cli_refuses_a_folder_without_a_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from amberwatch.cli import app
+
+    res = CliRunner().invoke(app, ["eval", "confusers", str(tmp_path)])
+    assert res.exit_code == 2 and "has no model.onnx" in res.output
+    res = CliRunner().invoke(app, ["eval", "confusers", str(tmp_path), "--per-kind", "0"])
+    assert res.exit_code == 2
