@@ -18,9 +18,11 @@ import copy
 from dataclasses import dataclass, field
 
 import numpy as np
+import rasterio.features
+from affine import Affine
 from scipy import ndimage
 from shapely import affinity
-from shapely.geometry import LineString, Point, box
+from shapely.geometry import LineString, Point, box, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
@@ -50,6 +52,7 @@ SPECTRUM_SOURCE = {
 # class; Sentinel-2 studies of milled-peat fields report ~0.04-0.08 visible, 0.10-0.15 NIR, 0.15-0.2 SWIR).
 # Plausible because organic matter darkens soils ~2-3x against mineral soils (Baumgardner et al. 1985).
 PEAT = [0.035, 0.04, 0.05, 0.065, 0.075, 0.085, 0.095, 0.105, 0.11, 0.11, 0.11, 0.16, 0.13]
+WATER_KINDS = ("beach", "sandbar", "cloud_edge")  # drawn on or along real water (or in the sky)
 POOLS = ("bare_soil", "forest", "green", "water", "settlement")
 
 
@@ -313,7 +316,11 @@ def make_chip(scene: Scene, lc: LandCover, kind: str, season: str, split: str, s
     x0, y1 = t * (c0, r0)
     x1, y0 = t * (c0 + w, r0 + h)
     frame = box(x0, y0, x1, y1)
-    feats = [f for f in feats if f.geometry.intersects(frame)]
+    if kind not in WATER_KINDS:  # land confusers never run over the real lakes of the window
+        land = frame.difference(_water_geometry(scene, window))
+        for f in feats:
+            f.geometry = f.geometry.intersection(land)
+    feats = [f for f in feats if not f.geometry.is_empty and f.geometry.intersects(frame)]
     conf_ext = unary_union([f.geometry for f in feats]) if feats else Point(cx, cy).buffer(1)
     clouds = None
     if kind == "cloud_edge":
@@ -339,6 +346,15 @@ def make_chip(scene: Scene, lc: LandCover, kind: str, season: str, split: str, s
     else:
         confuser = rendered.negative
     return ConfuserChip(kind, season, split, rendered, confuser, window, seed, len(feats), SPECTRUM_SOURCE[kind])
+
+
+def _water_geometry(scene: Scene, window: tuple[int, int, int, int]) -> BaseGeometry:
+    """The real water of a window as polygons (scene CRS)."""
+    r0, c0, h, w = window
+    water = scene.water[r0:r0 + h, c0:c0 + w]
+    t = scene.transform * Affine.translation(c0, r0)
+    polys = [shape(g) for g, v in rasterio.features.shapes(water.astype(np.uint8), mask=water, transform=t) if v == 1]
+    return unary_union(polys) if polys else Point(0, 0).buffer(0)
 
 
 def _edge_clouds(rng: np.random.Generator, shape: tuple[int, int], res: float) -> synth.Clouds:
