@@ -6,8 +6,9 @@ again — half the speed of tipg on the same view (bench/bench_serving.py). Here
 (``store.queries.ogc_items``) and the page around them gets the very links, headers and numbers pygeoapi gives:
 
 * the same ``self``/``alternate``/``prev``/``next``/``collection`` links (``next`` keeps ``bbox`` and the filters);
-* ``numberMatched`` as our provider's ``count: filtered``: a filtered request counts (free on its last page), an
-  unfiltered one does not, except on its last page where ``offset + numberReturned`` is the total;
+* ``numberMatched`` as our provider's ``count: filtered``: a filtered request counts (a ``bbox`` request finds its
+  matches once for both the count and the page), an unfiltered one does not, except on its last page where
+  ``offset + numberReturned`` is the total;
 * the response headers of pygeoapi (``Content-Crs``, ``Content-Language``) plus ``X-AmberWatch-Items: fast``.
 
 Anything else — HTML, JSON-LD, ``crs``/``bbox-crs``, ``datetime``, ``filter``, ``sortby``, ``properties``,
@@ -29,7 +30,14 @@ from pygeoapi.plugin import load_plugin
 from starlette.requests import Request
 from starlette.responses import Response
 
-from amberwatch.store.queries.ogc_items import ItemsFilter, ItemsView, count_matched, features_page, property_columns
+from amberwatch.store.queries.ogc_items import (
+    ItemsFilter,
+    ItemsView,
+    count_matched,
+    features_page,
+    features_page_counted,
+    property_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +127,17 @@ class FastItems:
         """The GeoJSON page (blocking: call it from a worker thread)."""
         collection = self.collections[query.collection]
         assert collection.view is not None
-        features, returned = features_page(collection.engine, collection.view, query.where, query.limit,
-                                           query.offset)
-        last_page = returned < query.limit and (returned > 0 or query.offset == 0)
         matched: int | None = None
-        if last_page:
-            matched = query.offset + returned
-        elif query.where.active:
-            matched = count_matched(collection.engine, collection.view, query.where)
+        if query.where.bbox is not None:  # one pass over the box's geometries for the page and the count
+            features, returned, matched = features_page_counted(collection.engine, collection.view, query.where,
+                                                                query.limit, query.offset)
+        else:
+            features, returned = features_page(collection.engine, collection.view, query.where, query.limit,
+                                               query.offset)
+            if returned < query.limit and (returned > 0 or query.offset == 0):  # the last page: total for free
+                matched = query.offset + returned
+            elif query.where.active:
+                matched = count_matched(collection.engine, collection.view, query.where)
         body = "".join((
             '{"type":"FeatureCollection","features":', features,
             "" if matched is None else f',"numberMatched":{matched}',

@@ -87,6 +87,33 @@ def features_page(engine: Engine, view: ItemsView, where: ItemsFilter, limit: in
     return str(row[0]), int(row[1])
 
 
+def features_page_counted(engine: Engine, view: ItemsView, where: ItemsFilter, limit: int,
+                          offset: int) -> tuple[str, int, int]:
+    """:func:`features_page` plus the number of matches, in one statement for a spatial request: the matching ids
+    are found once (one pass over the geometries) and both counted and paged; the page's columns are read by id."""
+    if where.bbox is None:
+        raise ValueError("one-pass paging and counting is for spatial requests")
+    ident, geom = _quote(engine, view.id_column), _quote(engine, view.geom_column)
+    props = ", ".join(f"'{_literal(name)}', p.{_quote(engine, name)}" for name in view.properties)
+    columns = ", ".join(_quote(engine, c) for c in (view.id_column, view.geom_column, *view.properties))
+    condition, params = _where(engine, view, where)
+    relation = _relation(engine, view)
+    sql = f"""
+        with matched as materialized (select {ident} as id from {relation}{condition}),
+        page as (select {columns} from {relation}
+                 where {ident} in (select id from matched order by id limit :limit offset :offset))
+        select coalesce(t.features::text, '[]'), coalesce(json_array_length(t.features), 0),
+               (select count(*) from matched)
+        from (select json_agg(json_build_object(
+                         'type', 'Feature', 'id', p.{ident},
+                         'geometry', ST_AsGeoJSON(p.{geom}, {GEOJSON_DECIMALS})::json,
+                         'properties', json_build_object({props})) order by p.{ident}) as features
+              from page p) t"""
+    with engine.connect() as conn:
+        row = conn.execute(text(sql), {**params, "limit": limit, "offset": offset}).one()
+    return str(row[0]), int(row[1]), int(row[2])
+
+
 def count_matched(engine: Engine, view: ItemsView, where: ItemsFilter) -> int:
     """The number of features matching a filtered request (never called without a filter: see the fast path)."""
     if not where.active:
