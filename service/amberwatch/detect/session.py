@@ -35,6 +35,9 @@ def session_options(on_cpu: bool = True, threads: int | None = None) -> ort.Sess
     if on_cpu:
         # a memory pattern pre-plans one buffer for all activations: ~40 % more RSS on a 576 px U-Net window, no faster
         opts.enable_mem_pattern = False
+        # idle intra-op threads sleep instead of spinning: the window reader thread (and other processes) get the
+        # cores; segmenting a 944 km² scene took 8.5 s instead of 11.8 s (mean of 4, 2 shared cores)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
