@@ -14,6 +14,8 @@ from rasterio.windows import Window
 
 from amberwatch.demo import demo_scene_path
 from amberwatch.detect import detect_scene, get_model
+from amberwatch.detect.segment import DEFAULT_MARGIN, cached_runner, segment_to_gtiff
+from amberwatch.detect.session import ModelRunner
 from amberwatch.detect.vectorize import StripVectorizer, vectorize
 from amberwatch.ingest import ingest_path
 from amberwatch.settings import Settings
@@ -44,6 +46,17 @@ def test_streaming_detect_equals_vectorizing_the_probability_cog(tmp_path: Path)
                    for r in range(0, src.height, 100) for c in range(0, src.width, 100)]
         for w in reversed(windows):
             strips.add(w, src.read([1, 2], window=w))
+    same_polygons(strips.polygons(), before)
+
+    # the GPU path's shape (8 windows per run() call, IO binding) streams the same polygons
+    runner = cached_runner(str(model.onnx_path), model.sha256, None)
+    gpu_like = ModelRunner(runner.session, runner.provider, use_io_binding=True)
+    gpu_like.batch_size = 8
+    with rasterio.open(scene.reflectance_path) as src:
+        strips = StripVectorizer(src.width, src.height, src.transform, src.crs.to_wkt(), rule,
+                                 min_area_ha=settings.min_mapping_unit_ha)
+    margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
+    segment_to_gtiff(scene, model, gpu_like, tmp_path / "gpu-like.tif", 160, margin, None, strips.add)
     same_polygons(strips.polygons(), before)
 
 
