@@ -163,3 +163,19 @@ def test_cli_refuses_a_folder_without_a_model(tmp_path):
     assert res.exit_code == 2 and "has no model.onnx" in res.output
     res = CliRunner().invoke(app, ["eval", "confusers", str(tmp_path), "--per-kind", "0"])
     assert res.exit_code == 2
+
+
+def test_water_context_rule_drops_objects_on_large_water_only():
+    from amberwatch_training.confuser_eval import big_water, water_context_filter
+
+    stack = np.full((10, 60, 60), 0.1, np.float32)
+    stack[6] = 0.3  # land: NIR above green
+    stack[6, :, 40:] = 0.01  # a lake: 60 x 20 px = 12 ha
+    stack[6, 5:9, 5:9] = 0.01  # a 0.16 ha pond
+    big = big_water(stack)
+    assert big[:, 40:].all() and not big[5:9, 5:9].any()
+    cls = np.zeros((60, 60), np.uint8)
+    cls[20:30, 36:40] = 1  # a bar on the lake shore
+    cls[3:11, 3:11] = 1  # a pit with its small pond
+    out = water_context_filter(cls, big)
+    assert not out[20:30, 36:40].any() and out[3:11, 3:11].all()

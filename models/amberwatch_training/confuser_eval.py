@@ -28,7 +28,7 @@ from .export import predict
 from .pixel_rf import PixelRF
 
 EIGHT = np.ones((3, 3), bool)
-VARIANTS = ("unet", "rf", "mean", "and")
+VARIANTS = ("unet", "rf", "mean", "and", "unet+water")  # unet+water: U-Net, then the water-context rule
 RULES = [DecisionRule(t, c) for t in (0.3, 0.5, 0.7) for c in (0.0, 0.6, 0.8, 0.9)]
 
 
@@ -60,7 +60,7 @@ def count_objects(cls: np.ndarray, site_ids: np.ndarray, scorable: set[int], con
 def combine(p_unet: np.ndarray, p_rf: np.ndarray | None, variant: str) -> np.ndarray:
     """uint8 [2, H, W] pit/pond probabilities (x255) of a variant: the U-Net, the RF, their mean, or AND (min).
     Ensembles keep the U-Net's pit/pond split of the combined mining probability."""
-    if variant == "unet" or p_rf is None:
+    if variant in ("unet", "unet+water") or p_rf is None:
         p = p_unet[1:]
     elif variant == "rf":
         p = p_rf[1:]
@@ -70,6 +70,36 @@ def combine(p_unet: np.ndarray, p_rf: np.ndarray | None, variant: str) -> np.nda
         share = p_unet[1] / np.maximum(mu, 1e-6)
         p = np.stack([m * share, m * (1 - share)])
     return np.rint(np.clip(p, 0, 1) * 255).astype(np.uint8)
+
+
+BIG_WATER_HA = 10.0  # a lake or river, not a mining pond (simulated ponds are at most ~2 ha)
+MAX_WATER_SHARE = 0.3
+
+
+def big_water(stack: np.ndarray, res: float = 10.0) -> np.ndarray:
+    """Pixels of water bodies (NDWI green/NIR > 0.1, as the scene's water mask) of at least BIG_WATER_HA."""
+    g, n = stack[1], stack[6]
+    water = (g - n) / (g + n + 1e-6) > 0.1
+    lab, k = ndimage.label(water)
+    big = np.bincount(lab.ravel(), minlength=k + 1) * res * res / 10_000 >= BIG_WATER_HA
+    big[0] = False
+    return big[lab]
+
+
+def water_context_filter(cls: np.ndarray, big: np.ndarray, max_share: float = MAX_WATER_SHARE) -> np.ndarray:
+    """Index rule: drop objects whose 2-pixel ring is mostly (> ``max_share``) a large natural water body
+    (sandbars, beaches); mining ponds are part of their object and small, so they never count."""
+    comps, n = ndimage.label(cls > 0, structure=EIGHT)
+    out = cls.copy()
+    for i, sl in enumerate(ndimage.find_objects(comps), start=1):
+        if sl is None:
+            continue
+        sl = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in sl)
+        obj = comps[sl] == i
+        ring = ndimage.binary_dilation(obj, structure=EIGHT, iterations=2) & ~obj
+        if ring.any() and big[sl][ring].mean() > max_share:
+            out[sl][obj] = 0
+    return out
 
 
 @dataclass
@@ -85,6 +115,7 @@ class Case:
     scorable: set[int]
     confuser: np.ndarray
     km2: float
+    big_water: np.ndarray | None = None  # natural water bodies >= BIG_WATER_HA in the window (from the image)
 
 
 def make_case(kind: str, season: str, split: str, r: synth.Rendered, confuser: np.ndarray, runner: ModelRunner,
@@ -92,7 +123,8 @@ def make_case(kind: str, season: str, split: str, r: synth.Rendered, confuser: n
     p_unet = predict(runner.session, r.stack, 8)
     p_rf = rf(r.stack) if rf is not None else None
     scorable = set(np.unique(r.site_ids[r.label > 0]).tolist()) - {0}
-    return Case(kind, season, split, p_unet, p_rf, r.site_ids, scorable, confuser, r.label.size / 10_000)
+    return Case(kind, season, split, p_unet, p_rf, r.site_ids, scorable, confuser, r.label.size / 10_000,
+                big_water(r.stack))
 
 
 def score_cases(cases: list[Case], variant: str, rule: DecisionRule | dict[str, DecisionRule],
@@ -102,6 +134,8 @@ def score_cases(cases: list[Case], variant: str, rule: DecisionRule | dict[str, 
     for c in cases:
         ru = rule[c.season] if isinstance(rule, dict) else rule
         cls = object_class_map(combine(c.p_unet, c.p_rf, variant), ru)
+        if variant == "unet+water" and c.big_water is not None:
+            cls = water_context_filter(cls, c.big_water)
         for k, v in count_objects(cls, c.site_ids, c.scorable, c.confuser, min_px).items():
             tot[k] += v
         tot["km2"] += c.km2
@@ -207,7 +241,7 @@ def _short(s: dict[str, Any]) -> dict[str, Any]:
 def markdown(rep: dict[str, Any]) -> str:
     """The two tables of the report as Markdown."""
     lines = ["| kind | season | confusers | false objects | per 100 confusers | confusers flagged | "
-             "control sites found | spectra | false objects U-Net / RF / mean / AND (val rules) |",
+             "control sites found | spectra | false objects U-Net / RF / mean / AND / U-Net+water rule (val rules) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for key, r in rep["false_objects_unet_card_rule"].items():
         kind, season = key.split("/")
