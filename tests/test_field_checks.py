@@ -199,6 +199,8 @@ def test_offline_check_synced_once(env: dict[str, Any], browser: Any) -> None:
     page.fill("#key", env["keys"]["team-a"])
     page.click("#save-key")
     page.wait_for_function("document.querySelectorAll('#site option').length === 3")
+    states = page.eval_on_selector_all("#state option", "options => options.map(o => o.textContent)")
+    assert states == ["active mining", "abandoned", "recultivated", "not mining"], states  # words, not message keys
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
     page.reload()  # now under the service worker's control, which caches the shell and the sites on the way
     page.wait_for_function("navigator.serviceWorker.controller !== null")

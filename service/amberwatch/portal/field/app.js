@@ -13,6 +13,8 @@
     online: "онлайн", offline: "офлайн", waiting: "Чекають надсилання: {n}", sent: "Надіслано: {n}",
     saved: "Збережено на телефоні; надішлеться, коли буде зв'язок.", no_sites: "Немає призначених ділянок.",
     need_key: "Введіть API-ключ.", missing: "Заповніть: {f}", failed: "Не прийнято: {d}",
+    state_active: "активний видобуток", state_abandoned: "покинута", state_recultivated: "рекультивована",
+    state_not_mining: "не видобуток",
   } : {
     title: "AmberWatch field checks", key: "API key (field team)", save_key: "Save key and load my sites",
     site: "Site", date: "Date of the visit", observer: "Observer", state: "Observed state",
@@ -21,6 +23,8 @@
     online: "online", offline: "offline", waiting: "Waiting to be sent: {n}", sent: "Sent: {n}",
     saved: "Saved on this phone; it is sent when the phone is online.", no_sites: "No sites assigned.",
     need_key: "Enter the API key.", missing: "Fill in: {f}", failed: "Refused: {d}",
+    state_active: "active mining", state_abandoned: "abandoned", state_recultivated: "recultivated",
+    state_not_mining: "not mining",
   };
   const t = (k, v = {}) => (T[k] || k).replace(/\{(\w+)\}/g, (_, n) => v[n]);
   const $ = (id) => document.getElementById(id);
@@ -151,7 +155,8 @@
     }, () => {}, { enableHighAccuracy: true, timeout: 20000 });
   }
 
-  document.querySelectorAll("[data-t]").forEach((el) => { el.textContent = t(el.dataset.t); });
+  // a text without a translation keeps the page's own (English) words rather than showing its key
+  document.querySelectorAll("[data-t]").forEach((el) => { if (T[el.dataset.t]) el.textContent = t(el.dataset.t); });
   document.documentElement.lang = uk ? "uk" : "en";
   $("checked_on").value = new Date().toISOString().slice(0, 10);
   $("observer").value = localStorage.getItem(OBSERVER) || "";

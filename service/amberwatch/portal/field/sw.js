@@ -2,7 +2,7 @@
    sites in the Cache Storage, so the app opens and works with no network; everything is fetched from the network
    first while online (always fresh) and served from the cache when the network fails. Submissions are not cached
    here: the page queues them in IndexedDB and sends them when the phone is online again (app.js). */
-const CACHE = "aw-field-v1";
+const CACHE = "aw-field-v2";  // bump when the app shell changes
 const SHELL = ["/field/", "/field/app.js", "/field/field.css", "/field/manifest.webmanifest", "/field/icon.svg",
                "/api/field/form"];
 const CACHED_API = ["/api/field/form", "/api/field/sites"];
