@@ -68,23 +68,37 @@ def _relation(engine: Engine, view: ItemsView) -> str:
     return f"{_quote(engine, view.schema)}.{_quote(engine, view.table)}"
 
 
-def features_page(engine: Engine, view: ItemsView, where: ItemsFilter, limit: int, offset: int) -> tuple[str, int]:
-    """The JSON array of one page of features (ordered by id, as pygeoapi's provider) and their number."""
+def _features_sql(engine: Engine, view: ItemsView, page: str, extra: str = "") -> str:
+    """``select <features as a JSON array text>, <their number>[, extra]`` over the rows of ``page`` (a relation
+    expression with the view's columns), the features ordered by id as pygeoapi's provider orders them."""
     ident, geom = _quote(engine, view.id_column), _quote(engine, view.geom_column)
     props = ", ".join(f"'{_literal(name)}', p.{_quote(engine, name)}" for name in view.properties)
-    columns = ", ".join(_quote(engine, c) for c in (view.id_column, view.geom_column, *view.properties))
-    condition, params = _where(engine, view, where)
-    sql = f"""
-        select coalesce(t.features::text, '[]'), coalesce(json_array_length(t.features), 0)
+    return f"""
+        select coalesce(t.features::text, '[]'), coalesce(json_array_length(t.features), 0){extra}
         from (select json_agg(json_build_object(
                          'type', 'Feature', 'id', p.{ident},
                          'geometry', ST_AsGeoJSON(p.{geom}, {GEOJSON_DECIMALS})::json,
                          'properties', json_build_object({props})) order by p.{ident}) as features
-              from (select {columns} from {_relation(engine, view)}{condition}
-                    order by {ident} limit :limit offset :offset) p) t"""
+              from {page} p) t"""
+
+
+def _columns(engine: Engine, view: ItemsView) -> str:
+    return ", ".join(_quote(engine, c) for c in (view.id_column, view.geom_column, *view.properties))
+
+
+def _page_row(engine: Engine, sql: str, params: dict[str, object], limit: int, offset: int) -> tuple:
     with engine.connect() as conn:
-        row = conn.execute(text(sql), {**params, "limit": limit, "offset": offset}).one()
-    return str(row[0]), int(row[1])
+        return tuple(conn.execute(text(sql), {**params, "limit": limit, "offset": offset}).one())
+
+
+def features_page(engine: Engine, view: ItemsView, where: ItemsFilter, limit: int, offset: int) -> tuple[str, int]:
+    """The JSON array of one page of features (ordered by id, as pygeoapi's provider) and their number."""
+    ident = _quote(engine, view.id_column)
+    condition, params = _where(engine, view, where)
+    page = (f"(select {_columns(engine, view)} from {_relation(engine, view)}{condition}"
+            f" order by {ident} limit :limit offset :offset)")
+    features, returned = _page_row(engine, _features_sql(engine, view, page), params, limit, offset)
+    return str(features), int(returned)
 
 
 def features_page_counted(engine: Engine, view: ItemsView, where: ItemsFilter, limit: int,
@@ -93,25 +107,15 @@ def features_page_counted(engine: Engine, view: ItemsView, where: ItemsFilter, l
     are found once (one pass over the geometries) and both counted and paged; the page's columns are read by id."""
     if where.bbox is None:
         raise ValueError("one-pass paging and counting is for spatial requests")
-    ident, geom = _quote(engine, view.id_column), _quote(engine, view.geom_column)
-    props = ", ".join(f"'{_literal(name)}', p.{_quote(engine, name)}" for name in view.properties)
-    columns = ", ".join(_quote(engine, c) for c in (view.id_column, view.geom_column, *view.properties))
+    ident = _quote(engine, view.id_column)
     condition, params = _where(engine, view, where)
     relation = _relation(engine, view)
-    sql = f"""
-        with matched as materialized (select {ident} as id from {relation}{condition}),
-        page as (select {columns} from {relation}
-                 where {ident} in (select id from matched order by id limit :limit offset :offset))
-        select coalesce(t.features::text, '[]'), coalesce(json_array_length(t.features), 0),
-               (select count(*) from matched)
-        from (select json_agg(json_build_object(
-                         'type', 'Feature', 'id', p.{ident},
-                         'geometry', ST_AsGeoJSON(p.{geom}, {GEOJSON_DECIMALS})::json,
-                         'properties', json_build_object({props})) order by p.{ident}) as features
-              from page p) t"""
-    with engine.connect() as conn:
-        row = conn.execute(text(sql), {**params, "limit": limit, "offset": offset}).one()
-    return str(row[0]), int(row[1]), int(row[2])
+    sql = (f"with matched as materialized (select {ident} as id from {relation}{condition}),"
+           f" page as (select {_columns(engine, view)} from {relation}"
+           f" where {ident} in (select id from matched order by id limit :limit offset :offset))"
+           + _features_sql(engine, view, "page", extra=", (select count(*) from matched)"))
+    features, returned, matched = _page_row(engine, sql, params, limit, offset)
+    return str(features), int(returned), int(matched)
 
 
 def count_matched(engine: Engine, view: ItemsView, where: ItemsFilter) -> int:
