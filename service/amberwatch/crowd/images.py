@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -41,7 +41,7 @@ class PhotoTooLarge(RefusedFile):
     status_code = 413
 
 
-def _open(path: Path, kind: str, name: str, max_pixels: int) -> Image.Image:
+def _open(path: Path | IO[bytes], kind: str, name: str, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and refuse too many pixels before anything is decoded."""
     if kind == "heic":
         _register_heif()
@@ -89,10 +89,11 @@ def read_photo(path: Path, kind: str, name: str, max_pixels: int) -> Photo:
         return Photo(img.width, img.height, gps)
 
 
-def reencode(path: Path, kind: str, name: str, max_pixels: int, out: Path, keep_gps: bool) -> tuple[Photo, bool]:
+def reencode(path: Path | IO[bytes], kind: str, name: str, max_pixels: int, out: Path | IO[bytes], keep_gps: bool,
+             max_side: int = MAX_SIDE) -> tuple[Photo, bool]:
     """Decode (within the pixel limit), turn upright by its EXIF orientation, drop every metadata block (EXIF,
-    XMP, ICC, comments) and write a JPEG; with ``keep_gps`` only the GPS position goes back in. Returns the
-    stored photo and whether a GPS position was kept."""
+    XMP, ICC, comments) and write a JPEG at most ``max_side`` pixels on its longer side; with ``keep_gps`` only
+    the GPS position goes back in. Returns the stored photo and whether a GPS position was kept."""
     img = _open(path, kind, name, max_pixels)
     with img:
         position, gps = _gps(img)
@@ -104,7 +105,7 @@ def reencode(path: Path, kind: str, name: str, max_pixels: int, out: Path, keep_
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning):
             raise RefusedFile(f"{name}: the {kind.upper()} image data is damaged") from None
         rgb = upright.convert("RGB")
-    rgb.thumbnail((MAX_SIDE, MAX_SIDE))
+    rgb.thumbnail((max_side, max_side))
     exif = b""
     kept = keep_gps and bool(position) and gps is not None
     if kept:

@@ -1,42 +1,31 @@
-"""Field-check photos, kept simple and safe: only JPEG or PNG (decided by content), the pixel count checked from
-the header before decoding, then decoded and re-encoded as a JPEG without any metadata (no EXIF, no GPS: the check
-has its own position), at most ``MAX_SIDE`` pixels on the longer side."""
+"""Field-check photos, kept simple and safe: only JPEG or PNG (decided by content), then the crowd reports'
+re-encoding (``amberwatch.crowd.images``: pixel count checked from the header before decoding, turned upright,
+a JPEG without any metadata — no EXIF, no GPS: the check has its own position), at most ``MAX_SIDE`` pixels on the
+longer side."""
 
 from __future__ import annotations
 
 import io
-import warnings
 
-from PIL import Image, ImageOps, UnidentifiedImageError
-
+from amberwatch.crowd import images
+from amberwatch.crowd.sniff import RefusedFile
 from amberwatch.errors import InputError, PayloadTooLargeError
 
 MAX_SIDE = 2048
-JPEG_QUALITY = 85
-SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 
 
 def reencode(data: bytes, name: str, max_pixels: int) -> tuple[bytes, int, int]:
     """The photo re-encoded as a metadata-free JPEG, and its width and height; InputError for anything that is
     not a readable JPEG/PNG, PayloadTooLargeError for too many pixels."""
-    fmt = next((f for sig, f in SIGNATURES.items() if data.startswith(sig)), None)
-    if fmt is None:
+    kind = next((k for sig, k in SIGNATURES.items() if data.startswith(sig)), None)
+    if kind is None:
         raise InputError(f"{name}: only JPEG or PNG photos are accepted (decided by the content, not the name)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[fmt])
-            width, height = img.size
-            if width * height > max_pixels:
-                raise PayloadTooLargeError(f"{name}: {width} x {height} pixels is more than the {max_pixels:,} "
-                                           "allowed (checked before decoding)")
-            img.load()
-            rgb = ImageOps.exif_transpose(img).convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PayloadTooLargeError(f"{name}: too many pixels (a decompression bomb?)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise InputError(f"{name}: not a readable {fmt} image") from None
-    rgb.thumbnail((MAX_SIDE, MAX_SIDE))
     out = io.BytesIO()
-    rgb.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)  # no exif= / icc_profile=: nothing is carried over
-    return out.getvalue(), rgb.width, rgb.height
+    try:
+        photo, _ = images.reencode(io.BytesIO(data), kind, name, max_pixels, out, keep_gps=False, max_side=MAX_SIDE)
+    except images.PhotoTooLarge as e:
+        raise PayloadTooLargeError(str(e)) from None
+    except RefusedFile as e:  # unreadable or damaged image data: a plain 400 here, as for any bad field
+        raise InputError(str(e)) from None
+    return out.getvalue(), photo.width, photo.height
