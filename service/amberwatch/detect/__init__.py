@@ -17,10 +17,16 @@ import shapely
 from amberwatch.detect.clearsky import clear_sky_footprint
 from amberwatch.detect.decision import DecisionRule
 from amberwatch.detect.registry import ModelInfo, get_model, list_models
-from amberwatch.detect.segment import DEFAULT_MARGIN, Progress, cached_runner, predict_probabilities
+from amberwatch.detect.segment import (
+    Progress,
+    cached_runner,
+    check_segmentation_model,
+    context_margin,
+    predict_probabilities,
+    result_parameters,
+)
 from amberwatch.detect.session import create_session
 from amberwatch.detect.vectorize import StripVectorizer, vectorize
-from amberwatch.errors import InputError
 from amberwatch.settings import Settings
 from amberwatch.types import DetectionResult, IngestedScene
 from amberwatch.vector_out import write_vector
@@ -58,17 +64,11 @@ def detect_scene(
     called as windows complete (segmentation takes the first 90 %). ``rule`` defaults to the model card's decision
     rule. The result carries the scene's clear-sky footprint (:func:`clear_sky_footprint`) for site tracking.
     """
-    if model.family != scene.family:
-        raise InputError(
-            f"Model {model.ref} is for {model.family} imagery but scene {scene.scene_key} is "
-            f"{scene.family} ({scene.sensor})"
-        )
-    if model.family == "vhr_rgb":
-        raise InputError(f"{model.ref} is a VHR RGB superpixel classifier: run it with amberwatch.vhr.detect_vhr")
+    check_segmentation_model(model, scene, "run it with amberwatch.vhr.detect_vhr")
     work_dir = Path(work_dir)
     prob_path = work_dir / f"{scene.scene_key}__{model.name}-{model.version}__prob.tif"
     segment_progress = (lambda f, msg: progress(SEGMENT_SHARE * f, msg)) if progress else None
-    margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
+    margin = context_margin(model)
     rule = rule or model.decision
     with rasterio.open(scene.reflectance_path) as src:  # header only: the grid the windows are vectorized on
         strips = StripVectorizer(src.width, src.height, src.transform, src.crs.to_wkt() if src.crs else scene.crs,
@@ -93,14 +93,7 @@ def detect_scene(
         probability_path=prob_path,
         provider=provider,
         clear_sky=clear_sky,
-        parameters={
-            **rule.as_dict(),
-            "window_size": settings.window_size,
-            "overlap_margin": margin,
-            "min_area_ha": settings.min_mapping_unit_ha,
-            "input_bands": model.input_bands,
-            "model_sha256": model.sha256,
-        },
+        parameters=result_parameters(rule, settings, model),
     )
 
 

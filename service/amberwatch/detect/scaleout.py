@@ -33,7 +33,6 @@ from amberwatch.detect.clearsky import clear_sky_footprint
 from amberwatch.detect.decision import DecisionRule
 from amberwatch.detect.registry import ModelInfo
 from amberwatch.detect.segment import (
-    DEFAULT_MARGIN,
     PROB_BANDS,
     Progress,
     Tile,
@@ -42,10 +41,13 @@ from amberwatch.detect.segment import (
     batched,
     cached_runner,
     check_model_io,
+    check_segmentation_model,
+    context_margin,
     model_input_size,
     open_cloud_mask,
     plan_tiles,
     predict_batch,
+    result_parameters,
     scene_band_names,
 )
 from amberwatch.detect.vectorize import Region, block_regions, merge_partials, prefilter_pixels, regions_to_polygons
@@ -118,7 +120,7 @@ def worker_address() -> str:
 def plan_jobs(scene: IngestedScene, model: ModelInfo, settings: Settings, rule: DecisionRule,
               threads: int | None = None) -> tuple[list[TileJob], CRS, rasterio.Affine]:
     """Cut the scene into tile jobs (the windows and margins of the single-process loop); checks bands first."""
-    margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
+    margin = context_margin(model)
     with rasterio.open(scene.reflectance_path) as src:
         band_indexes(scene_band_names(src.descriptions, scene), model.input_bands, model.ref, scene.scene_key)
         width, height, transform = src.width, src.height, src.transform
@@ -152,13 +154,7 @@ def detect_scene_dask(
     """:func:`amberwatch.detect.detect_scene` with the tiles computed on the Dask cluster of ``client``."""
     from distributed import as_completed
 
-    if model.family != scene.family:
-        raise InputError(
-            f"Model {model.ref} is for {model.family} imagery but scene {scene.scene_key} is "
-            f"{scene.family} ({scene.sensor})"
-        )
-    if model.family == "vhr_rgb":
-        raise InputError(f"{model.ref} is a VHR RGB superpixel classifier: it does not run on Dask tiles")
+    check_segmentation_model(model, scene, "it does not run on Dask tiles")
     rule = rule or model.decision
     jobs, crs, transform = plan_jobs(scene, model, settings, rule, threads)
     log.info("detecting %s with %s on Dask: %d tiles of up to %d windows", scene.scene_key, model.ref, len(jobs),
@@ -182,7 +178,6 @@ def detect_scene_dask(
         log.info("Dask worker %s ran %d tile(s) on onnxruntime %s", worker, n, provider)
     if progress:
         progress(1.0, f"{len(polygons)} polygons")
-    margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
     return DetectionResult(
         scene_key=scene.scene_key,
         model_name=model.name,
@@ -192,16 +187,7 @@ def detect_scene_dask(
         probability_path=None,
         provider=",".join(providers),
         clear_sky=clear_sky,
-        parameters={
-            **rule.as_dict(),
-            "window_size": settings.window_size,
-            "overlap_margin": margin,
-            "min_area_ha": settings.min_mapping_unit_ha,
-            "input_bands": model.input_bands,
-            "model_sha256": model.sha256,
-            "executor": "dask",
-            "dask_tiles": len(jobs),
-        },
+        parameters={**result_parameters(rule, settings, model), "executor": "dask", "dask_tiles": len(jobs)},
     )
 
 

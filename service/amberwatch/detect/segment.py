@@ -25,6 +25,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from amberwatch.cog import to_cog
+from amberwatch.detect.decision import DecisionRule
 from amberwatch.detect.registry import ModelInfo
 from amberwatch.detect.session import ModelRunner, create_session
 from amberwatch.errors import AmberWatchError, InputError
@@ -221,6 +222,34 @@ def predict_batch(
     return outs
 
 
+def context_margin(model: ModelInfo) -> int:
+    """Context pixels read around each window: the card's ``amberwatch:context_margin``, else DEFAULT_MARGIN."""
+    return model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
+
+
+def check_segmentation_model(model: ModelInfo, scene: IngestedScene, vhr_hint: str) -> None:
+    """The model is a segmentation model of the scene's family (``vhr_hint``: what to do with a VHR RGB model)."""
+    if model.family != scene.family:
+        raise InputError(
+            f"Model {model.ref} is for {model.family} imagery but scene {scene.scene_key} is "
+            f"{scene.family} ({scene.sensor})"
+        )
+    if model.family == "vhr_rgb":
+        raise InputError(f"{model.ref} is a VHR RGB superpixel classifier: {vhr_hint}")
+
+
+def result_parameters(rule: DecisionRule, settings: Settings, model: ModelInfo) -> dict:
+    """The ``DetectionResult.parameters`` of a segmentation run (the executors add their own keys)."""
+    return {
+        **rule.as_dict(),
+        "window_size": settings.window_size,
+        "overlap_margin": context_margin(model),
+        "min_area_ha": settings.min_mapping_unit_ha,
+        "input_bands": model.input_bands,
+        "model_sha256": model.sha256,
+    }
+
+
 def model_input_size(size: int, margin: int, multiple: int) -> int:
     """The model's input side for ``size`` windows with ``margin`` context, rounded up to the model's multiple."""
     return math.ceil((size + 2 * margin) / multiple) * multiple
@@ -255,7 +284,7 @@ def predict_probabilities(
     )
     check_model_io(runner, model, len(wanted))
     if margin is None:
-        margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
+        margin = context_margin(model)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".prob-") as tmp_dir:
         tmp_path = Path(tmp_dir) / "prob.tif"
         segment_to_gtiff(scene, model, runner, tmp_path, settings.window_size, margin, progress, sink)
