@@ -46,6 +46,7 @@ class Guard:
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self.write_limit = parse(settings.rate_limit_writes)
         self.read_limit = parse(settings.rate_limit_expensive_reads)
+        self.report_limit = parse(settings.rate_limit_reports)  # new crowd reports, per client address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,12 +66,15 @@ class Guard:
         limit = self.write_limit if write else self.read_limit if _expensive_read(path) else None
         if limit is not None:
             for ident in _identities(client, headers):
-                if not self.limiter.hit(limit, "w" if write else "r", ident):
-                    reset, _ = self.limiter.get_window_stats(limit, "w" if write else "r", ident)
-                    retry = max(1, int(reset - time.time()))
+                if retry := self._refused(limit, "w" if write else "r", ident):
                     await _answer(send, 429, f"too many requests: at most {limit} ({'writes' if write else 'reads'})"
                                   f"; try again in {retry} s", {"Retry-After": str(retry)})
                     return
+        if path == REPORTS_PATH and method == "POST" and (retry := self._refused(self.report_limit, "reports",
+                                                                                 f"addr:{client or 'unknown'}")):
+            await _answer(send, 429, f"too many reports from this address: at most {self.report_limit}"
+                          f"; try again in {retry} s", {"Retry-After": str(retry)})
+            return
 
         cap = self.settings.max_upload_mb << 20 if path == UPLOAD_PATH else JSON_BODY_LIMIT
         if path == REPORTS_PATH and method == "POST":
@@ -114,6 +118,13 @@ class Guard:
         finally:
             if write:
                 await self._audit(scope, method, path, client, status)
+
+    def _refused(self, limit: Any, namespace: str, ident: str) -> int:
+        """0 when the request is within ``limit`` (and counted), else the seconds until it would be."""
+        if self.limiter.hit(limit, namespace, ident):
+            return 0
+        reset, _ = self.limiter.get_window_stats(limit, namespace, ident)
+        return max(1, int(reset - time.time()))
 
     async def _audit(self, scope: Scope, method: str, path: str, client: str, status: int) -> None:
         principal = (scope.get("state") or {}).get("principal")
