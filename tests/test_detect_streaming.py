@@ -14,7 +14,7 @@ from rasterio.windows import Window
 
 from amberwatch.demo import demo_scene_path
 from amberwatch.detect import detect_scene, get_model
-from amberwatch.detect.segment import DEFAULT_MARGIN, cached_runner, segment_to_gtiff
+from amberwatch.detect.segment import cached_runner, context_margin, segment_to_gtiff
 from amberwatch.detect.session import ModelRunner
 from amberwatch.detect.vectorize import StripVectorizer, vectorize
 from amberwatch.ingest import ingest_path
@@ -55,8 +55,7 @@ def test_streaming_detect_equals_vectorizing_the_probability_cog(tmp_path: Path)
     with rasterio.open(scene.reflectance_path) as src:
         strips = StripVectorizer(src.width, src.height, src.transform, src.crs.to_wkt(), rule,
                                  min_area_ha=settings.min_mapping_unit_ha)
-    margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
-    segment_to_gtiff(scene, model, gpu_like, tmp_path / "gpu-like.tif", 160, margin, None, strips.add)
+    segment_to_gtiff(scene, model, gpu_like, tmp_path / "gpu-like.tif", 160, context_margin(model), None, strips.add)
     same_polygons(strips.polygons(), before)
 
 
