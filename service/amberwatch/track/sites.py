@@ -248,7 +248,8 @@ def _update_site(session: Session, site_id: int, cluster: _Cluster, run_id: int 
             runs_at[t].add(rid)
     for t, ds in by_time.items():
         runs_at[t].update(d.run_id for d in ds)
-    sar_at = _radar_evidence(session, cumulative_all, first_t, runs_at)
+    envelope = cumulative_all.convex_hull.buffer(rules.DISTURBANCE_BUFFER_M)  # the disturbance envelope (metric)
+    sar_at = _radar_evidence(session, envelope, first_t, runs_at)
 
     history: list[rules.Observation] = []
     extents: list[BaseGeometry | None] = []
@@ -276,7 +277,6 @@ def _update_site(session: Session, site_id: int, cluster: _Cluster, run_id: int 
     last_extent = extents[last_seen_i]
     last_dets = by_time[history[last_seen_i].observed_at]
     weight = sum(d.geom.area for d in last_dets) or 1.0
-    envelope = cumulative_all.convex_hull.buffer(rules.DISTURBANCE_BUFFER_M)
     score, degree = rules.disturbance(area_ha(cumulative_all), history[-1].pond_area_ha, area_ha(envelope))
     last = history[-1]
     events, since = _status_changes(history, extents, cumulative_all)
@@ -313,12 +313,12 @@ def _update_site(session: Session, site_id: int, cluster: _Cluster, run_id: int 
     return q.sync_events(session, site_id, events)
 
 
-def _radar_evidence(session: Session, cumulative: BaseGeometry, first_t: datetime,
+def _radar_evidence(session: Session, envelope: BaseGeometry, first_t: datetime,
                     optical: dict[datetime, set[int]]) -> dict[datetime, float]:
     """Sentinel-1 dates after the first detection on which no optical run observed the site (cloud), with the
-    hectares of radar change in the site's envelope (the disturbance envelope: hull + DISTURBANCE_BUFFER_M)."""
-    envelope = to_wgs84(cumulative.convex_hull.buffer(rules.DISTURBANCE_BUFFER_M))
-    return {row.acquired: row.change_ha for row in sar_q.evidence_in(session, envelope.wkb)
+    hectares of radar change in the site's ``envelope`` (metric CRS; the disturbance envelope: hull +
+    DISTURBANCE_BUFFER_M)."""
+    return {row.acquired: row.change_ha for row in sar_q.evidence_in(session, to_wgs84(envelope).wkb)
             if row.acquired > first_t and row.acquired not in optical}
 
 
