@@ -57,11 +57,15 @@ class S1Scene:
 
     def db(self, pol: str) -> NDArray[np.float32]:
         """Backscatter of ``pol`` in dB (10 log10; NaN where no data or not positive)."""
-        band = self.bands[pol]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = 10.0 * np.log10(band)
-        out[~np.isfinite(out)] = np.nan
-        return out.astype(np.float32)
+        return power_to_db(self.bands[pol])
+
+
+def power_to_db(power: NDArray) -> NDArray[np.float32]:
+    """Linear backscatter power -> dB (10 log10), float32; NaN where no data or not positive."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (10.0 * np.log10(power)).astype(np.float32)
+    out[~np.isfinite(out)] = np.nan
+    return out
 
 
 def is_s1_name(name: str) -> bool:

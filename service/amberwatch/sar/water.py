@@ -22,7 +22,7 @@ from skimage.filters import threshold_otsu
 
 from amberwatch.detect.session import create_session
 from amberwatch.errors import InputError
-from amberwatch.ingest.sentinel1 import S1Scene
+from amberwatch.ingest.sentinel1 import S1Scene, power_to_db
 from amberwatch.sar.speckle import DEFAULT_ENL, DEFAULT_SIZE, lee_filter
 
 WATER_MODEL = "s1-water"
@@ -44,14 +44,7 @@ class WaterThresholds:
 
 def filtered_db(scene: S1Scene, size: int = DEFAULT_SIZE, enl: float = DEFAULT_ENL) -> dict[str, NDArray[np.float32]]:
     """Lee-filtered backscatter of every polarisation of ``scene``, in dB (NaN = no data)."""
-    out: dict[str, NDArray[np.float32]] = {}
-    for pol, band in scene.bands.items():
-        filtered = lee_filter(band, size, enl)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            db = (10.0 * np.log10(filtered)).astype(np.float32)
-        db[~np.isfinite(db)] = np.nan
-        out[pol] = db
-    return out
+    return {pol: power_to_db(lee_filter(band, size, enl)) for pol, band in scene.bands.items()}
 
 
 def learn_thresholds(db_images: Sequence[Mapping[str, NDArray]]) -> WaterThresholds:
