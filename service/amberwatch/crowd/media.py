@@ -72,10 +72,10 @@ def classify(path: Path, name: str, limits: MediaLimits) -> str:
     return kind
 
 
-def prepare(path: Path, name: str, out_dir: Path, limits: MediaLimits, keep_gps: bool) -> StoredMedia:
-    """Check ``path`` (an upload in staging) and write its stored copy (and a poster) into ``out_dir``."""
-    kind = classify(path, name, limits)
-    digest = sha256_of(path)
+def prepare(path: Path, name: str, kind: str, digest: str, out_dir: Path, limits: MediaLimits,
+            keep_gps: bool) -> StoredMedia:
+    """Decode ``path`` (an upload in staging, already passed by ``classify`` as ``kind``; ``digest`` is its
+    ``sha256_of``) and write its stored copy (and a poster) into ``out_dir``."""
     size = path.stat().st_size
     stem = secrets.token_hex(16)
     if kind in IMAGE_TYPES:

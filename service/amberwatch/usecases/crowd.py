@@ -140,7 +140,8 @@ def submit(store: Store, settings: Settings, *, text: str, uploads: list[Upload]
 
     out_dir = uploads[0].path.parent / "out"
     out_dir.mkdir(exist_ok=True)
-    stored = [prepare(u.path, u.name, out_dir, lim, share_location) for u in uploads]
+    stored = [prepare(u.path, u.name, kind, digest, out_dir, lim, share_location)
+              for u, kind, digest in zip(uploads, kinds, hashes, strict=True)]
     target = media_dir(settings)
     moved: list[Path] = []
     try:
