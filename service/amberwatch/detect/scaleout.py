@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -173,8 +174,8 @@ def detect_scene_dask(
                                    settings.min_mapping_unit_ha)
     clear_sky = clear_sky_footprint(scene.cloud_mask_path)
     providers = sorted({r.provider for r in done})
-    for worker, provider in sorted({(r.worker, r.provider) for r in done}):  # the workers' own logs may be quiet
-        n = sum(1 for r in done if r.worker == worker and r.provider == provider)
+    # logged here: the workers' own logs may be quiet
+    for (worker, provider), n in sorted(Counter((r.worker, r.provider) for r in done).items()):
         log.info("Dask worker %s ran %d tile(s) on onnxruntime %s", worker, n, provider)
     if progress:
         progress(1.0, f"{len(polygons)} polygons")
