@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -22,6 +23,7 @@ for _name in dir(anyio):
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AMBERWATCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def free_port() -> int:
@@ -112,3 +114,15 @@ def listener() -> Iterator[Listener]:
     lst = Listener()
     yield lst
     lst.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium under Playwright, one per test module; skips with the reason when either is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium; make install adds it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e .[test])")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield b
+        b.close()

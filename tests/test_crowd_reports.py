@@ -12,8 +12,6 @@ import os
 import struct
 import subprocess
 import sys
-import threading
-import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -23,10 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from conftest import free_port
 from PIL import Image
-from publish_helpers import MAPSERV, OGRINFO, publish_polygons
+from publish_helpers import MAPSERV, OGRINFO, publish_polygons, uvicorn_thread
 from shapely.geometry import box
 from sqlalchemy import text
 
@@ -34,7 +31,6 @@ from amberwatch import portal
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 
-CHROMIUM = Path("/usr/bin/chromium")
 SITE = box(27.2000, 51.4000, 27.2030, 51.4020)  # a site in Rivne oblast
 NEAR = (27.2015, 51.4012)  # inside it
 FAR = (27.3500, 51.4900)  # about 12 km away
@@ -103,25 +99,10 @@ def app(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     _, key = keys_uc.create_key(store, "moderator-test", "moderator")
     _, analyst = keys_uc.create_key(store, "analyst-test", "analyst")
     app_ = create_app(settings, store, worker=False)
-    server = uvicorn.Server(uvicorn.Config(app_, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the app did not start")
-        time.sleep(0.2)
-    yield {"base": base, "store": store, "settings": settings, "site_id": site_id, "tmp": tmp,
-           "mod": {"Authorization": f"Bearer {key}"}, "analyst": {"Authorization": f"Bearer {analyst}"},
-           "ids": {}}
-    server.should_exit = True
-    thread.join(10)
+    with uvicorn_thread(app_, port, "/health", timeout=60) as base:
+        yield {"base": base, "store": store, "settings": settings, "site_id": site_id, "tmp": tmp,
+               "mod": {"Authorization": f"Bearer {key}"}, "analyst": {"Authorization": f"Bearer {analyst}"},
+               "ids": {}}
     store.stop()
 
 
@@ -376,17 +357,6 @@ def test_upload_cap_before_anything_is_stored(app: dict) -> None:
 
 
 # -- the portal at a phone's viewport ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser(app: dict) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium; make install adds it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e .[test])")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
 def test_report_form_and_moderation_queue_on_a_phone(app: dict, browser: Any) -> None:
     here = (27.2012, 51.4009)
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,

@@ -25,7 +25,6 @@ from amberwatch.store.models import Detection, FieldCheck
 from amberwatch.usecases import keys as keys_uc
 from amberwatch.validation.items import NewItem
 
-CHROMIUM = Path("/usr/bin/chromium")
 ORIGIN = (27.1, 51.5)
 FOOTPRINT = box(ORIGIN[0] - 0.2, ORIGIN[1] - 0.1, ORIGIN[0] + 0.2, ORIGIN[1] + 0.1)
 
@@ -120,6 +119,9 @@ def test_idempotent_upload_and_safe_photos(env: dict[str, Any], tmp_path: Path) 
     reread = Image.open(io.BytesIO(photo.content))
     assert reread.size == (64, 48) and len(reread.getexif()) == 0  # the camera tags are gone
     assert call(env, "GET", f"/api/field-checks/{fields['id']}/photos/1.jpg").status_code == 404
+    listed = call(env, "GET", f"/api/validation/sites/{site}").json()["field_checks"]  # as the site page links it
+    url = next(c["photos"][0] for c in listed if c["id"] == fields["id"])
+    assert call(env, "GET", url).content == photo.content
     before = stored(env)
     hostile = [  # (form changes, files, status)
         ({}, [("photos", ("x.jpg", b"<html><script>alert(1)</script></html>", "image/jpeg"))], 400),
@@ -176,17 +178,6 @@ def test_field_check_overrides_votes(env: dict[str, Any]) -> None:
     html = call(env, "GET", f"/sites/{site}?lang=en").text
     assert 'data-status="rejected"' in html and "checked in the field" in html and "a sand road, no pits" in html
     assert "not mining" in html and "1 / 5" in html
-
-
-@pytest.fixture(scope="module")
-def browser(env: dict[str, Any]) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium; make install adds it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e .[test])")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def test_offline_check_synced_once(env: dict[str, Any], browser: Any) -> None:

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from conftest import REPO, free_port
 from PIL import Image
+from publish_helpers import uvicorn_thread
 from shapely.geometry import Point, box, mapping, shape
 
 from amberwatch import portal
@@ -32,7 +31,6 @@ from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 
 DEMO = sorted((REPO / "demo").glob("S2_*amber_demo*.tif"))
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(len(DEMO) < 2, reason="demo scenes not built (demo/S2_*amber_demo*.tif)")
 OBLAST = "Бранденбург"  # the real Ukrainian name of the German state the demo scene lies in
 RAION = "Потсдам-Міттельмарк"
@@ -86,35 +84,9 @@ def app_server(make_database, tmp_path_factory: pytest.TempPathFactory) -> Itera
         source="test-fixture")
 
     app = create_app(settings, store, worker=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the app did not start")
-        time.sleep(0.2)
-    yield {"base": base, "store": store, "extent": extent, "tmp": tmp, "settings": settings}
-    server.should_exit = True
-    thread.join(10)
+    with uvicorn_thread(app, port, "/health", timeout=60) as base:
+        yield {"base": base, "store": store, "extent": extent, "tmp": tmp, "settings": settings}
     store.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(app_server: dict) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium; make install adds it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e .[test])")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def _shot_path(name: str, tmp: Path) -> Path:
