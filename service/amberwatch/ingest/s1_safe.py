@@ -284,7 +284,7 @@ def read_grd_sigma0(product: SafeProduct, pol: str, limits: IngestLimits = DEFAU
             f"{product.name} has no measurement pixels for {pol} (measurement/*.tiff missing): this .SAFE holds "
             "metadata only. Give the full GRD product, or analysis-ready backscatter GeoTIFFs (e.g. OPERA RTC)")
     gdal_path, lut = product.measurement[pol], product.calibration[pol]
-    with open_raster_gcps(gdal_path, limits) as ds:
+    with open_raster(gdal_path, limits, require_crs=False) as ds:  # a GRD measurement is georeferenced by GCPs
         step_r, step_c = max(1, ds.height // PLACEHOLDER_SAMPLE), max(1, ds.width // PLACEHOLDER_SAMPLE)
         try:
             sample = ds.read(1, out_shape=(ds.height // step_r, ds.width // step_c))
@@ -296,6 +296,9 @@ def read_grd_sigma0(product: SafeProduct, pol: str, limits: IngestLimits = DEFAU
         out_h, out_w = ds.height // looks, ds.width // looks
         if out_h == 0 or out_w == 0:
             raise InputError(f"{base_name(gdal_path)} is smaller than {looks} x {looks} pixels: nothing to multilook")
+        gcps, crs = ds.gcps
+        if not gcps:
+            raise InputError(f"{base_name(gdal_path)} has no GCPs: cannot place it on a map")
         out = np.empty((out_h, out_w), dtype=np.float32)
         strip = looks * max(1, 1024 // looks)
         for r0 in range(0, out_h * looks, strip):
@@ -308,13 +311,5 @@ def read_grd_sigma0(product: SafeProduct, pol: str, limits: IngestLimits = DEFAU
             blocks = sigma.reshape((r1 - r0) // looks, looks, out_w, looks)
             with np.errstate(invalid="ignore"):
                 out[r0 // looks: r1 // looks] = np.nanmean(blocks, axis=(1, 3))
-        if not ds.gcps[0]:
-            raise InputError(f"{base_name(gdal_path)} has no GCPs: cannot place it on a map")
-        transform = (from_gcps(ds.gcps[0]) if ds.gcps[0] else ds.transform) * Affine.scale(looks, looks)
-        crs = ds.gcps[1]
+        transform = from_gcps(gcps) * Affine.scale(looks, looks)
         return out, Grid(crs=crs, transform=transform, width=out_w, height=out_h)
-
-
-def open_raster_gcps(gdal_path: str, limits: IngestLimits):  # type: ignore[no-untyped-def]
-    """``open_raster`` for a GRD measurement, which is georeferenced by GCPs (no CRS of its own)."""
-    return open_raster(gdal_path, limits, require_crs=False)
