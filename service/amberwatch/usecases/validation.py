@@ -210,7 +210,7 @@ def site_validation(store: Store, site_id: int) -> dict[str, Any]:
                 # public: no sources, and no gold items (volunteers must not tell them from the others)
                 "items": [_state(i) | {"kind": i.kind} for i in items if i.source != "gold"],
                 "field_checks": [{**c, "id": str(c["id"]), "checked_on": c["checked_on"].isoformat(),
-                                  "photos": [f"/api/field-checks/{c['id']}/photos/{n}"
+                                  "photos": [f"/api/field-checks/{c['id']}/photos/{n}.jpg"
                                              for n in range(len(c["photos"]))]} for c in checks]}
 
 
