@@ -33,7 +33,8 @@ class Observation:
     cumulative_area_ha: float  # footprint of everything detected up to and including this date
     status: str = "new"
     # Sentinel-1 evidence on a date Sentinel-2 did not observe the site (cloud): hectares of the site's envelope where
-    # ponds appeared or disappeared or bare ground changed (amberwatch.sar.evidence). None = an optical observation.
+    # ponds appeared or disappeared or bare ground changed (measured in PostGIS on the stored change polygons:
+    # store.queries.sar.evidence_in). None = an optical observation.
     sar_change_ha: float | None = None
 
 
