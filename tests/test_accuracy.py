@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -389,12 +388,8 @@ def test_api_and_stats_page_publish_the_report(env: dict[str, Any]) -> None:
                 f"{portal.format_number(50 * (overall['high'] - overall['low']), 1)}") in html
 
 
-def test_stats_page_shows_the_report_in_a_browser(env: dict[str, Any]) -> None:
+def test_stats_page_shows_the_report_in_a_browser(env: dict[str, Any], browser: Any) -> None:
     """Debian's chromium renders /stats as the app serves it (every request of the page goes to the app)."""
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium; make install adds it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e .[test])")
     client, origin = env["client"], "http://amberwatch.test"
 
     def from_app(route: Any) -> None:
@@ -404,26 +399,21 @@ def test_stats_page_shows_the_report_in_a_browser(env: dict[str, Any]) -> None:
 
     m = env["report"]["mining_area_ha"]
     t = portal.translator("uk")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.route(origin + "/**", from_app)
-            page.goto(origin + "/stats?lang=uk")
-            section = page.locator("#accuracy")
-            assert section.is_visible()
-            assert t("accuracy.title") in page.inner_text("#accuracy-h")
-            report = page.locator('article[data-version="2"]')
-            assert f"{portal.format_number(m['low'], 0)} – {portal.format_number(m['high'], 0)}" in \
-                report.locator(".accuracy-area").inner_text()
-            assert report.locator(".accuracy-matrix tbody tr").count() == 2
-            oblasts = report.locator(".accuracy-oblasts tbody tr")
-            assert [oblasts.nth(i).locator("th").inner_text() for i in range(oblasts.count())] == [
-                "Oblast A", "Oblast B"]
-            assert report.locator('.accuracy-classes tr[data-class="mining"] td.ci').inner_text() == \
-                f"{portal.format_number(m['low'], 0)} – {portal.format_number(m['high'], 0)}"
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.route(origin + "/**", from_app)
+    page.goto(origin + "/stats?lang=uk")
+    section = page.locator("#accuracy")
+    assert section.is_visible()
+    assert t("accuracy.title") in page.inner_text("#accuracy-h")
+    report = page.locator('article[data-version="2"]')
+    assert f"{portal.format_number(m['low'], 0)} – {portal.format_number(m['high'], 0)}" in \
+        report.locator(".accuracy-area").inner_text()
+    assert report.locator(".accuracy-matrix tbody tr").count() == 2
+    oblasts = report.locator(".accuracy-oblasts tbody tr")
+    assert [oblasts.nth(i).locator("th").inner_text() for i in range(oblasts.count())] == [
+        "Oblast A", "Oblast B"]
+    assert report.locator('.accuracy-classes tr[data-class="mining"] td.ci').inner_text() == \
+        f"{portal.format_number(m['low'], 0)} – {portal.format_number(m['high'], 0)}"
 
 
 def test_admins_design_and_report_through_the_api(env: dict[str, Any]) -> None:

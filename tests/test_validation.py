@@ -292,49 +292,43 @@ def test_labels_export_read_by_the_training_loader(env: dict[str, Any]) -> None:
     assert len(written) == 2 and all(c["pit_pixels"] > 0 for c in index["chips"])
 
 
-def test_volunteer_page_in_the_browser(env: dict[str, Any]) -> None:
+def test_volunteer_page_in_the_browser(env: dict[str, Any], browser: Any) -> None:
     """A volunteer answers two tasks on /validate/ in chromium: the polygon is drawn, the chips point at the site's
     before/after images, a rejection without a reason is not sent, and each answer is stored as a vote."""
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium; make install adds it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page(locale="uk-UA")
-        page.goto(env["url"] + "/validate")
-        page.fill("#key", env["keys"]["vol-5"])
-        page.click("#start")
-        page.wait_for_selector("#task:not([hidden])")
-        first = int(page.get_attribute("#task", "data-item-id") or 0)
-        assert page.get_attribute("#before", "src") == f"/api/validation/items/{first}/chips/before.png"
-        assert page.get_attribute("#after", "src") == f"/api/validation/items/{first}/chips/after.png"
-        assert (page.get_attribute("#shape path", "d") or "").startswith("M")
-        assert page.text_content("#not-mining") == "Не видобуток"  # Ukrainian for a Ukrainian browser
-        page.click("#not-mining")
-        assert page.text_content("#message") == "Оберіть, що це, якщо не видобуток."
-        page.select_option("#reason", "fish_pond")
-        page.click("#not-mining")
-        page.wait_for_function(f"document.getElementById('task').dataset.itemId !== '{first}'")
-        page.click("#mining")
-        page.wait_for_function("document.getElementById('message').textContent === 'Відповідь збережено.'")
-        assert page.is_hidden("#expert")  # a volunteer's key sees no expert queue
+    page = browser.new_page(locale="uk-UA")
+    page.goto(env["url"] + "/validate")
+    page.fill("#key", env["keys"]["vol-5"])
+    page.click("#start")
+    page.wait_for_selector("#task:not([hidden])")
+    first = int(page.get_attribute("#task", "data-item-id") or 0)
+    assert page.get_attribute("#before", "src") == f"/api/validation/items/{first}/chips/before.png"
+    assert page.get_attribute("#after", "src") == f"/api/validation/items/{first}/chips/after.png"
+    assert (page.get_attribute("#shape path", "d") or "").startswith("M")
+    assert page.text_content("#not-mining") == "Не видобуток"  # Ukrainian for a Ukrainian browser
+    page.click("#not-mining")
+    assert page.text_content("#message") == "Оберіть, що це, якщо не видобуток."
+    page.select_option("#reason", "fish_pond")
+    page.click("#not-mining")
+    page.wait_for_function(f"document.getElementById('task').dataset.itemId !== '{first}'")
+    page.click("#mining")
+    page.wait_for_function("document.getElementById('message').textContent === 'Відповідь збережено.'")
+    assert page.is_hidden("#expert")  # a volunteer's key sees no expert queue
 
-        # an analyst settles a disputed item on the same page
-        disputed = item_of(env, env["detections"][4])
-        vote(env, disputed, "vol-1", "mining")
-        vote(env, disputed, "vol-2", "not_mining", "beach")
-        assert vote(env, disputed, "vol-3", "unsure").json()["status"] == "disputed"
-        analyst = browser.new_page(locale="en-GB")
-        analyst.goto(env["url"] + "/validate/")
-        analyst.fill("#key", env["keys"]["expert"])
-        analyst.click("#start")
-        row = analyst.wait_for_selector(f"#disputed li[data-item-id='{disputed}']")
-        assert "not_mining (beach)" in row.text_content() and analyst.is_hidden("#task")
-        row.query_selector("select").select_option("clear_cut")
-        row.query_selector(".decide-not-mining").click()
-        analyst.wait_for_function("document.getElementById('message').textContent === 'Decision saved.'")
-        analyst.wait_for_function("document.getElementById('disputed').textContent === 'Nothing disputed.'")
-        browser.close()
+    # an analyst settles a disputed item on the same page
+    disputed = item_of(env, env["detections"][4])
+    vote(env, disputed, "vol-1", "mining")
+    vote(env, disputed, "vol-2", "not_mining", "beach")
+    assert vote(env, disputed, "vol-3", "unsure").json()["status"] == "disputed"
+    analyst = browser.new_page(locale="en-GB")
+    analyst.goto(env["url"] + "/validate/")
+    analyst.fill("#key", env["keys"]["expert"])
+    analyst.click("#start")
+    row = analyst.wait_for_selector(f"#disputed li[data-item-id='{disputed}']")
+    assert "not_mining (beach)" in row.text_content() and analyst.is_hidden("#task")
+    row.query_selector("select").select_option("clear_cut")
+    row.query_selector(".decide-not-mining").click()
+    analyst.wait_for_function("document.getElementById('message').textContent === 'Decision saved.'")
+    analyst.wait_for_function("document.getElementById('disputed').textContent === 'Nothing disputed.'")
     state = call(env, "GET", f"/api/validation/items/{disputed}", "expert").json()
     assert (state["status"], state["final_reason"], state["decided_via"]) == ("rejected", "clear_cut", "expert")
     with env["store"].session() as s:
