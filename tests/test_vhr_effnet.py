@@ -106,6 +106,22 @@ def test_tiny_training_cv_export_and_onnx_agree_with_torch(tiny_model: tuple[Pat
     assert 0.0 <= p_one <= 1.0 and vhr.score(rot) == pytest.approx(p_one, abs=2e-3)
 
 
+def test_image_square_card_without_input_size_is_refused(tmp_path: Path) -> None:
+    from amberwatch.errors import InputError
+    from amberwatch.vhr.model import load_vhr_model
+
+    src = newest_vhr()
+    card = json.loads((src / "mlm.json").read_text())
+    assert card["properties"]["amberwatch:input_kind"] == "image_square"
+    del card["properties"]["amberwatch:input_size"]
+    broken = tmp_path / "vhr-texty" / "9.9.9"
+    broken.mkdir(parents=True)
+    (broken / "model.onnx").symlink_to(src / "model.onnx")
+    (broken / "mlm.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="needs amberwatch:input_size"):
+        load_vhr_model(broken)
+
+
 def test_threshold_split_never_uses_the_test_fold() -> None:
     """The validation part that chooses a fold's threshold comes from its training tiles only."""
     from amberwatch_training.vhr.dataset import group_folds, load_chipset, tile_groups

@@ -78,7 +78,8 @@ class VhrModel:
 
     def _score_square(self, chips: list[np.ndarray], batch: int = 16) -> np.ndarray:
         """Mean over the 8 dihedral views; ``batch`` chips (8 x batch views) per onnxruntime call."""
-        size = int(self.input_size or 0)
+        size = self.input_size
+        assert size is not None  # _load refuses an image_square card without amberwatch:input_size
         out = np.zeros(len(chips), dtype=np.float64)
         for s in range(0, len(chips), batch):
             x = np.stack([square_input(c, size) for c in chips[s : s + batch]])
@@ -105,6 +106,8 @@ def _load(path: str, mtime: float, providers: tuple[str, ...] | None) -> VhrMode
     props = card_properties(card)
     if props.get("amberwatch:family") != "vhr_rgb":
         raise InputError(f"{model_dir}: not a VHR RGB model (amberwatch:family={props.get('amberwatch:family')!r})")
+    if props.get("amberwatch:input_kind") == "image_square" and "amberwatch:input_size" not in props:
+        raise InputError(f"{model_dir.name}: an image_square model's card needs amberwatch:input_size")
     session, provider = create_session(model_dir / "model.onnx", list(providers) if providers else None)
     model = VhrModel(
         path=model_dir,
