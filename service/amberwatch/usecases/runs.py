@@ -9,6 +9,7 @@ from pathlib import Path
 
 import procrastinate
 
+from amberwatch.detect.decision import DecisionRule
 from amberwatch.detect.registry import ModelInfo
 from amberwatch.errors import AmberWatchError, InputError, NotFoundError
 from amberwatch.jobs.queue import QUEUE, RUN_TASK, defer
@@ -48,7 +49,6 @@ def create_run(store: Store, settings: Settings, scene: Scene, model_name: str |
 
     ``pixel_threshold`` / ``min_confidence`` override the model's decision rule for this run (segmentation models).
     """
-    from amberwatch.detect.decision import DecisionRule
     from amberwatch.detect.registry import get_model
 
     info = get_model(settings.models_dir, model_name, scene.family, settings.default_models)
@@ -95,7 +95,7 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
     Idempotent: a run that is already published or failed is returned as it is; each start counts as an attempt
     and a run started more than ``settings.job_max_attempts`` times (its worker died each time) is failed.
     """
-    from amberwatch.detect import DecisionRule, detect_scene
+    from amberwatch.detect import detect_scene
     from amberwatch.detect.registry import get_model
     from amberwatch.vhr import detect_vhr
 
@@ -155,7 +155,7 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
 
 
 def detect_on_dask(scene: IngestedScene, info: ModelInfo, settings: Settings, workers: int | None,
-                   progress: Progress, rule) -> DetectionResult:
+                   progress: Progress, rule: DecisionRule | None) -> DetectionResult:
     """Detect on Dask: the cluster at ``settings.dask_scheduler``, else a local one of ``workers`` processes
     (default ``settings.dask_workers``) for the time of this run."""
     from amberwatch.detect.scaleout import dask_cluster, detect_scene_dask
