@@ -40,15 +40,19 @@ class Server:
     app: FastAPI
 
 
-def publish_settings(store: Store, data_dir, port: int | None = None) -> Settings:
-    """Settings for a publishing test: its own data dir (generated configs) and port, the store's database."""
+def app_settings(database_url: str, data_dir, **fields: Any) -> Settings:
+    """Settings for an app served in a test on ``database_url`` (e.g. a fresh one from conftest's ``make_database``):
+    its own data dir (generated configs), a free port on loopback, our mapserv; ``fields`` set more (limits...)."""
     if MAPSERV is None:
         pytest.skip("mapserv not installed (apt-get install cgi-mapserver)")
-    return Settings(
-        data_dir=data_dir, port=port or free_port(), host="127.0.0.1",
-        embedded_pg_port=store.settings.embedded_pg_port, database_url=store.settings.database_url,
-        mapserv_bin=MAPSERV,
-    )
+    return Settings(**{"data_dir": data_dir, "port": free_port(), "host": "127.0.0.1", "database_url": database_url,
+                       "mapserv_bin": MAPSERV, **fields})
+
+
+def publish_settings(store: Store, data_dir, port: int | None = None) -> Settings:
+    """Settings for a publishing test: its own data dir (generated configs) and port, the store's database."""
+    return app_settings(store.settings.database_url, data_dir, port=port or free_port(),
+                        embedded_pg_port=store.settings.embedded_pg_port)
 
 
 @contextmanager

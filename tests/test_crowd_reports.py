@@ -21,9 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port
 from PIL import Image
-from publish_helpers import MAPSERV, OGRINFO, publish_polygons, uvicorn_thread
+from publish_helpers import OGRINFO, app_settings, publish_polygons, uvicorn_thread
 from shapely.geometry import box
 from sqlalchemy import text
 
@@ -81,16 +80,13 @@ def app(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     from amberwatch.usecases import keys as keys_uc
     from amberwatch.web.app import create_app
 
-    if MAPSERV is None:
-        pytest.skip("mapserv not installed (apt-get install cgi-mapserver)")
     if not (portal.STATIC_DIR / "js" / "report.js").is_file():
         pytest.fail("the portal is not built: run `make portal` (npm ci + esbuild)")
     tmp = tmp_path_factory.mktemp("crowd")
-    port = free_port()
-    settings = Settings(data_dir=tmp / "data", database_url=make_database("amberwatch_crowd"), port=port,
-                        mapserv_bin=MAPSERV, report_max_upload_mb=5, report_max_image_mb=2,
-                        report_max_video_mb=2, report_max_video_s=2.0, report_max_image_pixels=20_000_000,
-                        rate_limit_reports="30/minute", rate_limit_writes="1000/minute")
+    settings = app_settings(make_database("amberwatch_crowd"), tmp / "data", report_max_upload_mb=5,
+                            report_max_image_mb=2, report_max_video_mb=2, report_max_video_s=2.0,
+                            report_max_image_pixels=20_000_000, rate_limit_reports="30/minute",
+                            rate_limit_writes="1000/minute")
     store = Store(settings).start()
     publish_polygons(store, settings, "crowd-test-scene", datetime(2026, 5, 1, 9, 30, tzinfo=UTC),
                      box(27.0, 51.3, 27.5, 51.6), [SITE])
@@ -99,7 +95,7 @@ def app(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     _, key = keys_uc.create_key(store, "moderator-test", "moderator")
     _, analyst = keys_uc.create_key(store, "analyst-test", "analyst")
     app_ = create_app(settings, store, worker=False)
-    with uvicorn_thread(app_, port, "/health", timeout=60) as base:
+    with uvicorn_thread(app_, settings.port, "/health", timeout=60) as base:
         yield {"base": base, "store": store, "settings": settings, "site_id": site_id, "tmp": tmp,
                "mod": {"Authorization": f"Bearer {key}"}, "analyst": {"Authorization": f"Bearer {analyst}"},
                "ids": {}}

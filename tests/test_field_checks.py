@@ -15,11 +15,10 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from publish_helpers import publish_polygons, publish_settings, uvicorn_thread
+from publish_helpers import app_settings, publish_polygons, uvicorn_thread
 from shapely.geometry import box
 from sqlalchemy import func, select
 
-from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Detection, FieldCheck
 from amberwatch.usecases import keys as keys_uc
@@ -41,8 +40,8 @@ def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
 
     tmp = tmp_path_factory.mktemp("field")
     url = make_database("amberwatch_field")
-    settings = publish_settings(Store(Settings(data_dir=tmp / "d0", database_url=url)), tmp / "data").model_copy(
-        update={"rate_limit_writes": "10000/minute"})  # many uploads from one address in a minute
+    # many uploads from one address in a minute
+    settings = app_settings(url, tmp / "data", rate_limit_writes="10000/minute")
     store = Store(settings).start()
     run_id = publish_polygons(store, settings, "FIELD_20250701", datetime(2025, 7, 1, tzinfo=UTC), FOOTPRINT,
                               [square(i) for i in range(3)])

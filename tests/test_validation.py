@@ -20,11 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
-from publish_helpers import OGRINFO, publish_polygons, publish_settings, uvicorn_thread
+from publish_helpers import OGRINFO, app_settings, publish_polygons, uvicorn_thread
 from shapely.geometry import box
 from sqlalchemy import select
 
-from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.models import Detection, ValidationItem, ValidationVote
 from amberwatch.store.queries import validation as vq
@@ -48,8 +47,8 @@ def env(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
 
     tmp = tmp_path_factory.mktemp("validation")
     url = make_database("amberwatch_validation")
-    settings = publish_settings(Store(Settings(data_dir=tmp / "d0", database_url=url)), tmp / "data").model_copy(
-        update={"rate_limit_writes": "10000/minute"})  # dozens of votes from one address in a minute
+    # dozens of votes from one address in a minute
+    settings = app_settings(url, tmp / "data", rate_limit_writes="10000/minute")
     store = Store(settings).start()
     run_id = publish_polygons(store, settings, "VALIDATION_20250601", datetime(2025, 6, 1, tzinfo=UTC), FOOTPRINT,
                               [square(i) for i in range(8)])
