@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -31,15 +30,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _common import free_port
+
 LON0, LAT0, LON1, LAT1 = 23.5, 49.5, 30.0, 52.2  # north-west Ukraine
 CHROMIUM = "/usr/bin/chromium"
 BATCH = 20_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed(store, n_sites: int, n_detections: int, extra_runs: int) -> dict:  # noqa: ANN001 - Store

@@ -42,15 +42,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _common import free_port
+
 LON0, LAT0, LON1, LAT1 = 23.5, 49.5, 29.5, 52.0  # Rivne, Zhytomyr and Volyn oblasts
 BOXES = 64
 CONCURRENCY = (1, 8)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def boxes(size: float, seed: int, n: int = BOXES) -> list[tuple[float, float, float, float]]:
