@@ -14,12 +14,13 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _common import SHARED_DATA as SHARED
+from _common import free_port
 from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, Point, box
 from sqlalchemy import text
@@ -31,7 +32,6 @@ from amberwatch.track import rebuild_sites, update_sites
 from amberwatch.track.geo import to_metric, to_wgs84
 from amberwatch.usecases.monitoring import load_layer
 
-SHARED = Path(os.environ.get("AMBERWATCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 ORIGIN = (26.3, 51.45)
 FOOTPRINT = box(26.2, 51.35, 27.3, 51.95)
 
@@ -44,10 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-track-", dir="/tmp"))
     os.chmod(root, 0o755)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    store = Store(Settings(data_dir=root, embedded_pg_port=port)).start()
+    store = Store(Settings(data_dir=root, embedded_pg_port=free_port())).start()
     try:
         if not args.no_layers and SHARED.exists():
             t0 = time.perf_counter()
@@ -67,7 +64,7 @@ def main() -> None:
             with store.session() as session:
                 scene = Scene(scene_key=f"BENCH_{k}", sensor="sentinel2a", family="sentinel2", level="L2A",
                               acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"], cloud_fraction=0.0,
-                              footprint=from_shape(FOOTPRINT, srid=4326), source="bench",
+                              footprint=from_shape(MultiPolygon([FOOTPRINT]), srid=4326), source="bench",
                               reflectance_path="/nonexistent.tif", stac_item={})
                 run = Run(state="running", parameters={}, progress=0.0, n_detections=0)
                 run.scenes = [scene]
