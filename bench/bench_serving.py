@@ -201,9 +201,14 @@ def synthetic(n: int, seed: int) -> Iterator:  # Iterator[NewDetection]
 
     rng = np.random.default_rng(seed)
     step = 100_000
+    # A run stores its polygons in the order the vectorizer emits them: strip by strip (north to south), west to
+    # east within a strip (detect.vectorize.StripVectorizer). Random positions are emitted in that order, not in random order.
+    all_x, all_y = rng.uniform(LON0, LON1 - 0.0005, n), rng.uniform(LAT0, LAT1 - 0.0004, n)
+    order = np.lexsort((all_x, -np.floor(all_y / 0.05)))
+    all_x, all_y = all_x[order], all_y[order]
     for start in range(0, n, step):
         m = min(step, n - start)
-        xs, ys = rng.uniform(LON0, LON1 - 0.0005, m), rng.uniform(LAT0, LAT1 - 0.0004, m)
+        xs, ys = all_x[start:start + m], all_y[start:start + m]
         polys = shapely.box(xs, ys, xs + rng.uniform(0.0002, 0.0008, m), ys + rng.uniform(0.0002, 0.0006, m))
         multis = shapely.multipolygons(polys, indices=np.arange(m))
         classes = np.where(rng.random(m) < 0.7, "pit", "pond")
