@@ -8,6 +8,7 @@ the radar change in its envelope is evidence (docs/monitoring.md, "Sentinel-1 ev
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,10 +38,16 @@ class SarRecord:
 
 
 def water_model(settings: Settings) -> WaterModel:
+    """The newest ``s1-water`` model of the registry, on the configured providers; one session per model file."""
     model = newest(list_models(settings.models_dir), WATER_MODEL)
     if model is None or not model.onnx_path.is_file():
         raise InputError(f"the {WATER_MODEL} model is not in the model registry ({settings.models_dir.name})")
-    return WaterModel(model.onnx_path)
+    return _water_session(model.onnx_path, tuple(settings.providers) if settings.providers else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _water_session(onnx_path: Path, providers: tuple[str, ...] | None) -> WaterModel:
+    return WaterModel(onnx_path, list(providers) if providers else None)
 
 
 def record_s1_pair(store: Store, settings: Settings, before: list[Path], after: list[Path]) -> SarRecord:
