@@ -2,7 +2,8 @@
 
 Pass 1 reads ``block_rows`` rows of every band at a time (WarpedVRT when a band is not on the target grid),
 converts DN to reflectance * 10000 (uint16, 0 = nodata; valid reflectance <= 0 is stored as 1) and writes a
-tiled intermediate GeoTIFF plus a raw cloud/invalid mask. Pass 2 dilates the cloud mask block by block (with a
+tiled intermediate GeoTIFF plus a raw cloud/invalid mask; the reflectance overviews are computed from the same
+blocks as they go by (:mod:`amberwatch.ingest.overviews`). Pass 2 dilates the cloud mask block by block (with a
 halo) and counts cloud pixels. Both intermediates are then converted to COGs with GDAL's COG driver.
 """
 
@@ -24,6 +25,7 @@ from rasterio.windows import Window
 from amberwatch.cog import to_cog
 from amberwatch.errors import InputError
 from amberwatch.ingest import cloud, s2cloud
+from amberwatch.ingest.overviews import HalfResolution
 from amberwatch.ingest.plan import BandSource, Grid, ScenePlan
 from amberwatch.ingest.rasters import (
     READ_ERRORS,
@@ -155,6 +157,9 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
         ))
         _describe(dst, plan)
         mdst = stack.enter_context(rasterio.open(raw_mask_tmp, "w", **_INTERMEDIATE, **base, count=1, dtype="uint8"))
+        half = None if uint8 else HalfResolution(work / "reflectance_half.tif", grid, len(plan.bands))
+        if half is not None:
+            stack.callback(half.close)
         for k, row0 in enumerate(range(0, grid.height, block_rows)):
             h = min(block_rows, grid.height - row0)
             win = Window(0, row0, grid.width, h)
@@ -180,6 +185,8 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
             else:
                 out[:, ~valid] = 0
                 dst.write(out, window=win)
+                if half is not None:
+                    half.add(out, row0)
             del out
             cloudy = _block_clouds(plan, spectral, mask_reader, win, valid.shape)
             for dataset in shared.values():
@@ -197,6 +204,8 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
         tick(0.81, "s2cloudless cloud and shadow mask")
         stats.cloud_pixels = s2cloud.scene_mask_pass(refl_tmp, work / "mask_final.tif", [b.name for b in plan.bands],
                                                      plan.acquired, block_rows)
+    if half is not None:  # after the s2cloudless pass: it averages the full-resolution stack itself
+        half.attach(refl_tmp)
     tick(0.82, "writing reflectance COG")
     to_cog(refl_tmp, refl_path, overview_resampling="AVERAGE", level=1)  # level 1: ~2x faster, ~5 % larger
     if mask_path is not None:
