@@ -20,6 +20,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from amberwatch.detect.confusers_rule import (
+    ContextRule,
+    context_window,
+    elongation,
+    filter_class_map,
+    ring_water_share,
+    water_mask,
+)
 from amberwatch.detect.decision import DecisionRule, object_class_map
 from amberwatch.detect.session import ModelRunner, create_session
 
@@ -28,7 +36,10 @@ from .export import predict
 from .pixel_rf import PixelRF
 
 EIGHT = np.ones((3, 3), bool)
-VARIANTS = ("unet", "rf", "mean", "and", "unet+water")  # unet+water: U-Net, then the water-context rule
+# unet+water: U-Net, then the (rejected) water-context rule; +context: then the natural-sand rule
+# (amberwatch.detect.confusers_rule) with CONTEXT_RULE, whose thresholds were chosen on the validation split
+VARIANTS = ("unet", "rf", "mean", "and", "unet+water", "unet+context", "mean+context")
+CONTEXT_RULE = ContextRule()
 RULES = [DecisionRule(t, c) for t in (0.3, 0.5, 0.7) for c in (0.0, 0.6, 0.8, 0.9)]
 
 
@@ -60,7 +71,8 @@ def count_objects(cls: np.ndarray, site_ids: np.ndarray, scorable: set[int], con
 def combine(p_unet: np.ndarray, p_rf: np.ndarray | None, variant: str) -> np.ndarray:
     """uint8 [2, H, W] pit/pond probabilities (x255) of a variant: the U-Net, the RF, their mean, or AND (min).
     Ensembles keep the U-Net's pit/pond split of the combined mining probability."""
-    if variant in ("unet", "unet+water") or p_rf is None:
+    variant = variant.split("+")[0]
+    if variant == "unet" or p_rf is None:
         p = p_unet[1:]
     elif variant == "rf":
         p = p_rf[1:]
@@ -116,6 +128,7 @@ class Case:
     confuser: np.ndarray
     km2: float
     big_water: np.ndarray | None = None  # natural water bodies >= BIG_WATER_HA in the window (from the image)
+    water: np.ndarray | None = None  # NDWI water mask of the context rule (confusers_rule.water_mask)
 
 
 def make_case(kind: str, season: str, split: str, r: synth.Rendered, confuser: np.ndarray, runner: ModelRunner,
@@ -124,7 +137,7 @@ def make_case(kind: str, season: str, split: str, r: synth.Rendered, confuser: n
     p_rf = rf(r.stack) if rf is not None else None
     scorable = set(np.unique(r.site_ids[r.label > 0]).tolist()) - {0}
     return Case(kind, season, split, p_unet, p_rf, r.site_ids, scorable, confuser, r.label.size / 10_000,
-                big_water(r.stack))
+                big_water(r.stack), water_mask(r.stack[1], r.stack[6], CONTEXT_RULE.ndwi_water))
 
 
 def score_cases(cases: list[Case], variant: str, rule: DecisionRule | dict[str, DecisionRule],
@@ -136,6 +149,8 @@ def score_cases(cases: list[Case], variant: str, rule: DecisionRule | dict[str, 
         cls = object_class_map(combine(c.p_unet, c.p_rf, variant), ru)
         if variant == "unet+water" and c.big_water is not None:
             cls = water_context_filter(cls, c.big_water)
+        if variant.endswith("+context") and c.water is not None:
+            cls = filter_class_map(cls, c.water, CONTEXT_RULE)
         for k, v in count_objects(cls, c.site_ids, c.scorable, c.confuser, min_px).items():
             tot[k] += v
         tot["km2"] += c.km2
@@ -152,6 +167,58 @@ def choose(cases: list[Case], variant: str) -> tuple[DecisionRule, float]:
     scored = [(score_cases(cases, variant, r)["f1"], r) for r in RULES]
     f1, rule = max(scored, key=lambda t: t[0])
     return rule, f1
+
+
+CONTEXT_GRID = {  # thresholds of the natural-sand rule searched on validation (ring, water body, window fixed)
+    "min_ring_water": (0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
+    "max_pond_share": (0.0, 0.05, 0.1, 0.15, 0.2),
+    "min_elongation": (1.0, 1.5, 2.0),
+}
+
+
+def choose_context_rule(cases: list[Case], rule: DecisionRule, min_px: int = 5) -> tuple[ContextRule, list[dict]]:
+    """The natural-sand rule with the best pooled object F1 on validation ``cases`` (U-Net, ``rule``); ties go to
+    the rule that drops the fewest validation objects (the most conservative). Object features are computed once."""
+    base = ContextRule()
+    objs = []  # (case index, (pond share, elongation, ring water share), site ids touched) per object
+    for j, c in enumerate(cases):
+        cls = object_class_map(combine(c.p_unet, c.p_rf, "unet"), rule)
+        comps, _ = ndimage.label(cls > 0, structure=EIGHT)
+        for i, sl in enumerate(ndimage.find_objects(comps), start=1):
+            if sl is None:
+                continue
+            win = context_window(sl[0], sl[1], cls.shape, base.context_px)
+            obj = comps[win] == i
+            if obj.sum() < min_px:
+                continue
+            touch = ndimage.binary_dilation(obj, structure=EIGHT)
+            hit = set(np.unique(c.site_ids[win][touch]).tolist()) - {0}
+            assert c.water is not None
+            features = (float((cls[win][obj] == 2).mean()), elongation(obj),
+                        ring_water_share(obj, c.water[win], base, 0.01))
+            objs.append((j, features, hit))
+    sites = sum(len(c.scorable) for c in cases)
+    table = []
+    for ring in CONTEXT_GRID["min_ring_water"]:
+        for pond in CONTEXT_GRID["max_pond_share"]:
+            for el in CONTEXT_GRID["min_elongation"]:
+                found: set[tuple[int, int]] = set()
+                kept = false = 0
+                for j, (p, e, w), hit in objs:
+                    if p <= pond and e >= el and w >= ring:
+                        continue
+                    kept += 1
+                    false += not hit
+                    found |= {(j, s) for s in hit if s in cases[j].scorable}
+                precision, recall = (kept - false) / max(1, kept), len(found) / max(1, sites)
+                table.append({"min_ring_water": ring, "max_pond_share": pond, "min_elongation": el,
+                              "objects": kept, "false": false, "found": len(found), "sites": sites,
+                              "f1": round(2 * precision * recall / max(1e-9, precision + recall), 5)})
+    best = max(table, key=lambda t: (t["f1"], t["objects"], t["min_ring_water"], -t["max_pond_share"],
+                                     t["min_elongation"]))
+    chosen = ContextRule(max_pond_share=best["max_pond_share"], min_elongation=best["min_elongation"],
+                         min_ring_water=best["min_ring_water"])
+    return chosen, table
 
 
 def region_cases(scene, summer, split: str, n: int, runner: ModelRunner, rf: PixelRF | None,  # type: ignore[no-untyped-def]
@@ -195,6 +262,9 @@ def run(model_dir: Path, per_kind: int = 8, region_renderings: int = 2, rf_chips
     log("models run on the region renderings")
     val = [c for c in cases if c.split == "val"] + val_regions
     test_chips = [c for c in cases if c.split == "test"]
+    context_rule, context_table = choose_context_rule(val, card_rule)
+    if context_rule != CONTEXT_RULE:
+        log(f"note: validation now chooses {context_rule}, the registered rule is {CONTEXT_RULE}")
 
     ablation = {}
     for v in VARIANTS:
@@ -215,12 +285,14 @@ def run(model_dir: Path, per_kind: int = 8, region_renderings: int = 2, rf_chips
         for season in confusers.SEASONS:
             sub = [c for c in test_chips if c.kind == kind and c.season == season]
             s = score_cases(sub, "unet", card_rule)
+            after = score_cases(sub, "unet+context", card_rule)
             table[f"{kind}/{season}"] = {
                 "confusers": len(sub), "false_objects": s["false_on_confuser"],
                 "per_100_confusers": 100 * s["false_on_confuser"] / max(1, len(sub)),
                 "confusers_flagged": sum(score_cases([c], "unet", card_rule)["false_on_confuser"] > 0 for c in sub),
                 "false_elsewhere": s["false_elsewhere"], "chip_km2": round(s["km2"], 2),
                 "control_found": s["found"], "control_sites": s["sites"],
+                "false_objects_context_rule": after["false_on_confuser"], "control_found_context_rule": after["found"],
                 "spectrum_source": confusers.SPECTRUM_SOURCE[kind],
                 "false_objects_by_variant": {v: score_cases(sub, v, DecisionRule(**ablation[v]["rule"]))
                                              ["false_on_confuser"] for v in VARIANTS}}
@@ -230,6 +302,9 @@ def run(model_dir: Path, per_kind: int = 8, region_renderings: int = 2, rf_chips
             "false_objects_unet_card_rule": table,
             "test_confusers_unet_card_rule": _short(score_cases(test_chips, "unet", card_rule)),
             "ablation": ablation, "kept_variant": best, "per_season_rules": per_season,
+            "test_confusers_unet_context_rule": _short(score_cases(test_chips, "unet+context", card_rule)),
+            "context_rule": {"registered": CONTEXT_RULE.as_dict(), "chosen_on_validation": context_rule.as_dict(),
+                             "search": context_table},
             "rf": {"onnx": str(rf_path), "training_chips": int(len(x)), "features": list(pixel_rf.FEATURE_NAMES)},
             "seconds": round(time.time() - t0, 1)}
 
@@ -241,12 +316,14 @@ def _short(s: dict[str, Any]) -> dict[str, Any]:
 def markdown(rep: dict[str, Any]) -> str:
     """The two tables of the report as Markdown."""
     lines = ["| kind | season | confusers | false objects | per 100 confusers | confusers flagged | "
-             "control sites found | spectra | false objects U-Net / RF / mean / AND / U-Net+water rule (val rules) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "control sites found | false objects / control sites found with the context rule | spectra | "
+             f"false objects {' / '.join(VARIANTS)} (val rules) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in rep["false_objects_unet_card_rule"].items():
         kind, season = key.split("/")
         lines.append(f"| {kind} | {season} | {r['confusers']} | {r['false_objects']} | {r['per_100_confusers']:.0f} | "
                      f"{r['confusers_flagged']} | {r['control_found']}/{r['control_sites']} | "
+                     f"{r['false_objects_context_rule']} / {r['control_found_context_rule']}/{r['control_sites']} | "
                      f"{r['spectrum_source'].split(':')[0]} | "
                      f"{' / '.join(str(r['false_objects_by_variant'][v]) for v in VARIANTS)} |")
     lines += ["", "| variant | rule (val) | val P / R / F1 | confuser set P / R / F1 | false on confusers | "

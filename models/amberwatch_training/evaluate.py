@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from amberwatch.detect.confusers_rule import ContextRule, filter_class_map, water_mask
 from amberwatch.detect.decision import CARD_KEY, DecisionRule, object_class_map
 
 from . import synth
@@ -170,10 +171,20 @@ def region_predictions(model_dir: Path, family: str, region: str, realizations: 
     return out
 
 
-def score_rule(preds: list[tuple[np.ndarray, synth.Rendered]], rule: DecisionRule, res: float) -> dict[str, Any]:
-    """Pooled metrics of the service's decision rule on cached predictions."""
+def score_rule(preds: list[tuple[np.ndarray, synth.Rendered]], rule: DecisionRule, res: float,
+               context: ContextRule | None = None) -> dict[str, Any]:
+    """Pooled metrics of the service's decision rule (then the card's natural-sand ``context`` rule, if any, as
+    the service applies it: ``amberwatch.detect.confusers_rule``) on cached predictions."""
     min_px = min_object_pixels(res)
-    return summarize([score(object_class_map(p, rule), r, res, min_px) for p, r in preds])
+
+    def objects(p: np.ndarray, r: synth.Rendered) -> np.ndarray:
+        cls = object_class_map(p, rule)
+        if context is None:
+            return cls
+        water = water_mask(r.stack[r.bands.index("green")], r.stack[r.bands.index("nir")], context.ndwi_water)
+        return filter_class_map(cls, water, context, res * res / 10_000)
+
+    return summarize([score(objects(p, r), r, res, min_px) for p, r in preds])
 
 
 def choose_rule(model_dir: Path, family: str, realizations: int = VALIDATION_REALIZATIONS, seed: int = VALIDATION_SEED,
@@ -200,17 +211,18 @@ def evaluate(model_dir: Path, family: str, region: str = "test", realizations: i
     model_dir = Path(model_dir)
     card = json.loads((model_dir / "mlm.json").read_text()) if (model_dir / "mlm.json").exists() else {}
     rule = rule or DecisionRule.from_card(card.get("properties", {}))
+    context = ContextRule.from_card(card.get("properties", {}))
     scene = scene or load_scene(family)
     preds = region_predictions(model_dir, family, region, realizations, seed, scene)
-    out = score_rule(preds, rule, scene.res)
-    plain = score_rule(preds, DecisionRule(), scene.res)
+    out = score_rule(preds, rule, scene.res, context)
+    plain = score_rule(preds, DecisionRule(), scene.res, context)
     if save_cases is not None and preds:
         from .figures import save_case_images
 
         save_case_images(preds[0][1], object_class_map(preds[0][0], rule), save_cases, family)
     out.update({"family": family, "region": region, "realizations": realizations, "seed": seed,
                 "min_object_pixels": min_object_pixels(scene.res),
-                "decision_rule": rule.as_dict(),
+                "decision_rule": rule.as_dict(), "context_rule": context.as_dict() if context else None,
                 "plain_rule_0.5_0.0": {k: plain[k] for k in ("object_precision", "object_recall", "object_f1")}
                 | {"mining_iou": plain["pixel_iou"]["mining"]}})
     return out

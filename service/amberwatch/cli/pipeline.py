@@ -53,6 +53,9 @@ def detect(
     workers: Annotated[int | None, typer.Option(
         min=1, max=64, help="Worker processes of the local Dask cluster (implies --dask; default "
         "AMBERWATCH_DASK_WORKERS, 2).")] = None,
+    ensemble: Annotated[bool, typer.Option(
+        "--ensemble", help="Use the model's U-Net + pixel Random Forest mean ensemble (s2-unet-rf): fewer false "
+        "objects on sandbars, about 5-7x slower inference (docs/models.md#confusers-and-seasons-sentinel-2).")] = False,
 ) -> None:
     """Run detection on a scene as a queued job worked off here; the polygons become a new published run."""
     cfg = settings()
@@ -61,6 +64,8 @@ def detect(
     parameters = {"executor": "dask", "dask_workers": workers} if dask or workers else None
     store = open_store(cfg)
     row = scene_arg(store, cfg, scene)
+    if ensemble:
+        model = runs_uc.ensemble_model(cfg, row, model)
     ref_row = scene_arg(store, cfg, reference) if reference else None
     created = runs_uc.create_run(store, cfg, row, model, parameters, reference=ref_row,
                                  pixel_threshold=pixel_threshold, min_confidence=min_confidence, created_by="cli")

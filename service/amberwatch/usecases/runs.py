@@ -82,6 +82,21 @@ def create_run(store: Store, settings: Settings, scene: Scene, model_name: str |
         return run_queries.create(session, mv.id, scene.id, parameters, created_by)
 
 
+ENSEMBLE_KEY = "amberwatch:ensemble_model"  # card key: the registered U-Net + pixel RF ensemble of a model
+
+
+def ensemble_model(settings: Settings, scene: Scene, model_name: str | None) -> str:
+    """The U-Net + RF ensemble registered for ``model_name`` (default: the scene family's default model), named by
+    its card's ``amberwatch:ensemble_model``; InputError when it has none (docs/models.md)."""
+    from amberwatch.detect.registry import get_model
+
+    base = get_model(settings.models_dir, model_name, scene.family, settings.default_models)
+    name = base.properties.get(ENSEMBLE_KEY)
+    if not name:
+        raise InputError(f"Model {base.ref} has no U-Net + RF ensemble (no {ENSEMBLE_KEY} in its card)")
+    return str(name)
+
+
 def public_error(err: BaseException) -> str:
     """What a run or job shows of an error: our own messages as they are, nothing of an internal one."""
     if isinstance(err, AmberWatchError):
@@ -95,7 +110,7 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
     Idempotent: a run that is already published or failed is returned as it is; each start counts as an attempt
     and a run started more than ``settings.job_max_attempts`` times (its worker died each time) is failed.
     """
-    from amberwatch.detect import detect_scene
+    from amberwatch.detect import confusers_rule, detect_scene
     from amberwatch.detect.registry import get_model
     from amberwatch.vhr import detect_vhr
 
@@ -136,6 +151,8 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
             result = detect_on_dask(scene, info, settings, params.get("dask_workers"), report, rule)
         else:
             result = detect_scene(scene, info, work, settings, progress=report, rule=rule)
+        if info.family != "vhr_rgb":  # the card's natural-sand rule (river sandbars), if it has one
+            result = confusers_rule.apply_to_result(result, scene, info)
         if params.get("reference_scene_id"):
             progress(0.9, "change model against the reference scene")
             apply_change_model(store, settings, scene, int(params["reference_scene_id"]), params["change_model"],
