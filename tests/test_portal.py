@@ -456,7 +456,7 @@ def _first_site(app_server: dict) -> int:
 def test_axe_no_serious_or_critical_violations(app_server: dict, browser: Any, lang: str):
     base = app_server["base"]
     pages = {"/": '#map[data-state="idle"]', f"/sites/{_first_site(app_server)}": "#status",
-             "/stats": "#stats-table", "/stats?by=hromada": "#stats-table"}
+             "/stats": "#stats-table", "/stats?by=hromada": "#stats-table", "/validate/": "#key"}
     found = {}
     for path, ready in pages.items():
         page = browser.new_page(viewport={"width": 1280, "height": 800}, locale=lang)

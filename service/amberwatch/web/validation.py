@@ -3,27 +3,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from amberwatch import portal
 from amberwatch.accounts import Principal
-from amberwatch.errors import NotFoundError
 from amberwatch.usecases import validation as uc
 from amberwatch.validation.items import NewItem
 from amberwatch.web.deps import MAX_ID, PageDep, SettingsDep, StoreDep, require
-from amberwatch.web.portal import HeavyDep
+from amberwatch.web.portal import HeavyDep, LangDep
+from amberwatch.web.portal import _common as common_context
+from amberwatch.web.portal import _page as page_response
 
 router = APIRouter(prefix="/api/validation", tags=["validation"])
 pages = APIRouter(include_in_schema=False)
-PAGE_DIR = Path(__file__).resolve().parents[1] / "portal" / "volunteer"
-PAGE_FILES = {"index.html": "text/html; charset=utf-8", "validate.js": "application/javascript; charset=utf-8",
-              "validate.css": "text/css; charset=utf-8"}
 ItemId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 Validator = Annotated[Principal, Depends(require("validate"))]
 Analyst = Annotated[Principal, Depends(require("decide"))]
@@ -135,18 +133,7 @@ def validate_root() -> RedirectResponse:
     return RedirectResponse("/validate/", status_code=308)
 
 
-@pages.get("/validate/")
-def validate_page() -> Response:
-    return _page_file("index.html")
-
-
-@pages.get("/validate/{name}")
-def validate_file(name: str) -> Response:
-    return _page_file(name)
-
-
-def _page_file(name: str) -> Response:
-    if name not in PAGE_FILES:
-        raise NotFoundError(f"no file {name[:40]!r} in the validation page")
-    return FileResponse(PAGE_DIR / name, media_type=PAGE_FILES[name],
-                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+@pages.get("/validate/", response_class=HTMLResponse)
+def validate_page(request: Request, lang: LangDep) -> HTMLResponse:
+    """The volunteers' page (the portal's header, uk/en); the validator's key is entered in the page."""
+    return page_response(portal.render("validate.html", lang.code, **common_context(request, lang)), lang)
