@@ -34,7 +34,7 @@ class Observation:
     status: str = "new"
     # Sentinel-1 evidence on a date Sentinel-2 did not observe the site (cloud): hectares of the site's envelope where
     # ponds appeared or disappeared or bare ground changed (measured in PostGIS on the stored change polygons:
-    # store.queries.sar.evidence_in). None = an optical observation.
+    # store.queries.sar.evidence_in_each). None = an optical observation.
     sar_change_ha: float | None = None
 
 

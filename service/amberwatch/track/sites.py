@@ -24,6 +24,7 @@ from amberwatch.store.models import Event
 from amberwatch.store.queries import sar as sar_q
 from amberwatch.store.queries import sites as q
 from amberwatch.store.queries.layers import assign_admin
+from amberwatch.store.queries.sar import SarEvidenceRow
 from amberwatch.track import rules
 from amberwatch.track.clustering import single_linkage
 from amberwatch.track.geo import area_ha, multi, to_metric, to_wgs84
@@ -104,13 +105,19 @@ def _recompute(session: Session, run_id: int | None, region_wkb: bytes | None) -
     _adopt_superseded(session, clusters, hit_sites, owners, merged)
 
     clear = _ClearSky(session, clusters)
-    new_events: list[Event] = []
-    kept: set[int] = set()
-    for cluster in clusters:
-        first = min(cluster.dets, key=lambda d: (d.observed_at, d.run_id))
-        site_id = q.site_or_new(session, owners.get(cluster.key), first.observed_at, first.run_id)
-        kept.add(site_id)
-        new_events += _update_site(session, site_id, cluster, run_id, clear)
+    shapes = [_Shape.of(c) for c in clusters]  # the per-site reads below are one query each for all sites
+    covering = q.visible_runs_covering(session, run_id, [s.point.wkb for s in shapes])
+    radar = sar_q.evidence_in_each(session, [to_wgs84(s.envelope).wkb for s in shapes])
+    site_ids = _site_ids(session, clusters, owners)
+    updates: list[q.SiteUpdate] = []
+    wanted_events: list[tuple[int, list[q.EventRow]]] = []
+    for site_id, cluster, shape, runs, sar in zip(site_ids, clusters, shapes, covering, radar, strict=True):
+        update, events = _update_site(site_id, cluster, shape, _observing_runs(runs, shape, clear), sar)
+        updates.append(update)
+        wanted_events.append((site_id, events))
+    q.save_sites(session, updates)
+    new_events = q.sync_events(session, wanted_events)
+    kept = set(site_ids)
     for old_id, cluster_key in merged.items():
         log.info("site %d merged into site %d", old_id, owners[cluster_key])
         q.merge_site(session, old_id, owners[cluster_key])
@@ -222,34 +229,61 @@ class _ClearSky:
 
 
 # -- one site ------------------------------------------------------------------------------------
-def _observing_runs(session: Session, extent_metric: BaseGeometry, run_id: int | None,
-                    clear: _ClearSky) -> dict[int, datetime]:
-    """Visible runs whose scene covers the site and was not cloudy there."""
-    extent = to_wgs84(extent_metric)
-    point = extent.representative_point()
+@dataclass
+class _Shape:
+    """A cluster's cumulative footprint (metric), its WGS84 extent and point, and its disturbance envelope."""
+
+    cumulative: BaseGeometry
+    extent: BaseGeometry  # EPSG:4326
+    point: BaseGeometry  # EPSG:4326, on the extent
+    envelope: BaseGeometry  # metric: convex hull + DISTURBANCE_BUFFER_M
+
+    @classmethod
+    def of(cls, cluster: _Cluster) -> _Shape:
+        cumulative = shapely.union_all([d.geom for d in cluster.dets])
+        extent = to_wgs84(cumulative)
+        return cls(cumulative, extent, extent.representative_point(),
+                   cumulative.convex_hull.buffer(rules.DISTURBANCE_BUFFER_M))
+
+
+def _site_ids(session: Session, clusters: list[_Cluster], owners: dict[int, int]) -> list[int]:
+    """Each cluster's site: the site that owns it when that site exists, else a new ``new`` site (created in cluster
+    order, first seen at the cluster's first detection)."""
+    existing = q.existing_site_ids(session, [owners[c.key] for c in clusters if c.key in owners])
+    kept = [owners.get(c.key) if owners.get(c.key) in existing else None for c in clusters]
+    firsts = [min(c.dets, key=lambda d: (d.observed_at, d.run_id)) for c, sid in zip(clusters, kept, strict=True)
+              if sid is None]
+    fresh = iter(q.new_sites(session, [(f.observed_at, f.run_id) for f in firsts]))
+    return [sid if sid is not None else next(fresh) for sid in kept]
+
+
+def _observing_runs(covering: list[tuple[int, datetime]], shape: _Shape, clear: _ClearSky) -> dict[int, datetime]:
+    """Of the visible runs whose scene covers the site (``covering``), those that were not cloudy there."""
     out: dict[int, datetime] = {}
-    for rid, acquired in q.visible_runs_covering(session, run_id, point.wkb):
-        if clear.observed(rid, extent):
+    for rid, acquired in covering:
+        if clear.observed(rid, shape.extent):
             out[rid] = min(acquired, out.get(rid, acquired))
     return out
 
 
-def _update_site(session: Session, site_id: int, cluster: _Cluster, run_id: int | None,
-                 clear: _ClearSky) -> list[Event]:
+def _update_site(site_id: int, cluster: _Cluster, shape: _Shape, observing: dict[int, datetime],
+                 radar: list[SarEvidenceRow]) -> tuple[q.SiteUpdate, list[q.EventRow]]:
+    """The site's new state, observation history and events (no database access: the caller reads and writes
+    for all sites at once)."""
     dets = cluster.dets
-    cumulative_all = shapely.union_all([d.geom for d in dets])
+    cumulative_all = shape.cumulative
     first_t = min(d.observed_at for d in dets)
     by_time: dict[datetime, list[_Det]] = defaultdict(list)
     for d in dets:
         by_time[d.observed_at].append(d)
     runs_at: dict[datetime, set[int]] = defaultdict(set)
-    for rid, t in _observing_runs(session, cumulative_all, run_id, clear).items():
+    for rid, t in observing.items():
         if t >= first_t:
             runs_at[t].add(rid)
     for t, ds in by_time.items():
         runs_at[t].update(d.run_id for d in ds)
-    envelope = cumulative_all.convex_hull.buffer(rules.DISTURBANCE_BUFFER_M)  # the disturbance envelope (metric)
-    sar_at = _radar_evidence(session, envelope, first_t, runs_at)
+    envelope = shape.envelope  # the disturbance envelope (metric)
+    sar_at = _radar_evidence(radar, first_t, runs_at)
 
     history: list[rules.Observation] = []
     extents: list[BaseGeometry | None] = []
@@ -309,17 +343,14 @@ def _update_site(session: Session, site_id: int, cluster: _Cluster, run_id: int 
             sensor="optical" if obs.sar_change_ha is None else "sentinel1", sar_change_ha=obs.sar_change_ha)
         for obs, extent in zip(history, extents, strict=True)
     ]
-    q.save_site(session, site_id, state, [d.id for d in dets], observations)
-    return q.sync_events(session, site_id, events)
+    return q.SiteUpdate(site_id, state, [d.id for d in dets], observations), events
 
 
-def _radar_evidence(session: Session, envelope: BaseGeometry, first_t: datetime,
+def _radar_evidence(radar: list[SarEvidenceRow], first_t: datetime,
                     optical: dict[datetime, set[int]]) -> dict[datetime, float]:
     """Sentinel-1 dates after the first detection on which no optical run observed the site (cloud), with the
-    hectares of radar change in the site's ``envelope`` (metric CRS; the disturbance envelope: hull +
-    DISTURBANCE_BUFFER_M)."""
-    return {row.acquired: row.change_ha for row in sar_q.evidence_in(session, to_wgs84(envelope).wkb)
-            if row.acquired > first_t and row.acquired not in optical}
+    hectares of radar change in the site's disturbance envelope (``radar``: the radar dates covering it)."""
+    return {row.acquired: row.change_ha for row in radar if row.acquired > first_t and row.acquired not in optical}
 
 
 def _status_changes(history: list[rules.Observation], extents: list[BaseGeometry | None],

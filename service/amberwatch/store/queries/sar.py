@@ -39,20 +39,22 @@ def save_observation(session: Session, *, scene_key: str, before_scene_key: str,
     return int(obs.id)
 
 
-def evidence_in(session: Session, envelope_wkb: bytes) -> list[SarEvidenceRow]:
-    """Radar dates whose footprint covers the envelope (EPSG:4326 WKB), with the geodesic hectares of their change
-    polygons inside it; the latest pair per date counts once."""
+def evidence_in_each(session: Session, envelopes_wkb: Sequence[bytes]) -> list[list[SarEvidenceRow]]:
+    """For each envelope (EPSG:4326 WKB), in one query: the radar dates whose footprint covers it, with the geodesic
+    hectares of their change polygons inside it; the latest pair per date counts once."""
+    if not envelopes_wkb:
+        return []
     rows = session.execute(text("""
-        WITH env AS (SELECT ST_GeomFromWKB(:env, 4326) AS g)
-        SELECT o.acquired,
+        WITH env AS (SELECT e.i, ST_GeomFromWKB(e.wkb, 4326) AS g
+                     FROM unnest(CAST(:envs AS bytea[])) WITH ORDINALITY AS e(wkb, i))
+        SELECT env.i, o.acquired,
                COALESCE(SUM(ST_Area(ST_Intersection(c.geom, env.g)::geography)) / 10000.0, 0.0) AS change_ha
-        FROM sar_observations o CROSS JOIN env
+        FROM env JOIN sar_observations o ON ST_Covers(o.footprint, ST_PointOnSurface(env.g))
         LEFT JOIN sar_changes c ON c.sar_observation_id = o.id AND ST_Intersects(c.geom, env.g)
-        WHERE ST_Covers(o.footprint, ST_PointOnSurface(env.g))
-        GROUP BY o.id, o.acquired
-        ORDER BY o.acquired, o.id
-    """), {"env": envelope_wkb}).all()
-    by_date: dict[datetime, float] = {}
-    for acquired, change_ha in rows:
-        by_date[acquired] = float(change_ha)
-    return [SarEvidenceRow(t, ha) for t, ha in sorted(by_date.items())]
+        GROUP BY env.i, o.id, o.acquired
+        ORDER BY env.i, o.acquired, o.id
+    """), {"envs": list(envelopes_wkb)}).all()
+    by_date: list[dict[datetime, float]] = [{} for _ in envelopes_wkb]
+    for i, acquired, change_ha in rows:
+        by_date[int(i) - 1][acquired] = float(change_ha)
+    return [[SarEvidenceRow(t, ha) for t, ha in sorted(dates.items())] for dates in by_date]

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from geoalchemy2.shape import from_shape
+import shapely
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
-from amberwatch.store.models import Detection, Event, Run, Site, SiteObservation
+from amberwatch.store.models import Event, Run, Site, SiteObservation
 
 BBox = tuple[float, float, float, float]  # minlon, minlat, maxlon, maxlat (EPSG:4326)
 
@@ -302,15 +302,24 @@ def oldest_site_near(session: Session, site_ids: Iterable[int], geom_wkb: bytes,
         " order by s.first_seen, s.id limit 1"), {"ids": sorted(site_ids), "g": geom_wkb, "eps": distance_m})
 
 
-def site_or_new(session: Session, site_id: int | None, observed_at: datetime, run_id: int) -> int:
-    """The id of site ``site_id`` when it exists, else of a new ``new`` site first seen at ``observed_at``."""
-    if site_id is not None and session.get(Site, site_id) is not None:
-        return site_id
-    site = Site(status="new", first_seen=observed_at, last_seen=observed_at, last_observed=observed_at,
-                first_run_id=run_id, last_run_id=run_id)
-    session.add(site)
+def existing_site_ids(session: Session, site_ids: Iterable[int]) -> set[int]:
+    """Which of ``site_ids`` exist."""
+    ids = sorted(set(site_ids))
+    return set(session.scalars(select(Site.id).where(Site.id.in_(ids)))) if ids else set()
+
+
+def new_sites(session: Session, firsts: Sequence[tuple[datetime, int]]) -> list[int]:
+    """Create one ``new`` site per (first observed_at, first run id), in one INSERT; their ids in the same order."""
+    if not firsts:
+        return []
+    sites = [Site(status="new", first_seen=t, last_seen=t, last_observed=t, first_run_id=run, last_run_id=run)
+             for t, run in firsts]
+    session.add_all(sites)
     session.flush()
-    return site.id
+    ids = [site.id for site in sites]
+    for site in sites:  # written with SQL from here on (save_sites): no stale copy stays in the session
+        session.expunge(site)
+    return ids
 
 
 def delete_site(session: Session, site_id: int) -> None:
@@ -341,66 +350,141 @@ def clear_sky_pieces(session: Session, run_id: int, box_wkb: bytes, max_vertices
     return [bytes(r) for r in rows]
 
 
-def visible_runs_covering(session: Session, run_id: int | None, point_wkb: bytes) -> list[tuple[int, datetime]]:
-    """(run id, scene acquisition) of every visible run whose scene footprint holds the point (EPSG:4326 WKB)."""
+def visible_runs_covering(session: Session, run_id: int | None,
+                          points_wkb: Sequence[bytes]) -> list[list[tuple[int, datetime]]]:
+    """For each point (EPSG:4326 WKB), in one query: (run id, scene acquisition) of every visible run whose scene
+    footprint holds it."""
+    if not points_wkb:
+        return []
     rows = session.execute(text(
-        "select r.id, s.acquired from runs r join run_scenes rs on rs.run_id = r.id"
-        f" join scenes s on s.id = rs.scene_id where {_VISIBLE}"
-        " and ST_Intersects(s.footprint, ST_GeomFromWKB(:pt, 4326))"), {"run": _run_param(run_id), "pt": point_wkb})
-    return [(rid, acquired) for rid, acquired in rows]
+        "select p.i, r.id, s.acquired from unnest(cast(:pts as bytea[])) with ordinality as p(wkb, i)"
+        " join scenes s on ST_Intersects(s.footprint, ST_GeomFromWKB(p.wkb, 4326))"
+        f" join run_scenes rs on rs.scene_id = s.id join runs r on r.id = rs.run_id where {_VISIBLE}"
+        " order by p.i, r.id"), {"run": _run_param(run_id), "pts": list(points_wkb)})
+    out: list[list[tuple[int, datetime]]] = [[] for _ in points_wkb]
+    for i, rid, acquired in rows:
+        out[int(i) - 1].append((rid, acquired))
+    return out
 
 
-def save_site(session: Session, site_id: int, state: SiteState, detection_ids: Sequence[int],
-              observations: Sequence[ObservationRow]) -> None:
-    """Write the site's state, point its detections at it and replace its observation history."""
-    site = session.get_one(Site, site_id)
-    site.geom = from_shape(state.geom, srid=4326)
-    site.max_geom = from_shape(state.max_geom, srid=4326)
-    site.status = state.status
-    site.first_seen, site.last_seen, site.last_observed = state.first_seen, state.last_seen, state.last_observed
-    site.area_ha, site.pit_area_ha, site.pond_area_ha = state.area_ha, state.pit_area_ha, state.pond_area_ha
-    site.max_area_ha = state.max_area_ha
-    site.confidence = state.confidence
-    site.n_observations = state.n_observations
-    site.first_run_id, site.last_run_id = state.first_run_id, state.last_run_id
-    site.growth_rate_ha_yr = state.growth_rate_ha_yr
-    site.disturbance_score, site.disturbance = state.disturbance_score, state.disturbance
-    site.merged_into_id = None
-    site.updated_at = datetime.now(UTC)
-    session.execute(update(Detection).where(Detection.id.in_(bindparam("ids", expanding=True)))
-                    .values(site_id=site_id), {"ids": list(detection_ids)})
-    session.execute(delete(SiteObservation).where(SiteObservation.site_id == site_id))
-    for obs in observations:
-        session.add(SiteObservation(
-            site_id=site_id, run_id=obs.run_id, observed_at=obs.observed_at, detected=obs.detected,
-            area_ha=obs.area_ha, pit_area_ha=obs.pit_area_ha, pond_area_ha=obs.pond_area_ha,
-            cumulative_area_ha=obs.cumulative_area_ha, status=obs.status, sensor=obs.sensor,
-            sar_change_ha=obs.sar_change_ha, geom=from_shape(obs.geom, srid=4326) if obs.geom is not None else None))
-    site.status_since = state.status_since
+def _wkb(geom: BaseGeometry | None) -> bytes | None:
+    return None if geom is None else shapely.to_wkb(geom)
 
 
-def sync_events(session: Session, site_id: int, wanted: Sequence[EventRow]) -> list[Event]:
-    """Make the site's events equal to ``wanted`` (one per status change, keyed by observed_at and to_status):
-    stale ones are deleted, existing ones keep their id and created_at (updated when they changed); returns the
-    events created."""
-    by_key = {(e.observed_at, e.to_status): e for e in wanted}
-    existing = {(e.observed_at, e.to_status): e for e in session.scalars(select(Event).where(Event.site_id == site_id))}
-    for key, stale in existing.items():
-        if key not in by_key:
-            session.delete(stale)
-    session.flush()
-    created: list[Event] = []
-    for key, want in by_key.items():
-        event: Event | None = existing.get(key)
-        if event is None:
-            event = Event(site_id=site_id, observed_at=want.observed_at, to_status=want.to_status)
-            session.add(event)
-            created.append(event)
-        elif (event.from_status, event.run_id, round(event.area_ha, 6)) == (want.from_status, want.run_id,
-                                                                          round(want.area_ha, 6)):
-            continue  # unchanged: same detections at that date
-        event.from_status, event.area_ha, event.run_id = want.from_status, want.area_ha, want.run_id
-        event.geom = from_shape(want.point, srid=4326)
-        event.extent = from_shape(want.extent, srid=4326) if want.extent is not None else None
-    session.flush()
-    return created
+@dataclass(frozen=True)
+class SiteUpdate:
+    """What the tracking wrote for one site: its state, its detections and its observation history."""
+
+    site_id: int
+    state: SiteState
+    detection_ids: Sequence[int]
+    observations: Sequence[ObservationRow]
+
+
+def save_sites(session: Session, updates: Sequence[SiteUpdate]) -> None:
+    """Write the sites' states, point their detections at them and replace their observation histories: one
+    statement each for all sites (observations inserted in the order given)."""
+    if not updates:
+        return
+    st = [u.state for u in updates]
+    session.execute(text(
+        "update sites s set geom = ST_GeomFromWKB(v.geom, 4326), max_geom = ST_GeomFromWKB(v.max_geom, 4326),"
+        " status = v.status, status_since = v.since, first_seen = v.first_seen, last_seen = v.last_seen,"
+        " last_observed = v.last_observed, area_ha = v.area, pit_area_ha = v.pit, pond_area_ha = v.pond,"
+        " max_area_ha = v.max_area, confidence = v.confidence, n_observations = v.n, first_run_id = v.first_run,"
+        " last_run_id = v.last_run, growth_rate_ha_yr = v.growth, disturbance_score = v.score,"
+        " disturbance = v.degree, merged_into_id = null, updated_at = :now"
+        " from unnest(cast(:ids as bigint[]), cast(:geom as bytea[]), cast(:max_geom as bytea[]),"
+        " cast(:status as text[]), cast(:since as timestamptz[]), cast(:first_seen as timestamptz[]),"
+        " cast(:last_seen as timestamptz[]), cast(:last_observed as timestamptz[]), cast(:area as float8[]),"
+        " cast(:pit as float8[]), cast(:pond as float8[]), cast(:max_area as float8[]),"
+        " cast(:confidence as float8[]), cast(:n as int[]), cast(:first_run as bigint[]),"
+        " cast(:last_run as bigint[]), cast(:growth as float8[]), cast(:score as float8[]),"
+        " cast(:degree as text[])) as v(id, geom, max_geom, status, since, first_seen, last_seen, last_observed,"
+        " area, pit, pond, max_area, confidence, n, first_run, last_run, growth, score, degree)"
+        " where s.id = v.id"), {
+            "now": datetime.now(UTC), "ids": [u.site_id for u in updates],
+            "geom": [_wkb(x.geom) for x in st], "max_geom": [_wkb(x.max_geom) for x in st],
+            "status": [x.status for x in st], "since": [x.status_since for x in st],
+            "first_seen": [x.first_seen for x in st], "last_seen": [x.last_seen for x in st],
+            "last_observed": [x.last_observed for x in st], "area": [x.area_ha for x in st],
+            "pit": [x.pit_area_ha for x in st], "pond": [x.pond_area_ha for x in st],
+            "max_area": [x.max_area_ha for x in st], "confidence": [x.confidence for x in st],
+            "n": [x.n_observations for x in st], "first_run": [x.first_run_id for x in st],
+            "last_run": [x.last_run_id for x in st], "growth": [x.growth_rate_ha_yr for x in st],
+            "score": [x.disturbance_score for x in st], "degree": [x.disturbance for x in st]})
+    dets = [(d, u.site_id) for u in updates for d in u.detection_ids]
+    session.execute(text(
+        "update detections d set site_id = v.site from unnest(cast(:ids as bigint[]), cast(:sites as bigint[]))"
+        " as v(id, site) where d.id = v.id"), {"ids": [d for d, _ in dets], "sites": [s for _, s in dets]})
+    session.execute(text("delete from site_observations where site_id = any(:sites)"),
+                    {"sites": [u.site_id for u in updates]})
+    obs = [(u.site_id, o) for u in updates for o in u.observations]
+    session.execute(text(
+        "insert into site_observations (site_id, run_id, observed_at, detected, area_ha, pit_area_ha, pond_area_ha,"
+        " cumulative_area_ha, status, sensor, sar_change_ha, geom)"
+        " select site, run, t, detected, area, pit, pond, cumulative, status, sensor, sar, ST_GeomFromWKB(g, 4326)"
+        " from unnest(cast(:site as bigint[]), cast(:run as bigint[]), cast(:t as timestamptz[]),"
+        " cast(:detected as boolean[]), cast(:area as float8[]), cast(:pit as float8[]), cast(:pond as float8[]),"
+        " cast(:cumulative as float8[]), cast(:status as text[]), cast(:sensor as text[]), cast(:sar as float8[]),"
+        " cast(:g as bytea[])) with ordinality as v(site, run, t, detected, area, pit, pond, cumulative, status,"
+        " sensor, sar, g, ord) order by ord"), {
+            "site": [sid for sid, _ in obs], "run": [o.run_id for _, o in obs], "t": [o.observed_at for _, o in obs],
+            "detected": [o.detected for _, o in obs], "area": [o.area_ha for _, o in obs],
+            "pit": [o.pit_area_ha for _, o in obs], "pond": [o.pond_area_ha for _, o in obs],
+            "cumulative": [o.cumulative_area_ha for _, o in obs], "status": [o.status for _, o in obs],
+            "sensor": [o.sensor for _, o in obs], "sar": [o.sar_change_ha for _, o in obs],
+            "g": [_wkb(o.geom) for _, o in obs]})
+
+
+def sync_events(session: Session, wanted: Sequence[tuple[int, Sequence[EventRow]]]) -> list[Event]:
+    """Make each site's events equal to its ``wanted`` ones (one per status change, keyed by observed_at and
+    to_status): stale ones are deleted, existing ones keep their id and created_at (updated when they changed);
+    one statement each for all sites. Returns the events created (in the order wanted)."""
+    if not wanted:
+        return []
+    existing: dict[int, dict[tuple[datetime, str], tuple]] = {sid: {} for sid, _ in wanted}
+    for row in session.execute(text(
+            "select site_id, observed_at, to_status, id, from_status, run_id, area_ha from events"
+            " where site_id = any(:sites)"), {"sites": [sid for sid, _ in wanted]}):
+        existing[row[0]][(row[1], row[2])] = tuple(row[3:])
+    stale: list[int] = []
+    new: list[tuple[int, EventRow]] = []
+    changed: list[tuple[int, EventRow]] = []
+    for site_id, events in wanted:
+        by_key = {(e.observed_at, e.to_status): e for e in events}
+        have = existing[site_id]
+        stale += [have[key][0] for key in have if key not in by_key]
+        for key, want in by_key.items():
+            if key not in have:
+                new.append((site_id, want))
+                continue
+            event_id, from_status, run_id, area_ha = have[key]
+            if (from_status, run_id, round(area_ha, 6)) != (want.from_status, want.run_id, round(want.area_ha, 6)):
+                changed.append((event_id, want))
+    if stale:
+        session.execute(text("delete from events where id = any(:ids)"), {"ids": stale})
+    if changed:
+        session.execute(text(
+            "update events e set from_status = v.from_status, area_ha = v.area, run_id = v.run,"
+            " geom = ST_GeomFromWKB(v.pt, 4326), extent = ST_GeomFromWKB(v.extent, 4326)"
+            " from unnest(cast(:ids as bigint[]), cast(:from_status as text[]), cast(:area as float8[]),"
+            " cast(:run as bigint[]), cast(:pt as bytea[]), cast(:extent as bytea[]))"
+            " as v(id, from_status, area, run, pt, extent) where e.id = v.id"), {
+                "ids": [i for i, _ in changed], "from_status": [e.from_status for _, e in changed],
+                "area": [e.area_ha for _, e in changed], "run": [e.run_id for _, e in changed],
+                "pt": [_wkb(e.point) for _, e in changed], "extent": [_wkb(e.extent) for _, e in changed]})
+    if not new:
+        return []
+    ids = list(session.scalars(text(
+        "insert into events (site_id, observed_at, to_status, from_status, area_ha, run_id, geom, extent)"
+        " select site, t, to_status, from_status, area, run, ST_GeomFromWKB(pt, 4326), ST_GeomFromWKB(extent, 4326)"
+        " from unnest(cast(:site as bigint[]), cast(:t as timestamptz[]), cast(:to_status as text[]),"
+        " cast(:from_status as text[]), cast(:area as float8[]), cast(:run as bigint[]), cast(:pt as bytea[]),"
+        " cast(:extent as bytea[])) with ordinality as v(site, t, to_status, from_status, area, run, pt, extent, ord)"
+        " order by ord returning id"), {
+            "site": [sid for sid, _ in new], "t": [e.observed_at for _, e in new],
+            "to_status": [e.to_status for _, e in new], "from_status": [e.from_status for _, e in new],
+            "area": [e.area_ha for _, e in new], "run": [e.run_id for _, e in new],
+            "pt": [_wkb(e.point) for _, e in new], "extent": [_wkb(e.extent) for _, e in new]}))
+    return list(session.scalars(select(Event).where(Event.id.in_(ids)).order_by(Event.id)))
