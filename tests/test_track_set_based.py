@@ -3,6 +3,7 @@ trip per site), and gives the same sites as publishing them in smaller runs woul
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -22,7 +23,7 @@ DATES = [datetime(2019 + k, 6, 15, tzinfo=UTC) for k in range(3)]
 
 
 @pytest.fixture(scope="module")
-def db(make_database) -> Store:
+def db(make_database) -> Iterator[Store]:
     url = make_database("amberwatch_track_set")
     st = Store(Settings(database_url=url)).start()
     yield st
@@ -30,7 +31,7 @@ def db(make_database) -> Store:
 
 
 @pytest.fixture
-def clean(db: Store) -> Store:
+def clean(db: Store) -> Iterator[Store]:
     yield db
     with db.session() as s:
         s.execute(text("truncate events, site_observations, detections, sites, run_scenes, runs, scenes cascade"))
