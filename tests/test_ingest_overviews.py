@@ -16,6 +16,7 @@ from rio_cogeo.cogeo import cog_validate
 from amberwatch.cog import to_cog
 from amberwatch.demo import demo_scene_path
 from amberwatch.ingest import ingest_path
+from amberwatch.ingest import overviews as overviews_module
 from amberwatch.ingest import writer as writer_module
 from amberwatch.ingest.overviews import HalfResolution, halve, overview_factors
 from amberwatch.ingest.plan import Grid
@@ -67,6 +68,18 @@ def gdal_made(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     scene = ingest_path(demo_scene_path(), tmp_path / "before")
     monkeypatch.setattr(writer_module, "HalfResolution", real)
     return scene.reflectance_path
+
+
+def test_the_cog_takes_the_streamed_overviews(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The COG driver copies the .ovr made as the blocks went by (it does not compute overviews again): an .ovr
+    marked with +1 everywhere shows in the product."""
+    real_halve = overviews_module.halve
+    monkeypatch.setattr(overviews_module, "halve", lambda block: real_halve(block) + np.uint16(1))
+    path = ingest_path(demo_scene_path(), tmp_path / "scene").reflectance_path
+    with rasterio.open(path) as src:
+        full = src.read()
+        level2 = src.read(out_shape=(src.count, src.height // 2, src.width // 2))
+    np.testing.assert_array_equal(level2, real_halve(full) + np.uint16(1))
 
 
 def test_streamed_overviews_on_real_pixels(tmp_path: Path, gdal_made: Path) -> None:
