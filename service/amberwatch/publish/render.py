@@ -13,7 +13,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from amberwatch.publish.catalog import REGION_EXTENT
-from amberwatch.publish.connection import DbParams
+from amberwatch.publish.connection import DbParams, serving_options
 from amberwatch.publish.layers import MAP_ALIAS, SERVICE, SRS, Layer
 
 # Label font: DejaVu Sans has Latin and Cyrillic (Debian fonts-dejavu-core, pulled in by fontconfig).
@@ -96,5 +96,6 @@ def render_pygeoapi_config(layers: list[Layer], db: DbParams, base_url: str, hos
         log_level="ERROR",
         service={**SERVICE, "url": base_url},
         db=asdict(db),
+        db_connect_args={**db.options, "options": serving_options()},  # libpq keywords, as psycopg2 arguments
         layers=_layer_dicts(layers),
     )
