@@ -82,3 +82,37 @@ def test_ensemble_option_resolves_the_cards_ensemble_model():
         ensemble_model(settings, s2, "s2-unet@1.2.0")
     with pytest.raises(InputError, match="has no U-Net"):
         ensemble_model(settings, Scene(family="landsat"), None)
+
+
+def test_registered_ensemble_runs_through_the_service_window_loop(chips, tmp_path):
+    """The opt-in model runs where any model runs: ``detect.segment.predict_probabilities`` on a reflectance COG."""
+    from datetime import UTC, datetime
+
+    import rasterio
+    import shapely
+
+    from amberwatch.detect import predict_probabilities
+    from amberwatch.detect.registry import get_model
+    from amberwatch.types import REFLECTANCE_SCALE, IngestedScene
+
+    if not (REGISTRY / "s2-unet-rf" / "1.0.0" / "model.onnx").exists():
+        pytest.skip("no s2-unet-rf in the registry")
+    model = get_model(REGISTRY, "s2-unet-rf", "sentinel2", {})
+    chip = chips[0]
+    refl = tmp_path / "refl.tif"
+    dn = np.clip(np.rint(chip.rendered.stack / REFLECTANCE_SCALE), 1, 65535).astype(np.uint16)
+    transform = chip.rendered.transform
+    with rasterio.open(refl, "w", driver="GTiff", width=96, height=96, count=10, dtype="uint16", crs="EPSG:32633",
+                       transform=transform) as dst:
+        dst.write(dn)
+    bounds = (transform.c, transform.f - 960, transform.c + 960, transform.f)
+    scene = IngestedScene("chip", "sentinel2a", "sentinel2", "L1C", datetime(2017, 2, 16, tzinfo=UTC),
+                          list(model.input_bands), 10.0, "EPSG:32633", bounds, shapely.box(0, 0, 1, 1), refl, None, "t")
+    out = predict_probabilities(scene, model, tmp_path / "p.tif", Settings(models_dir=REGISTRY, window_size=64))
+    with rasterio.open(out) as src:
+        probs = src.read()
+    direct = _session(model.onnx_path).run(None, {"reflectance": (dn * np.float32(REFLECTANCE_SCALE))[None]})[0][0]
+    mining = np.rint(np.clip(direct[1:], 0, 1) * 255).sum(0)
+    assert probs.shape == (2, 96, 96) and probs.sum(0).max() > 200  # the control site is found
+    # windows with context margins reproduce the whole-chip run away from the chip's border
+    assert np.abs(probs.sum(0).astype(int)[16:-16, 16:-16] - mining[16:-16, 16:-16]).mean() < 2
