@@ -154,6 +154,9 @@ def filter_polygons(polygons: list[DetectedPolygon], reflectance_path: Path, gre
     if not polygons:
         return polygons
     with rasterio.open(reflectance_path) as src:
+        if src.crs is None:
+            log.warning("context rule skipped: %s has no CRS", reflectance_path)
+            return polygons
         to_px = ~src.transform
         crs = CRS.from_user_input(src.crs.to_wkt())
         pixel_ha = abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d) / 10_000
