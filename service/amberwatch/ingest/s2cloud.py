@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from amberwatch.ingest.cloud import dilate, disk
 
@@ -204,6 +204,8 @@ def average_disk(values: NDArray, radius_px: float) -> NDArray[np.float32]:
     radius = int(round(radius_px))
     if radius < 1:
         return np.nan_to_num(np.asarray(values, dtype=np.float32))
+    from scipy import signal  # here, not at the top: ~1 s of import every ingest would pay (spectral masks too)
+
     kernel = disk(radius).astype(np.float32)
     valid = np.isfinite(values)
     total = signal.fftconvolve(np.where(valid, values, 0).astype(np.float32), kernel, mode="same")
