@@ -11,8 +11,9 @@ is cached in ``--scene-dir``.
 Printed (same run, same scene, page cache warm for all):
 - reading the bands: every band of the input GeoTIFF decoded window by window (the floor of any ingest);
 - the model alone: onnxruntime on real model inputs of the ingested scene, per window, times the windows run;
-- the whole process (a fresh embedded PostGIS; its start is printed apart), its stages, km²/h and peak RSS
-  (``getrusage`` of this process; PostgreSQL runs in its own processes).
+- the whole process (a fresh embedded PostGIS; its start is printed apart), its stages (wall and CPU seconds),
+  km²/h and peak RSS (``getrusage`` of this process; PostgreSQL runs in its own processes);
+- the whole process without the model's own time (the part a GPU cannot remove) against reading the bands.
 ``--profile out.prof`` also writes a cProfile of the whole process (read it with ``python -m pstats``).
 
     .venv/bin/python bench/bench_detect.py [--size 4608 | --full-tile] [--window 512] [--profile out.prof]
@@ -121,23 +122,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process so far, all its threads (PostgreSQL runs in its own processes: not counted)."""
+    t = os.times()
+    return t.user + t.system
+
+
 class Stages:
-    """Wall time of each stage, from the progress messages of ingest and of the run."""
+    """Wall and CPU time of each stage, from the progress messages of ingest and of the run. On a shared machine
+    the CPU seconds move less with the load than the wall time."""
 
     def __init__(self) -> None:
-        self.marks: list[tuple[str, float]] = []
+        self.marks: list[tuple[str, float, float]] = []
 
     def __call__(self, fraction: float, message: str) -> None:
         stage = message.split(":")[0].split(",")[0].split(" block")[0].strip()
         stage = " ".join(w for w in stage.split() if not w[0].isdigit())
         if not self.marks or self.marks[-1][0] != stage:
-            self.marks.append((stage, time.perf_counter()))
+            self.marks.append((stage, time.perf_counter(), cpu_seconds()))
 
-    def durations(self, end: float) -> list[tuple[str, float]]:
-        out: dict[str, float] = {}
-        for (name, t), (_, t_next) in zip(self.marks, [*self.marks[1:], ("", end)], strict=True):
-            out[name] = out.get(name, 0.0) + t_next - t
-        return list(out.items())
+    def durations(self, end: float, end_cpu: float) -> list[tuple[str, float, float]]:
+        out: dict[str, tuple[float, float]] = {}
+        for (name, t, c), (_, t_next, c_next) in zip(self.marks, [*self.marks[1:], ("", end, end_cpu)], strict=True):
+            wall, cpu = out.get(name, (0.0, 0.0))
+            out[name] = (wall + t_next - t, cpu + c_next - c)
+        return [(name, wall, cpu) for name, (wall, cpu) in out.items()]
 
 
 def main() -> None:
@@ -180,6 +189,7 @@ def main() -> None:
             stages = Stages()
             profiler = cProfile.Profile() if args.profile else None
             rss0 = peak_rss_mb()
+            cpu0 = cpu_seconds()
             t0 = time.perf_counter()
             if profiler:
                 profiler.enable()
@@ -188,6 +198,7 @@ def main() -> None:
             if profiler:
                 profiler.disable()
             t_total = time.perf_counter() - t0
+            cpu_end = cpu_seconds()
             rss = peak_rss_mb()
             if profiler:
                 profiler.dump_stats(args.profile)
@@ -205,10 +216,10 @@ def main() -> None:
           f"run {run.id}: {run.n_detections} detections ({run.state})")
     print(f"load: {load}")
     print(f"embedded PostGIS start (not counted): {t_db:.1f} s\n")
-    print("| stage | s |")
-    print("|---|---:|")
-    for name, dt in stages.durations(t0 + t_total):
-        print(f"| {name} | {dt:.1f} |")
+    print("| stage | wall s | cpu s |")
+    print("|---|---:|---:|")
+    for name, dt, cpu in stages.durations(t0 + t_total, cpu_end):
+        print(f"| {name} | {dt:.1f} | {cpu:.1f} |")
     print("\n| measure | s | km²/h | x reading |")
     print("|---|---:|---:|---:|")
     print(f"| reading the bands | {t_read:.1f} | {km2 / t_read * 3600:,.0f} | 1.0 |")
@@ -217,6 +228,10 @@ def main() -> None:
     print(f"| whole process | {t_total:.1f} | {km2 / t_total * 3600:,.0f} | {t_total / t_read:.1f} |")
     print(f"\npipeline around the model: +{(t_total - t_model) / t_model * 100:.0f} % of the model's time "
           f"(target <= 30 %)")
+    print(f"without the model's own time (what a GPU cannot remove): {t_total - t_model:.1f} s = "
+          f"{(t_total - t_model) / t_read:.1f} x reading the bands (GPU target: whole process <= 3 x)")
+    print(f"CPU of this process: {cpu_end - cpu0:.1f} s over {t_total:.1f} s wall "
+          f"({(cpu_end - cpu0) / t_total:.2f} cores busy; PostgreSQL not counted)")
     print(f"peak RSS of this process: {rss:.0f} MB (before the run {rss0:.0f} MB; target <= 2048 MB on a full tile)")
 
 
