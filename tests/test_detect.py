@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -267,6 +268,9 @@ def test_session_logs_provider_and_io_binding_matches_run(tmp_path: Path, caplog
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         assert used == "CPUExecutionProvider"
         assert lines[0].startswith("onnxruntime: CUDA not available (providers: ")
+        cores = len(os.sched_getaffinity(0))  # intra-op threads = the cores this process may use
+        assert lines[0].endswith(f"using CPUExecutionProvider with {cores} intra-op threads")
+        assert session.get_session_options().intra_op_num_threads == cores
     x = np.random.default_rng(1).random((2, len(MODEL_BANDS), 32, 48), dtype=np.float32)
     plain = ModelRunner(session, used, use_io_binding=False)(x)
     bound = ModelRunner(session, used, use_io_binding=True)(x)
