@@ -122,6 +122,9 @@ class EmbeddedPostgres:
                 f"port = {self.port}\n"
                 f"unix_socket_directories = '{self.socket_dir}'\n"
                 "max_connections = 100\nshared_buffers = 256MB\nwork_mem = 32MB\n"
+                # PostGIS functions' high declared costs make the planner JIT-compile plain bbox scans (hundreds
+                # of ms for a count that runs in tens); docs/operations.md "Database settings"
+                "jit = off\n"
                 "fsync = on\nsynchronous_commit = off\nlogging_collector = off\n"
             )
         return True
