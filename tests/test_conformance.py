@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from xml.etree import ElementTree
 
 import httpx
 import numpy as np
@@ -617,6 +618,10 @@ def test_wms_capabilities(server: Server):
     assert "image/png" in methods["GetMap"].formatOptions
     info = set(methods["GetFeatureInfo"].formatOptions)
     assert {"text/html", "application/vnd.ogc.gml", "application/json"} <= info, info
+    # the root layer carries its EPSG:4326 BoundingBox (lat/lon axis order) besides EX_GeographicBoundingBox
+    ns = {"wms": "http://www.opengis.net/wms"}
+    root = ElementTree.fromstring(wms.getServiceXML()).find("wms:Capability/wms:Layer", ns)
+    assert root is not None and root.find("wms:BoundingBox[@CRS='EPSG:4326']", ns) is not None
 
 
 def _alpha(png: bytes) -> np.ndarray:
