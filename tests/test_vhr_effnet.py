@@ -76,7 +76,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     data = chips_dir()
     out = tmp_path_factory.mktemp("vhr-effnet") / "0.0.1"
     cfg = replace(EffnetConfig(), input_size=64, epochs=2, threads=1)
-    return out, train(data, out, cfg=cfg, folds=2, max_chips=40, example_tiles=False)
+    return out, train(data, out, cfg=cfg, folds=2, max_chips=40, example_tiles=False, save_folds=out.parent / "folds")
 
 
 def test_tiny_training_cv_export_and_onnx_agree_with_torch(tiny_model: tuple[Path, dict]) -> None:
@@ -104,6 +104,65 @@ def test_tiny_training_cv_export_and_onnx_agree_with_torch(tiny_model: tuple[Pat
     p_one = vhr.score(chip)
     rot = np.ascontiguousarray(np.rot90(chip))  # TTA over the 8 views: a rotated chip scores the same
     assert 0.0 <= p_one <= 1.0 and vhr.score(rot) == pytest.approx(p_one, abs=2e-3)
+
+
+def test_fold_thresholds_are_re_derived_from_saved_validation_scores(tiny_model: tuple[Path, dict],
+                                                                     tmp_path: Path) -> None:
+    """--rescore-folds: the same rule reproduces the run's thresholds; the plain F1 argmax gives its own, chosen
+    on each fold's validation scores only."""
+    from amberwatch_training.vhr.dataset import load_chipset
+    from amberwatch_training.vhr.metrics import best_f1_threshold, bootstrap_f1_threshold
+    from amberwatch_training.vhr.train import _subset
+    from amberwatch_training.vhr.train_effnet import choose_threshold, rescore_folds
+
+    out, m = tiny_model
+    folds = out.parent / "folds"
+    assert m["config"]["threshold_rule"] == "f1_bootstrap"
+    ran = [r["threshold"] for r in m["grouped_cv"]["label_sets"]["original"]["per_fold"]]
+    work = tmp_path / "m"
+    work.mkdir()
+    (work / "metrics.json").write_text(json.dumps({k: m[k] for k in ("model", "config", "grouped_cv")}))
+    # the tiny run used 40 of the chips: rescoring against the full chip folder must refuse, not guess
+    with pytest.raises(ValueError, match="do not cover every chip"):
+        rescore_folds(chips_dir(), work, folds, "f1")
+    y = _subset(load_chipset(chips_dir()), 40, 0).labels  # the tiny run's chips, in its order
+    for k in range(2):
+        f = np.load(folds / f"fold{k}.npz")
+        assert not set(f["val"]) & set(f["test"])
+        assert bootstrap_f1_threshold(y[f["val"]], f["p_val"]) == pytest.approx(ran[k], abs=1e-6)
+        assert choose_threshold(y[f["val"]], f["p_val"], "f1") == best_f1_threshold(y[f["val"]], f["p_val"])
+    with pytest.raises(ValueError, match="threshold rule"):
+        choose_threshold(np.array([0, 1]), np.array([0.2, 0.8]), "youden")
+
+
+def test_bootstrap_threshold_separates_separable_scores() -> None:
+    from amberwatch_training.vhr.metrics import bootstrap_f1_threshold
+
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(60, int), np.ones(20, int)]
+    p = np.r_[rng.uniform(0.0, 0.4, 60), rng.uniform(0.6, 1.0, 20)]
+    t = bootstrap_f1_threshold(y, p)
+    assert p[y == 0].max() < t <= p[y == 1].min()
+
+
+def test_seed_ensemble_is_the_mean_probability_of_its_members_in_torch_and_onnx(tmp_path: Path) -> None:
+    from amberwatch_training.vhr.effnet import ChipClassifier, ChipEnsemble, export_onnx, onnx_predict, predict
+
+    torch.manual_seed(0)
+    members = [ChipClassifier(pretrained=False), ChipClassifier(pretrained=False)]
+    for m in members[1:]:  # one shared frozen trunk, as fine_tune builds them
+        m.load_state_dict({k: v for k, v in members[0].state_dict().items() if "_fc" not in k}, strict=False)
+        torch.nn.init.normal_(m.net._fc.weight, std=0.5)
+        torch.nn.init.constant_(m.net._fc.bias, 1.5)
+    ens = ChipEnsemble(members).eval()
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 3, 32, 32)).astype(np.float32))
+    with torch.no_grad():
+        want = torch.stack([m.eval()(x) for m in members]).mean(dim=0)
+        assert torch.allclose(ens(x), want, atol=1e-5)
+        assert not torch.allclose(members[0](x), members[1](x), atol=1e-3)  # the members really differ
+    images = x.numpy().astype(np.uint8)
+    export_onnx(ens, tmp_path / "ens.onnx", 32)
+    assert np.abs(onnx_predict(tmp_path / "ens.onnx", images) - predict(ens, images)).max() < 1e-4
 
 
 def test_image_square_card_without_input_size_is_refused(tmp_path: Path) -> None:

@@ -34,10 +34,10 @@ LITE_STD = 128.0
 
 @dataclass
 class EffnetConfig:
-    """Fine-tuning settings (defaults: the registered 2.0.0 model)."""
+    """Fine-tuning settings (defaults: the registered 2.1.0 model; 2.0.0 was 8 epochs, threshold rule f1)."""
 
     input_size: int = 128
-    epochs: int = 8
+    epochs: int = 14
     batch_size: int = 32
     lr_head: float = 2e-3
     lr_backbone: float = 5e-4
@@ -45,6 +45,11 @@ class EffnetConfig:
     frozen_blocks: int = 6  # stem + the first 6 MBConv blocks (stride 2-8, the high-resolution ones) stay ImageNet
     threads: int = 1
     pretrained: bool = True
+    label_smoothing: float = 0.0  # targets y * (1 - s) + s / 2
+    mixup: float = 0.0  # Beta(a, a) mixup of the frozen-trunk feature maps and targets (0: off)
+    members: int = 1  # fine-tuned tops averaged (seeds seed, seed + 1, ...) over one shared frozen trunk
+    threshold_rule: str = "f1_bootstrap"  # on the validation part: f1 (argmax) or f1_bootstrap (median of the
+    # argmaxes over bootstrap resamples)
 
 
 def backbone(pretrained: bool = True) -> nn.Module:
@@ -108,6 +113,29 @@ class ChipClassifier(nn.Module):
         return torch.sigmoid(self.logits(x))
 
 
+class ChipEnsemble(nn.Module):
+    """Several :class:`ChipClassifier` tops fine-tuned with different seeds over the same frozen ImageNet trunk.
+
+    ``top`` returns the logit of the members' mean probability, so :func:`predict_views`, :func:`predict` and the
+    ONNX export treat it as one classifier (one graph, the trunk computed once)."""
+
+    def __init__(self, members: list[ChipClassifier]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self._members = members  # typed view of the same modules
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self._members[0].trunk(x)
+
+    def top(self, h: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.sigmoid(m.top(h)) for m in self._members]).mean(dim=0)
+        p = p.clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.top(self.trunk(x)))
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("AMBERWATCH_CACHE", Path.home() / ".cache" / "amberwatch")) / "vhr-effnet"
 
@@ -142,13 +170,24 @@ def trunk_views(model: ChipClassifier, images: np.ndarray, batch: int = 64) -> t
 
 
 def fine_tune(images: np.ndarray, labels: np.ndarray, cfg: EffnetConfig, seed: int = 0,
-              progress: bool = False, feats: torch.Tensor | None = None) -> ChipClassifier:
+              progress: bool = False, feats: torch.Tensor | None = None) -> ChipClassifier | ChipEnsemble:
     """Fine-tune the top of the network on uint8 [N, 3, S, S] images with 0/1 labels.
 
     Each step takes every image in a random one of its 8 dihedral views (augmentation); the frozen trunk's
     outputs for all views are computed once (or given: ``feats`` = :func:`trunk_views` of ``images``).
-    AdamW, one-cycle schedule, class-weighted BCE.
+    AdamW, one-cycle schedule, class-weighted BCE (optionally label smoothing and feature-map mixup).
+    ``cfg.members`` > 1: that many tops (seeds ``seed``, ``seed + 1``, ...) averaged (:class:`ChipEnsemble`).
     """
+    if cfg.members > 1:
+        if feats is None:
+            feats = trunk_views(ChipClassifier(cfg.pretrained, cfg.frozen_blocks), images)
+        return ChipEnsemble([_fine_tune_one(images, labels, cfg, seed + k, progress, feats)
+                             for k in range(cfg.members)])
+    return _fine_tune_one(images, labels, cfg, seed, progress, feats)
+
+
+def _fine_tune_one(images: np.ndarray, labels: np.ndarray, cfg: EffnetConfig, seed: int,
+                   progress: bool, feats: torch.Tensor | None) -> ChipClassifier:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -178,6 +217,13 @@ def fine_tune(images: np.ndarray, labels: np.ndarray, cfg: EffnetConfig, seed: i
             views = torch.from_numpy(rng.integers(0, 8, len(idx)))
             x = feats[views, torch.from_numpy(idx)].float()
             y = torch.from_numpy(labels[idx].astype(np.float32)).unsqueeze(1)
+            if cfg.label_smoothing:
+                y = y * (1 - cfg.label_smoothing) + cfg.label_smoothing / 2
+            if cfg.mixup:
+                lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                perm = torch.from_numpy(rng.permutation(len(idx)))
+                x = lam * x + (1 - lam) * x[perm]
+                y = lam * y + (1 - lam) * y[perm]
             opt.zero_grad()
             loss = loss_fn(model.top(x), y)
             loss.backward()
@@ -191,7 +237,7 @@ def fine_tune(images: np.ndarray, labels: np.ndarray, cfg: EffnetConfig, seed: i
 
 
 @torch.no_grad()
-def predict_views(model: ChipClassifier, feats: torch.Tensor, batch: int = 64) -> np.ndarray:
+def predict_views(model: ChipClassifier | ChipEnsemble, feats: torch.Tensor, batch: int = 64) -> np.ndarray:
     """Mean over the 8 views of P(amber mining), from cached trunk outputs [8, N, C, h, w]."""
     model.eval()
     n = feats.shape[1]
@@ -203,7 +249,7 @@ def predict_views(model: ChipClassifier, feats: torch.Tensor, batch: int = 64) -
 
 
 @torch.no_grad()
-def predict(model: ChipClassifier, images: np.ndarray, tta: bool = True, batch: int = 32) -> np.ndarray:
+def predict(model: ChipClassifier | ChipEnsemble, images: np.ndarray, tta: bool = True, batch: int = 32) -> np.ndarray:
     """P(amber mining) per uint8 [N, 3, S, S] image; mean over the 8 dihedral views when ``tta``."""
     model.eval()
     out = np.zeros(len(images), dtype=np.float64)
@@ -215,7 +261,7 @@ def predict(model: ChipClassifier, images: np.ndarray, tta: bool = True, batch: 
     return out
 
 
-def export_onnx(model: ChipClassifier, path: Path, size: int) -> None:
+def export_onnx(model: ChipClassifier | ChipEnsemble, path: Path, size: int) -> None:
     """One graph: ``image`` float32 [N, 3, size, size] 0..255 -> ``probability`` [N, 1]; dynamic batch."""
     model.eval()
     dummy = torch.zeros(2, 3, size, size)

