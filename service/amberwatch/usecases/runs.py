@@ -152,6 +152,8 @@ def execute_run(store: Store, settings: Settings, run_id: int, progress: Progres
         else:
             result = detect_scene(scene, info, work, settings, progress=report, rule=rule)
         if info.family != "vhr_rgb":  # the card's natural-sand rule (river sandbars), if it has one
+            if confusers_rule.ContextRule.from_card(info.properties) is not None:
+                progress(0.9, "natural-sand context rule")  # its own stage in the progress (and in bench_detect)
             result = confusers_rule.apply_to_result(result, scene, info)
         if params.get("reference_scene_id"):
             progress(0.9, "change model against the reference scene")
