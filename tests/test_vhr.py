@@ -186,7 +186,9 @@ def test_tiny_training_run_produces_working_onnx(tmp_path: Path, monkeypatch: py
     pytest.importorskip("lightgbm")
     pytest.importorskip("onnxmltools")
     monkeypatch.setenv("AMBERWATCH_CACHE", str(tmp_path / "cache"))  # cold: features are computed here
-    from amberwatch_training.vhr import train
+    # the module's function: once amberwatch_training.vhr.train is imported (test_vhr_effnet does), the package
+    # attribute ``train`` is that submodule, not the package-level wrapper
+    from amberwatch_training.vhr.train import train
 
     out = tmp_path / "vhr-texty" / "0.0.1"
     m = train(chips_dir(), out, seed=0, kind="ensemble", folds=2, max_chips=48, example_tiles=False,
