@@ -11,8 +11,9 @@ is cached in ``--scene-dir``.
 Printed (same run, same scene, page cache warm for all):
 - reading the bands: every band of the input GeoTIFF decoded window by window (the floor of any ingest);
 - the model alone: onnxruntime on real model inputs of the ingested scene, per window, times the windows run;
-- the whole process (a fresh embedded PostGIS; its start is printed apart), its stages (wall and CPU seconds),
-  km²/h and peak RSS (``getrusage`` of this process; PostgreSQL runs in its own processes);
+- the whole process (a fresh embedded PostGIS; its start is printed apart), its stages (wall and CPU seconds, the
+  peak RSS reached by the end of each), km²/h and peak RSS (``getrusage`` of this process; PostgreSQL runs in its
+  own processes);
 - the whole process without the model's own time (the part a GPU cannot remove) against reading the bands.
 ``--profile out.prof`` also writes a cProfile of the whole process (read it with ``python -m pstats``).
 
@@ -133,20 +134,22 @@ class Stages:
     the CPU seconds move less with the load than the wall time."""
 
     def __init__(self) -> None:
-        self.marks: list[tuple[str, float, float]] = []
+        self.marks: list[tuple[str, float, float, float]] = []
 
     def __call__(self, fraction: float, message: str) -> None:
         stage = message.split(":")[0].split(",")[0].split(" block")[0].strip()
         stage = " ".join(w for w in stage.split() if not w[0].isdigit())
         if not self.marks or self.marks[-1][0] != stage:
-            self.marks.append((stage, time.perf_counter(), cpu_seconds()))
+            self.marks.append((stage, time.perf_counter(), cpu_seconds(), peak_rss_mb()))
 
-    def durations(self, end: float, end_cpu: float) -> list[tuple[str, float, float]]:
-        out: dict[str, tuple[float, float]] = {}
-        for (name, t, c), (_, t_next, c_next) in zip(self.marks, [*self.marks[1:], ("", end, end_cpu)], strict=True):
-            wall, cpu = out.get(name, (0.0, 0.0))
-            out[name] = (wall + t_next - t, cpu + c_next - c)
-        return [(name, wall, cpu) for name, (wall, cpu) in out.items()]
+    def durations(self, end: float, end_cpu: float, end_rss: float) -> list[tuple[str, float, float, float]]:
+        """(stage, wall s, CPU s, peak RSS of the process by the end of the stage in MB)."""
+        out: dict[str, tuple[float, float, float]] = {}
+        ends = [*self.marks[1:], ("", end, end_cpu, end_rss)]
+        for (name, t, c, _), (_, t_next, c_next, rss_next) in zip(self.marks, ends, strict=True):
+            wall, cpu, _ = out.get(name, (0.0, 0.0, 0.0))
+            out[name] = (wall + t_next - t, cpu + c_next - c, rss_next)
+        return [(name, wall, cpu, rss) for name, (wall, cpu, rss) in out.items()]
 
 
 def main() -> None:
@@ -216,10 +219,10 @@ def main() -> None:
           f"run {run.id}: {run.n_detections} detections ({run.state})")
     print(f"load: {load}")
     print(f"embedded PostGIS start (not counted): {t_db:.1f} s\n")
-    print("| stage | wall s | cpu s |")
-    print("|---|---:|---:|")
-    for name, dt, cpu in stages.durations(t0 + t_total, cpu_end):
-        print(f"| {name} | {dt:.1f} | {cpu:.1f} |")
+    print("| stage | wall s | cpu s | peak RSS by its end, MB |")
+    print("|---|---:|---:|---:|")
+    for name, dt, cpu, peak in stages.durations(t0 + t_total, cpu_end, rss):
+        print(f"| {name} | {dt:.1f} | {cpu:.1f} | {peak:.0f} |")
     print("\n| measure | s | km²/h | x reading |")
     print("|---|---:|---:|---:|")
     print(f"| reading the bands | {t_read:.1f} | {km2 / t_read * 3600:,.0f} | 1.0 |")
