@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,31 @@ class _Reader:
         return ok
 
 
+@dataclass
+class _Block:
+    """One block of rows as read from the sources: each band's raw values, the QA/SCL band, the alpha band."""
+
+    raws: list[NDArray]
+    qa: NDArray | None
+    alpha: NDArray | None
+
+
+class _BlockFetcher:
+    """Reads every source of a block of rows (each file decoded once for all its bands), then drops the files'
+    cached windows: the returned arrays keep what they need. Called from one helper thread at a time."""
+
+    def __init__(self, readers: list[_Reader], qa: _Reader | None, alpha: _Reader | None) -> None:
+        self.readers, self.qa, self.alpha = readers, qa, alpha
+
+    def __call__(self, win: Window) -> _Block:
+        block = _Block([r.read(win) for r in self.readers], self.qa.read(win) if self.qa else None,
+                       self.alpha.read(win) if self.alpha else None)
+        for reader in (*self.readers, self.qa, self.alpha):
+            if reader is not None:
+                reader.dataset.release()
+        return block
+
+
 def _to_uint16(raw: NDArray, src: BandSource) -> tuple[NDArray[np.uint16], NDArray[np.float32]]:
     refl = raw.astype(np.float32)
     refl *= np.float32(src.scale)  # in place: the same float32 operations, fewer full-block temporaries
@@ -164,14 +190,24 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
         half = None if uint8 else HalfResolution(work / "reflectance_half.tif", grid, len(plan.bands))
         if half is not None:
             stack.callback(half.close)
-        for k, row0 in enumerate(range(0, grid.height, block_rows)):
-            h = min(block_rows, grid.height - row0)
-            win = Window(0, row0, grid.width, h)
+        qa_reader = mask_reader if plan.mask.kind not in ("spectral", "none") else None
+        fetch = _BlockFetcher(readers, qa_reader, alpha_reader)
+        # the next block is read (decoded, warped) in a helper thread while this one is converted and written; the
+        # pool closes before the datasets (ExitStack order), so no read outlives them
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        windows = [Window(0, row0, grid.width, min(block_rows, grid.height - row0))
+                   for row0 in range(0, grid.height, block_rows)]
+        pending = pool.submit(fetch, windows[0])
+        for k, win in enumerate(windows):
+            row0, h = win.row_off, win.height
+            block = pending.result()
+            if k + 1 < len(windows):
+                pending = pool.submit(fetch, windows[k + 1])
             out = np.zeros((len(readers), h, grid.width), dtype=plan.output_dtype)
             valid = np.ones((h, grid.width), dtype=bool)
             spectral: dict[str, NDArray] = {}
             for i, reader in enumerate(readers):
-                raw = reader.read(win)
+                raw = block.raws[i]
                 valid &= reader.valid(raw)
                 if uint8:
                     out[i] = raw
@@ -180,8 +216,9 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
                     if plan.mask.kind == "spectral" and reader.src.name in SPECTRAL_NAMES:
                         spectral[reader.src.name] = refl
                 del raw
-            if alpha_reader is not None:
-                valid &= alpha_reader.read(win) > 0
+            block.raws.clear()
+            if block.alpha is not None:
+                valid &= block.alpha > 0
             if uint8:
                 dst.write(out, window=win)
                 if alpha_reader is not None or any(r.src.nodata is not None for r in readers):
@@ -192,9 +229,7 @@ def write_scene(plan: ScenePlan, refl_path: Path, mask_path: Path | None, work: 
                 if half is not None:
                     half.add(out, row0)
             del out
-            cloudy = _block_clouds(plan, spectral, mask_reader, win, valid.shape)
-            for dataset in shared.values():
-                dataset.release()
+            cloudy = _block_clouds(plan, spectral, block.qa, valid.shape)
             mdst.write((cloudy * CLOUD_BIT + (~valid) * INVALID_BIT).astype(np.uint8)[None], window=win)
             foot_rows.append(valid[(-row0) % step :: step, ::step])
             tick(0.8 * (k + 1) / n_blocks, f"resampling bands, block {k + 1}/{n_blocks}")
@@ -235,14 +270,15 @@ def _describe(dst: rasterio.io.DatasetWriter, plan: ScenePlan) -> None:
     )
 
 
-def _block_clouds(plan: ScenePlan, spectral: dict[str, NDArray], mask_reader: _Reader | None, win: Window,
+def _block_clouds(plan: ScenePlan, spectral: dict[str, NDArray], qa: NDArray | None,
                   shape: tuple[int, int]) -> NDArray[np.bool_]:
+    """The block's cloud/shadow mask: the spectral test on ``spectral``, else the QA/SCL classes ``qa`` (None: no
+    mask source)."""
     kind = plan.mask.kind
     if kind == "spectral":
         return cloud.spectral_mask(spectral)
-    if kind == "none" or mask_reader is None:
+    if kind == "none" or qa is None:
         return np.zeros(shape, dtype=bool)
-    qa = mask_reader.read(win)
     if kind == "scl":
         return cloud.scl_mask(qa)
     if kind == "landsat_qa_c2":
