@@ -14,6 +14,7 @@ import shapely
 from amberwatch.detect.confusers_rule import (
     CARD_KEY,
     ContextRule,
+    WaterBlocks,
     apply_to_result,
     filter_class_map,
     filter_polygons,
@@ -152,3 +153,23 @@ def test_context_rule_from_card_checks_its_numbers():
     assert rule == ContextRule(min_ring_water=0.3, ring_px=3)
     with pytest.raises(InputError, match="min_ring_water"):
         ContextRule(min_ring_water=1.5)
+
+
+def test_water_blocks_equal_a_direct_read(tmp_path: Path) -> None:
+    """The block-cached water mask of any window (across block borders, at the raster's ragged edges) is what
+    reading that window and computing NDWI gives; each block is decoded once."""
+    rng = np.random.default_rng(3)
+    h, w = 650, 700  # 256-px blocks: ragged last row and column of blocks
+    data = rng.integers(1, 4000, size=(3, h, w), dtype=np.uint16)
+    path = tmp_path / "refl.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=3, dtype="uint16", tiled=True,
+                       blockxsize=256, blockysize=256, interleave="pixel") as dst:
+        dst.write(data)
+    with rasterio.open(path) as src:
+        blocks = WaterBlocks(src, 2, 3, 0.1)
+        for r0, r1, c0, c1 in [(0, 1, 0, 1), (250, 270, 250, 270), (600, 650, 640, 700), (0, 650, 0, 700),
+                               (100, 513, 511, 515)]:
+            got = blocks.window(slice(r0, r1), slice(c0, c1))
+            green, nir = data[1, r0:r1, c0:c1] * REFLECTANCE_SCALE, data[2, r0:r1, c0:c1] * REFLECTANCE_SCALE
+            assert np.array_equal(got, water_mask(green, nir, 0.1)), (r0, r1, c0, c1)
+        assert len(blocks._blocks) == 9  # 3 x 3 blocks, each decoded once
