@@ -161,13 +161,15 @@ class WaterBlocks:
         self._blocks: dict[tuple[int, int], np.ndarray] = {}
 
     def _block(self, by: int, bx: int) -> np.ndarray:
-        mask = self._blocks.get((by, bx))
-        if mask is None:
-            win = Window(bx * self.block_w, by * self.block_h, min(self.block_w, self.src.width - bx * self.block_w),
-                         min(self.block_h, self.src.height - by * self.block_h))
-            green, nir = self.src.read(self.bands, window=win).astype(np.float32) * REFLECTANCE_SCALE
-            mask = self._blocks[(by, bx)] = water_mask(green, nir, self.threshold)
-        return mask
+        h = min(self.block_h, self.src.height - by * self.block_h)
+        w = min(self.block_w, self.src.width - bx * self.block_w)
+        packed = self._blocks.get((by, bx))
+        if packed is None:  # kept as bits: a whole tile's mask is ~15 MB
+            green, nir = self.src.read(self.bands, window=Window(bx * self.block_w, by * self.block_h, w, h))
+            mask = water_mask(green.astype(np.float32) * REFLECTANCE_SCALE, nir.astype(np.float32) * REFLECTANCE_SCALE,
+                              self.threshold)
+            packed = self._blocks[(by, bx)] = np.packbits(mask, axis=None)
+        return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
 
     def window(self, rows: slice, cols: slice) -> np.ndarray:
         """The water mask of ``rows`` x ``cols`` (inside the raster)."""
