@@ -34,7 +34,8 @@ LITE_STD = 128.0
 
 @dataclass
 class EffnetConfig:
-    """Fine-tuning settings (defaults: the registered 2.1.0 model; 2.0.0 was 8 epochs, threshold rule f1)."""
+    """Fine-tuning settings (defaults: the registered 2.1.0 model; 2.0.0 was 8 epochs, no label smoothing, no mixup,
+    threshold rule f1)."""
 
     input_size: int = 128
     epochs: int = 14
@@ -45,8 +46,8 @@ class EffnetConfig:
     frozen_blocks: int = 6  # stem + the first 6 MBConv blocks (stride 2-8, the high-resolution ones) stay ImageNet
     threads: int = 1
     pretrained: bool = True
-    label_smoothing: float = 0.0  # targets y * (1 - s) + s / 2
-    mixup: float = 0.0  # Beta(a, a) mixup of the frozen-trunk feature maps and targets (0: off)
+    label_smoothing: float = 0.1  # targets y * (1 - s) + s / 2
+    mixup: float = 0.2  # Beta(a, a) mixup of the frozen-trunk feature maps and targets (0: off)
     members: int = 1  # fine-tuned tops averaged (seeds seed, seed + 1, ...) over one shared frozen trunk
     threshold_rule: str = "f1_bootstrap"  # on the validation part: f1 (argmax) or f1_bootstrap (median of the
     # argmaxes over bootstrap resamples)

@@ -360,8 +360,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=EffnetConfig.input_size, help="input side in pixels")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 at most on a shared machine)")
     ap.add_argument("--frozen", type=int, default=EffnetConfig.frozen_blocks, help="MBConv blocks kept frozen")
-    ap.add_argument("--label-smoothing", type=float, default=0.0)
-    ap.add_argument("--mixup", type=float, default=0.0, help="Beta(a, a) feature-map mixup (0: off)")
+    ap.add_argument("--label-smoothing", type=float, default=EffnetConfig.label_smoothing)
+    ap.add_argument("--mixup", type=float, default=EffnetConfig.mixup, help="Beta(a, a) feature-map mixup (0: off)")
     ap.add_argument("--members", type=int, default=1, help="fine-tuned tops averaged over one frozen trunk")
     ap.add_argument("--threshold-rule", choices=("f1", "f1_bootstrap"), default=EffnetConfig.threshold_rule,
                     help="threshold on the validation part: F1 argmax, or the median of bootstrap argmaxes")
