@@ -135,6 +135,25 @@ def test_fold_thresholds_are_re_derived_from_saved_validation_scores(tiny_model:
         choose_threshold(np.array([0, 1]), np.array([0.2, 0.8]), "youden")
 
 
+def test_ensemble_head_cv_reuses_the_saved_folds(tiny_model: tuple[Path, dict], tmp_path: Path) -> None:
+    """CNN + hand-made-feature LightGBM + logistic head on the tiny run's saved folds: its CNN row is the run's own
+    pooled CV (same folds, same thresholds), every row covers the 40 chips on both label sets."""
+    pytest.importorskip("lightgbm")
+    from amberwatch_training.vhr.stack_head import head_cv
+
+    out, m = tiny_model
+    res = head_cv(chips_dir(), out.parent / "folds", max_chips=40)
+    for kind in ("cnn", "gbm", "head"):
+        for labels in ("original", "audited"):
+            assert res[kind][labels]["n"] == 40 and 0.0 <= res[kind][labels]["f1"] <= 1.0
+    for labels in ("original", "audited"):
+        pooled = m["grouped_cv"]["label_sets"][labels]["pooled"]
+        assert res["cnn"][labels]["confusion_matrix"] == pooled["confusion_matrix"]
+    assert len(res["head_coefficients_cnn_gbm_intercept"]) == 2
+    with pytest.raises(FileNotFoundError, match="save-folds"):
+        head_cv(chips_dir(), tmp_path, max_chips=40)
+
+
 def test_bootstrap_threshold_separates_separable_scores() -> None:
     from amberwatch_training.vhr.metrics import bootstrap_f1_threshold
 
