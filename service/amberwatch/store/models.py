@@ -113,6 +113,16 @@ class Run(Base):
     scenes: Mapped[list[Scene]] = relationship(secondary=run_scenes)
 
 
+class RunClearSkyPiece(Base):
+    """A run's clear sky cut into small polygons once (``track.geo.cut_into_pieces``), found by their index when
+    tracking asks how much of a site a run saw (migration 0014)."""
+
+    __tablename__ = "run_clear_sky_pieces"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    geom = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=True), nullable=False)
+
+
 class Site(Base):
     """A place of mining followed across runs; holds its latest state."""
 

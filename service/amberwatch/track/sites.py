@@ -27,14 +27,14 @@ from amberwatch.store.queries.layers import assign_admin
 from amberwatch.store.queries.sar import SarEvidenceRow
 from amberwatch.track import rules
 from amberwatch.track.clustering import single_linkage
-from amberwatch.track.geo import area_ha, multi, to_metric, to_wgs84
+from amberwatch.track.geo import area_ha, cut_into_pieces, multi, to_metric, to_wgs84
 
 log = logging.getLogger(__name__)
 
 CLUSTER_DISTANCE_M = 60.0  # detections closer than this (at any date) belong to one site
 CLOUDY_FRACTION = 0.5  # a scene did not observe a site when more than half of the site is masked (cloud/nodata)
 CLEAR_MARGIN_DEG = 0.01  # the runs' clear-sky footprints are read clipped to the sites' extent plus this margin
-CLEAR_PIECE_VERTICES = 256  # ... and cut into pieces of at most this many vertices (ST_Subdivide)
+CLEAR_PIECE_VERTICES = 256  # a run's clear sky is stored cut into pieces of at most this many vertices
 
 # Which runs count (published, or being published now, and not superseded by a later run on the same scene) is
 # decided in SQL: amberwatch.store.queries.sites (_VISIBLE).
@@ -73,7 +73,8 @@ def update_sites(session: Session, run_id: int, clear_sky: BaseGeometry | None =
     """
     if not q.run_exists(session, run_id):
         raise NotFoundError(f"run {run_id} not found")
-    q.set_clear_sky(session, run_id, clear_sky.wkb if clear_sky is not None else None)
+    pieces = [p.wkb for p in cut_into_pieces(clear_sky, CLEAR_PIECE_VERTICES)] if clear_sky is not None else []
+    q.set_clear_sky(session, run_id, clear_sky.wkb if clear_sky is not None else None, pieces)
     q.lock_tracking(session)
     region = q.run_region(session, run_id)
     if region is None:
@@ -191,8 +192,8 @@ def _adopt_superseded(session: Session, clusters: list[_Cluster], hit_sites: set
 # -- clear sky -----------------------------------------------------------------------------------
 class _ClearSky:
     """The visible runs' clear-sky footprints around the clusters being recomputed, read once per run and
-    recomputation: clipped in PostGIS to the clusters' extent plus CLEAR_MARGIN_DEG and cut by ST_Subdivide into
-    pieces of at most CLEAR_PIECE_VERTICES vertices, so a site is only intersected with the pieces near it."""
+    recomputation: the pieces (at most CLEAR_PIECE_VERTICES vertices each, cut once when the run was stored) within
+    the clusters' extent plus CLEAR_MARGIN_DEG, so a site is only intersected with the pieces near it."""
 
     def __init__(self, session: Session, clusters: list[_Cluster]) -> None:
         self.session = session
@@ -208,9 +209,8 @@ class _ClearSky:
             if not has_mask or self.box is None:
                 self.cache[run_id] = None
             else:
-                wkbs = q.clear_sky_pieces(self.session, run_id, self.box.wkb, CLEAR_PIECE_VERTICES)
-                parts = shapely.from_wkb(wkbs)
-                parts = np.asarray(shapely.make_valid(parts) if len(parts) else parts, dtype=object)
+                parts = np.asarray(shapely.from_wkb(q.clear_sky_pieces(self.session, run_id, self.box.wkb)),
+                                   dtype=object)
                 self.cache[run_id] = (shapely.STRtree(parts), parts)
         return self.cache[run_id]
 

@@ -221,12 +221,19 @@ def run_exists(session: Session, run_id: int) -> bool:
     return session.get(Run, run_id) is not None
 
 
-def set_clear_sky(session: Session, run_id: int, clear_sky_wkb: bytes | None) -> None:
-    """Store where the run's scene saw the ground (EPSG:4326 WKB; None = clear everywhere)."""
+def set_clear_sky(session: Session, run_id: int, clear_sky_wkb: bytes | None, pieces_wkb: Sequence[bytes]) -> None:
+    """Store where the run's scene saw the ground (EPSG:4326 WKB; None = clear everywhere) and the same area cut
+    into small polygons (``pieces_wkb``), which tracking reads by their index."""
     session.execute(
         text("update runs set clear_sky = ST_Multi(ST_GeomFromWKB(:g, 4326)) where id = :run"),
         {"g": clear_sky_wkb, "run": run_id},
     )
+    session.execute(text("delete from run_clear_sky_pieces where run_id = :run"), {"run": run_id})
+    if pieces_wkb:
+        session.execute(text(
+            "insert into run_clear_sky_pieces (run_id, geom)"
+            " select :run, ST_GeomFromWKB(w, 4326) from unnest(cast(:pieces as bytea[])) as w"
+        ), {"run": run_id, "pieces": list(pieces_wkb)})
     session.flush()
 
 
@@ -340,12 +347,11 @@ def run_has_clear_sky(session: Session, run_id: int) -> bool:
     return bool(session.scalar(text("select clear_sky is not null from runs where id = :run"), {"run": run_id}))
 
 
-def clear_sky_pieces(session: Session, run_id: int, box_wkb: bytes, max_vertices: int) -> list[bytes]:
-    """The run's clear sky clipped to the box (EPSG:4326 WKB), made valid and cut by ST_Subdivide into pieces of at
-    most ``max_vertices`` vertices, as WKB."""
+def clear_sky_pieces(session: Session, run_id: int, box_wkb: bytes) -> list[bytes]:
+    """The pieces of the run's clear sky (stored by :func:`set_clear_sky`) that touch the box (EPSG:4326 WKB)."""
     rows = session.scalars(text(
-        "select ST_AsBinary(ST_Subdivide(ST_MakeValid(ST_ClipByBox2D(clear_sky,"
-        f" ST_GeomFromWKB(:box, 4326))), {int(max_vertices)})) from runs where id = :run"),
+        "select ST_AsBinary(geom) from run_clear_sky_pieces"
+        " where run_id = :run and geom && ST_GeomFromWKB(:box, 4326) order by id"),
         {"box": box_wkb, "run": run_id})
     return [bytes(r) for r in rows]
 
