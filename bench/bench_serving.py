@@ -202,7 +202,7 @@ def synthetic(n: int, seed: int) -> Iterator:  # Iterator[NewDetection]
     rng = np.random.default_rng(seed)
     step = 100_000
     # A run stores its polygons in the order the vectorizer emits them: strip by strip (north to south), west to
-    # east within a strip (detect.vectorize.StripVectorizer). Random positions are emitted in that order, not in random order.
+    # east within a strip (detect.vectorize.StripVectorizer). Random positions are stored in that order.
     all_x, all_y = rng.uniform(LON0, LON1 - 0.0005, n), rng.uniform(LAT0, LAT1 - 0.0004, n)
     order = np.lexsort((all_x, -np.floor(all_y / 0.05)))
     all_x, all_y = all_x[order], all_y[order]
