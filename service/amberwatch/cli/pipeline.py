@@ -55,7 +55,7 @@ def detect(
         "AMBERWATCH_DASK_WORKERS, 2).")] = None,
     ensemble: Annotated[bool, typer.Option(
         "--ensemble", help="Use the model's U-Net + pixel Random Forest mean ensemble (s2-unet-rf): fewer false "
-        "objects on sandbars, about 5-7x slower inference (docs/models.md#confusers-and-seasons-sentinel-2).")] = False,
+        "objects on sandbars, about 9x slower inference (docs/models.md#confusers-and-seasons-sentinel-2).")] = False,
 ) -> None:
     """Run detection on a scene as a queued job worked off here; the polygons become a new published run."""
     cfg = settings()
