@@ -14,7 +14,13 @@ pytest.importorskip("sklearn", reason="the pixel RF needs the [train] extra")
 
 from amberwatch.detect.decision import DecisionRule  # noqa: E402
 from amberwatch_training import confusers, spectra, synth  # noqa: E402
-from amberwatch_training.confuser_eval import combine, count_objects, make_case, score_cases  # noqa: E402
+from amberwatch_training.confuser_eval import (  # noqa: E402
+    combine,
+    count_objects,
+    make_case,
+    object_prf,
+    score_cases,
+)
 from amberwatch_training.scenes import SceneMissingError, load_sentinel2  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +118,9 @@ def test_count_objects_on_a_hand_made_case():
     conf[24:30, 24:30] = True  # touches the second object diagonally (8-neighbourhood)
     out = count_objects(cls, site_ids, {1, 2}, conf, min_px=5)
     assert out == {"objects": 3, "found": 1, "sites": 2, "false_on_confuser": 1, "false_elsewhere": 1}
+    precision, recall, f1 = object_prf(out["objects"], 2, out["found"], out["sites"])
+    assert (precision, recall) == pytest.approx((1 / 3, 1 / 2)) and f1 == pytest.approx(0.4)
+    assert object_prf(0, 0, 0, 0) == (0.0, 0.0, 0.0)  # nothing found, nothing predicted: no division by zero
 
 
 def test_combine_variants():

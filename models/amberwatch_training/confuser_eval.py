@@ -34,6 +34,7 @@ from amberwatch.detect.session import ModelRunner, create_session
 from . import confusers, evaluate, synth
 from .export import predict
 from .pixel_rf import PixelRF
+from .scenes import Scene
 
 EIGHT = np.ones((3, 3), bool)
 # unet+water: U-Net, then the (rejected) water-context rule; +context: then the natural-sand rule
@@ -90,9 +91,7 @@ MAX_WATER_SHARE = 0.3
 
 def big_water(stack: np.ndarray, res: float = 10.0) -> np.ndarray:
     """Pixels of water bodies (NDWI green/NIR > 0.1, as the scene's water mask) of at least BIG_WATER_HA."""
-    g, n = stack[1], stack[6]
-    water = (g - n) / (g + n + 1e-6) > 0.1
-    lab, k = ndimage.label(water)
+    lab, k = ndimage.label(water_mask(stack[1], stack[6], 0.1))
     big = np.bincount(lab.ravel(), minlength=k + 1) * res * res / 10_000 >= BIG_WATER_HA
     big[0] = False
     return big[lab]
@@ -156,10 +155,14 @@ def score_cases(cases: list[Case], variant: str, rule: DecisionRule | dict[str, 
         tot["km2"] += c.km2
         tot["n"] += 1
     false = tot["false_on_confuser"] + tot["false_elsewhere"]
-    precision = (tot["objects"] - false) / max(1, tot["objects"])
-    recall = tot["found"] / max(1, tot["sites"])
-    return tot | {"precision": precision, "recall": recall,
-                  "f1": 2 * precision * recall / max(1e-9, precision + recall)}
+    precision, recall, f1 = object_prf(tot["objects"], false, tot["found"], tot["sites"])
+    return tot | {"precision": precision, "recall": recall, "f1": f1}
+
+
+def object_prf(objects: int, false: int, found: int, sites: int) -> tuple[float, float, float]:
+    """Object precision, recall and F1 of pooled counts."""
+    precision, recall = (objects - false) / max(1, objects), found / max(1, sites)
+    return precision, recall, 2 * precision * recall / max(1e-9, precision + recall)
 
 
 def choose(cases: list[Case], variant: str) -> tuple[DecisionRule, float]:
@@ -210,10 +213,9 @@ def choose_context_rule(cases: list[Case], rule: DecisionRule, min_px: int = 5) 
                     kept += 1
                     false += not hit
                     found |= {(j, s) for s in hit if s in cases[j].scorable}
-                precision, recall = (kept - false) / max(1, kept), len(found) / max(1, sites)
                 table.append({"min_ring_water": ring, "max_pond_share": pond, "min_elongation": el,
                               "objects": kept, "false": false, "found": len(found), "sites": sites,
-                              "f1": round(2 * precision * recall / max(1e-9, precision + recall), 5)})
+                              "f1": round(object_prf(kept, false, len(found), sites)[2], 5)})
     best = max(table, key=lambda t: (t["f1"], t["objects"], t["min_ring_water"], -t["max_pond_share"],
                                      t["min_elongation"]))
     chosen = ContextRule(max_pond_share=best["max_pond_share"], min_elongation=best["min_elongation"],
@@ -221,7 +223,7 @@ def choose_context_rule(cases: list[Case], rule: DecisionRule, min_px: int = 5) 
     return chosen, table
 
 
-def region_cases(scene, summer, split: str, n: int, runner: ModelRunner, rf: PixelRF | None,  # type: ignore[no-untyped-def]
+def region_cases(scene: Scene, summer: Scene, split: str, n: int, runner: ModelRunner, rf: PixelRF | None,
                  seed: int) -> list[Case]:
     out = []
     for season, sc in (("winter", scene), ("late_summer", summer)):
