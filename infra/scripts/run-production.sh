@@ -44,7 +44,6 @@ for tool in nginx spawn-fcgi envsubst; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
         echo "$tool not found: apt-get install nginx-light spawn-fcgi gettext-base" >&2; exit 1; }
 done
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 mkdir -p "$AW_RUN_DIR"/{log,nginx} "$AMBERWATCH_DATA_DIR"
 pids=()
@@ -85,12 +84,9 @@ pids+=($!)
 # 2. mapserv FastCGI workers reading the config that publish.refresh wrote
 "$INFRA/mapserver/spawn-mapserv.sh" "$AW_OGC_DIR" "$AW_RUN_DIR/mapserv.sock" "$AW_MAPSERV_WORKERS"
 
-# 3. nginx in front
+# 3. nginx in front: the same script as compose's nginx service renders the template and runs it in the foreground
 if [ "$(id -u)" = 0 ]; then export AW_NGINX_USER="user www-data;"; else export AW_NGINX_USER=""; fi
-envsubst '${AW_NGINX_USER} ${AW_RUN_DIR} ${AW_MAX_UPLOAD_MB} ${AW_APP_HOST} ${AW_APP_PORT} ${AW_LISTEN} ${AW_OGC_DIR}' \
-    < "$INFRA/nginx/amberwatch.conf.template" > "$AW_RUN_DIR/nginx.conf"
-"$NGINX" -t -q -p "$AW_RUN_DIR" -c "$AW_RUN_DIR/nginx.conf"
-"$NGINX" -p "$AW_RUN_DIR" -c "$AW_RUN_DIR/nginx.conf" -g "daemon off;" &
+"$INFRA/compose/nginx.sh" &
 pids+=($!)
 
 echo "AmberWatch at $AMBERWATCH_PUBLIC_URL"
