@@ -126,3 +126,21 @@ def browser() -> Iterator[Any]:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield b
         b.close()
+
+
+S2_UNET = REPO / "models" / "registry" / "s2-unet" / "1.2.0" / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def s2_scene() -> Any:
+    """The real Sentinel-2 crop of the training scenes (``amberwatch_training.scenes.load_sentinel2``), decoded once
+    per session, and ``S2_UNET`` present; skips with the reason when either is missing. Do not modify it."""
+    from amberwatch_training.scenes import SceneMissingError, load_sentinel2
+
+    try:
+        scene = load_sentinel2()
+    except SceneMissingError as err:
+        pytest.skip(str(err))
+    if not S2_UNET.exists():
+        pytest.skip(f"no s2-unet 1.2.0 in the registry ({S2_UNET})")
+    return scene

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from conftest import S2_UNET
 
 from amberwatch.detect.confusers_rule import (
     CARD_KEY,
@@ -28,7 +29,6 @@ from amberwatch.errors import InputError
 from amberwatch.types import REFLECTANCE_SCALE, DetectionResult, IngestedScene
 from amberwatch_training import confusers
 from amberwatch_training.export import predict
-from amberwatch_training.scenes import SceneMissingError, load_sentinel2
 
 REPO = Path(__file__).resolve().parents[1]
 REGISTRY = REPO / "models" / "registry"
@@ -42,16 +42,10 @@ SHORE_SITE = ("beach", "late_summer", "val", 23)
 
 
 @pytest.fixture(scope="module")
-def chips():
-    try:
-        scene = load_sentinel2()
-    except SceneMissingError as err:
-        pytest.skip(str(err))
-    if not (REGISTRY / "s2-unet" / "1.2.0" / "model.onnx").exists():
-        pytest.skip("no s2-unet 1.2.0 in the registry")
-    summer = confusers.late_summer_scene(scene)
-    lc = confusers.LandCover.of(scene)
-    session, _ = create_session(REGISTRY / "s2-unet" / "1.2.0" / "model.onnx", ["CPUExecutionProvider"], threads=1)
+def chips(s2_scene):
+    summer = confusers.late_summer_scene(s2_scene)
+    lc = confusers.LandCover.of(s2_scene)
+    session, _ = create_session(S2_UNET, ["CPUExecutionProvider"], threads=1)
     out = {}
     for key in (SANDBAR, SHORE_SITE):
         kind, season, split, i = key

@@ -10,16 +10,16 @@ import pytest
 
 pytest.importorskip("sklearn", reason="the pixel RF needs the [train] extra")
 
+from conftest import S2_UNET as UNET  # noqa: E402
+
 from amberwatch.errors import InputError  # noqa: E402
 from amberwatch.settings import Settings  # noqa: E402
 from amberwatch.store.models import Scene  # noqa: E402
 from amberwatch.usecases.runs import ensemble_model  # noqa: E402
 from amberwatch_training import confusers, ensemble_onnx, pixel_rf  # noqa: E402
 from amberwatch_training.confuser_eval import combine  # noqa: E402
-from amberwatch_training.scenes import SceneMissingError, load_sentinel2  # noqa: E402
 
 REGISTRY = Path(__file__).resolve().parents[1] / "models" / "registry"
-UNET = REGISTRY / "s2-unet" / "1.2.0" / "model.onnx"
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -29,15 +29,9 @@ def _session(path: Path) -> ort.InferenceSession:
 
 
 @pytest.fixture(scope="module")
-def chips():
-    try:
-        scene = load_sentinel2()
-    except SceneMissingError as err:
-        pytest.skip(str(err))
-    if not UNET.exists():
-        pytest.skip("no s2-unet 1.2.0 in the registry")
-    lc = confusers.LandCover.of(scene)
-    return [confusers.make_chip(scene, lc, k, "winter", "val", confusers.seed_of(k, "winter", "val", 0), size=96)
+def chips(s2_scene):
+    lc = confusers.LandCover.of(s2_scene)
+    return [confusers.make_chip(s2_scene, lc, k, "winter", "val", confusers.seed_of(k, "winter", "val", 0), size=96)
             for k in ("sand_quarry", "beach")]
 
 
