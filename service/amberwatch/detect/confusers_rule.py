@@ -14,7 +14,8 @@ The numbers belong to a model: they were chosen on the validation split of the c
 and are stored in the model card as ``amberwatch:context_rule``; a card without it gets no post-filter. One
 implementation for both sides: :func:`filter_class_map` on an in-memory class map (evaluation) and
 :func:`filter_polygons` on the polygons of a run (the service: :func:`apply_to_result`, called once by the run use
-case for both executors), both through :func:`is_natural_sand`.
+case for both executors), both through :func:`shaped_like_sand_bar` and :func:`along_large_water`
+(:func:`is_natural_sand`).
 """
 
 from __future__ import annotations
@@ -113,13 +114,16 @@ def shaped_like_sand_bar(obj_cls: np.ndarray, rule: ContextRule) -> bool:
     return elongation(obj) >= rule.min_elongation
 
 
+def along_large_water(obj: np.ndarray, water: np.ndarray, rule: ContextRule, pixel_ha: float) -> bool:
+    """Test 3 of the rule: enough of the object's outer ring is water of a large body."""
+    return ring_water_share(obj, water, rule, pixel_ha) >= rule.min_ring_water
+
+
 def is_natural_sand(obj_cls: np.ndarray, water: np.ndarray, rule: ContextRule, pixel_ha: float) -> bool:
     """The rule on one object: ``obj_cls`` (0 outside the object, 1 pit, 2 pond) and ``water``
     (:func:`water_mask`) cover the object's bounding box plus ``rule.context_px`` on every side (clipped to the
     raster). Cheapest tests first."""
-    if not shaped_like_sand_bar(obj_cls, rule):
-        return False
-    return ring_water_share(obj_cls > 0, water, rule, pixel_ha) >= rule.min_ring_water
+    return shaped_like_sand_bar(obj_cls, rule) and along_large_water(obj_cls > 0, water, rule, pixel_ha)
 
 
 def context_window(rows: slice, cols: slice, shape: tuple[int, int], context_px: int) -> tuple[slice, slice]:
@@ -166,7 +170,7 @@ class WaterBlocks:
         packed = self._blocks.get((by, bx))
         if packed is None:  # kept as bits: a whole tile's mask is ~15 MB
             green, nir = self.src.read(self.bands, window=Window(bx * self.block_w, by * self.block_h, w, h))
-            mask = water_mask(green.astype(np.float32) * REFLECTANCE_SCALE, nir.astype(np.float32) * REFLECTANCE_SCALE,
+            mask = water_mask(green * np.float32(REFLECTANCE_SCALE), nir * np.float32(REFLECTANCE_SCALE),
                               self.threshold)
             packed = self._blocks[(by, bx)] = np.packbits(mask, axis=None)
         return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
@@ -208,13 +212,14 @@ def filter_polygons(polygons: list[DetectedPolygon], reflectance_path: Path, gre
             return np.column_stack([col, row])
 
         geoms = shapely.transform(np.array([p.geometry for p in polygons], dtype=object), pixel_coords)
+        areas = shapely.area(geoms)
+        pond_areas = np.where([p.cls == "pond" for p in polygons], areas, 0.0)
         objects = group_objects(geoms, 1.0)
         drop = np.zeros(len(polygons), bool)
         by_object = np.argsort(objects, kind="stable")
         water = WaterBlocks(src, green_band, nir_band, rule.ndwi_water)
         for members in np.split(by_object, np.flatnonzero(np.diff(objects[by_object])) + 1):
-            pond = sum(shapely.area(geoms[i]) for i in members if polygons[i].cls == "pond")
-            if pond > rule.max_pond_share * sum(shapely.area(geoms[i]) for i in members):
+            if pond_areas[members].sum() > rule.max_pond_share * areas[members].sum():
                 continue  # a site with ponds: no need to read pixels
             c0, r0, c1, r1 = shapely.total_bounds(geoms[members])
             rows, cols = slice(int(np.floor(r0)), int(np.ceil(r1))), slice(int(np.floor(c0)), int(np.ceil(c1)))
@@ -225,9 +230,9 @@ def filter_polygons(polygons: list[DetectedPolygon], reflectance_path: Path, gre
             local = [shapely.transform(geoms[i], lambda xy, o=origin: xy - o) for i in members]
             obj_cls = rasterize([(g, CLASS_CODE[polygons[i].cls]) for g, i in zip(local, members, strict=True)],
                                 out_shape=(wr.stop - wr.start, wc.stop - wc.start), fill=0, dtype="uint8")
-            if not shaped_like_sand_bar(obj_cls, rule):
-                continue  # round or pond-rich: no pixels are read
-            if is_natural_sand(obj_cls, water.window(wr, wc), rule, pixel_ha):
+            # round or pond-rich: no pixels are read
+            if shaped_like_sand_bar(obj_cls, rule) and along_large_water(obj_cls > 0, water.window(wr, wc), rule,
+                                                                         pixel_ha):
                 drop[members] = True
     if drop.any():
         log.info("context rule: dropped %d of %d polygons as natural sand in water (%s)", int(drop.sum()),
