@@ -6,6 +6,7 @@ Areas are NOT measured in the metric CRS: :func:`area_ha` is the service's one a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -52,13 +53,12 @@ def multi(geom: BaseGeometry | None) -> MultiPolygon:
         return MultiPolygon([geom])
     if isinstance(geom, MultiPolygon):
         return geom
-    polys: list[Polygon] = []
-    for part in getattr(geom, "geoms", []):
-        if isinstance(part, Polygon):
-            polys.append(part)
-        elif isinstance(part, MultiPolygon):
-            polys.extend(part.geoms)
-    return MultiPolygon(polys)
+    return MultiPolygon(_polygons(geom))
+
+
+def _polygons(geoms: BaseGeometry | Sequence[BaseGeometry] | np.ndarray) -> list[Polygon]:
+    """The polygons in ``geoms`` (one geometry or an array of them), multipolygons and collections flattened."""
+    return [p for p in shapely.get_parts(shapely.get_parts(geoms)) if isinstance(p, Polygon)]
 
 
 def area_ha(geom: BaseGeometry | None) -> float:
@@ -71,10 +71,7 @@ def cut_into_pieces(geom: BaseGeometry, max_vertices: int) -> list[Polygon]:
     ``max_vertices`` vertices, then made valid: the same area, in pieces a spatial index can find and that are cheap
     to intersect (what PostGIS' ST_Subdivide does, ~25x faster on a cloud-holed clear sky)."""
     out: list[Polygon] = []
-    stack = [p for p in shapely.get_parts(geom) if isinstance(p, Polygon)]
-    for part in shapely.get_parts(geom):
-        if isinstance(part, MultiPolygon):
-            stack.extend(part.geoms)
+    stack = _polygons(geom)
     while stack:
         g = stack.pop()
         if g.is_empty:
@@ -89,18 +86,5 @@ def cut_into_pieces(geom: BaseGeometry, max_vertices: int) -> list[Polygon]:
         else:
             ym = (y0 + y1) / 2
             halves = [shapely.clip_by_rect(g, x0, y0, x1, ym), shapely.clip_by_rect(g, x0, ym, x1, y1)]
-        for half in halves:
-            for p in shapely.get_parts(half):
-                if isinstance(p, Polygon):
-                    stack.append(p)
-                elif isinstance(p, MultiPolygon):
-                    stack.extend(p.geoms)
-    valid = shapely.make_valid(np.asarray(out, dtype=object)) if out else np.asarray([], dtype=object)
-    pieces: list[Polygon] = []
-    for g in valid:
-        for p in shapely.get_parts(g):
-            if isinstance(p, Polygon) and not p.is_empty:
-                pieces.append(p)
-            elif isinstance(p, MultiPolygon):
-                pieces.extend(p.geoms)
-    return pieces
+        stack += _polygons(halves)
+    return [p for p in _polygons(shapely.make_valid(np.asarray(out, dtype=object))) if not p.is_empty]
