@@ -38,6 +38,7 @@ from amberwatch_training.vhr.effnet import (
     WEIGHTS_WHEEL,
     ChipClassifier,
     EffnetConfig,
+    _cache_dir,
     config_dict,
     export_onnx,
     fine_tune,
@@ -83,19 +84,13 @@ def cached_trunk_views(images: np.ndarray, cfg: EffnetConfig) -> Any:
 
     h = hashlib.sha1(images.tobytes())
     h.update(f"{cfg.input_size}-{cfg.frozen_blocks}-{cfg.pretrained}".encode())
-    path = _cache_root() / f"trunk-{h.hexdigest()}.pt"
+    path = _cache_dir() / f"trunk-{h.hexdigest()}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
     feats = trunk_views(ChipClassifier(cfg.pretrained, cfg.frozen_blocks), images)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(feats, path)
     return feats
-
-
-def _cache_root() -> Path:
-    import os
-
-    return Path(os.environ.get("AMBERWATCH_CACHE", Path.home() / ".cache" / "amberwatch")) / "vhr-effnet"
 
 
 def _inner_split(y: np.ndarray, groups: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
