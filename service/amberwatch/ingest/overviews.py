@@ -22,14 +22,14 @@ from numpy.typing import NDArray
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from amberwatch.cog import BLOCKSIZE
 from amberwatch.ingest.plan import Grid
 
-COG_BLOCK = 512  # the COG's block size: GDAL's COG driver adds overview levels until one fits in a block
 _HALF = {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "ZSTD",
          "zstd_level": 1, "predictor": 2, "interleave": "band", "BIGTIFF": "IF_SAFER"}
 
 
-def overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[int]:
+def overview_factors(width: int, height: int, block: int = BLOCKSIZE) -> list[int]:
     """The overview factors GDAL's COG driver makes by default: 2, 4, ... while the last level exceeds a block."""
     factors: list[int] = []
     w, h, f = width, height, 1
