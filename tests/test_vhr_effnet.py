@@ -111,9 +111,9 @@ def test_fold_thresholds_are_re_derived_from_saved_validation_scores(tiny_model:
     """--rescore-folds: the same rule reproduces the run's thresholds; the plain F1 argmax gives its own, chosen
     on each fold's validation scores only."""
     from amberwatch_training.vhr.dataset import load_chipset
-    from amberwatch_training.vhr.metrics import best_f1_threshold, bootstrap_f1_threshold
+    from amberwatch_training.vhr.metrics import best_f1_threshold, bootstrap_f1_threshold, choose_threshold
     from amberwatch_training.vhr.train import _subset
-    from amberwatch_training.vhr.train_effnet import choose_threshold, rescore_folds
+    from amberwatch_training.vhr.train_effnet import rescore_folds
 
     out, m = tiny_model
     folds = out.parent / "folds"

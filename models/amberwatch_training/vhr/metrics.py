@@ -37,6 +37,15 @@ def bootstrap_f1_threshold(y: np.ndarray, p: np.ndarray, n_boot: int = 200, seed
     return float(np.median(found)) if found else best_f1_threshold(y, p)
 
 
+def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
+    """``f1``: the F1-optimal threshold of (y, p); ``f1_bootstrap``: the median of it over bootstrap resamples."""
+    if rule == "f1":
+        return best_f1_threshold(y, p)
+    if rule == "f1_bootstrap":
+        return bootstrap_f1_threshold(y, p)
+    raise ValueError(f"threshold rule must be f1 or f1_bootstrap, not {rule!r}")
+
+
 def chip_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
     """precision, recall, F1, ROC AUC, confusion matrix [[tn, fp], [fn, tp]] at ``threshold``."""
     pred = (p >= threshold).astype(int)
@@ -51,6 +60,15 @@ def chip_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, An
         "roc_auc": round(float(roc_auc_score(y, p)), 4) if 0 < y.sum() < len(y) else None,
         "confusion_matrix": {"tn": int(cm[0, 0]), "fp": int(cm[0, 1]), "fn": int(cm[1, 0]), "tp": int(cm[1, 1])},
     }
+
+
+def pooled_metrics(y: np.ndarray, decision: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    """:func:`chip_metrics` of 0/1 ``decision``s each made at its own fold's threshold (so no one threshold is
+    reported), with the ROC AUC of the out-of-fold ``score``s."""
+    row = chip_metrics(y, decision, 0.5)
+    row["roc_auc"] = chip_metrics(y, score, 0.5)["roc_auc"]
+    row.pop("threshold")
+    return row
 
 
 def summarize(per_fold: list[dict[str, Any]]) -> dict[str, Any]:

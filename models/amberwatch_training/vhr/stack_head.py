@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from amberwatch_training.vhr.dataset import compute_features, load_chipset
-from amberwatch_training.vhr.metrics import chip_metrics
+from amberwatch_training.vhr.metrics import choose_threshold, pooled_metrics
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -35,7 +35,7 @@ def head_cv(data_dir: Path, folds_dir: Path, *, max_chips: int | None = None, se
     from sklearn.linear_model import LogisticRegression
 
     from amberwatch_training.vhr.train import _subset
-    from amberwatch_training.vhr.train_effnet import audited_labels, choose_threshold
+    from amberwatch_training.vhr.train_effnet import audited_labels
 
     chips = _subset(load_chipset(Path(data_dir)), max_chips, seed)
     y = chips.labels
@@ -71,10 +71,7 @@ def head_cv(data_dir: Path, folds_dir: Path, *, max_chips: int | None = None, se
     for k in kinds:
         out[k] = {}
         for name, ys in label_sets.items():
-            row = chip_metrics(ys, decision[k], 0.5)  # each chip's decision at its own fold's threshold
-            row["roc_auc"] = chip_metrics(ys, score[k], 0.5)["roc_auc"]
-            row.pop("threshold")
-            out[k][name] = row
+            out[k][name] = pooled_metrics(ys, decision[k], score[k])
     return out
 
 

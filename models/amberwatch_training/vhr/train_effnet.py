@@ -49,7 +49,7 @@ from amberwatch_training.vhr.effnet import (
     store_weights_fp16,
     trunk_views,
 )
-from amberwatch_training.vhr.metrics import best_f1_threshold, bootstrap_f1_threshold, chip_metrics
+from amberwatch_training.vhr.metrics import chip_metrics, choose_threshold, pooled_metrics
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +110,6 @@ class FoldFit:
     p_val: np.ndarray  # their scores (8-view TTA)
 
 
-def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> float:
-    """``f1``: the F1-optimal threshold of (y, p); ``f1_bootstrap``: the median of it over bootstrap resamples."""
-    if rule == "f1":
-        return best_f1_threshold(y, p)
-    if rule == "f1_bootstrap":
-        return bootstrap_f1_threshold(y, p)
-    raise ValueError(f"threshold rule must be f1 or f1_bootstrap, not {rule!r}")
-
-
 def fit_with_threshold(images: np.ndarray, y: np.ndarray, groups: np.ndarray, idx: np.ndarray, cfg: EffnetConfig,
                        seed: int, feats: Any) -> FoldFit:
     """Fit on 80 % of the tile groups of ``idx``; threshold (``cfg.threshold_rule``) on the other 20 % (TTA).
@@ -137,14 +128,14 @@ def cross_validate(chips: ChipSet, images: np.ndarray, y_train: np.ndarray, labe
     """Grouped CV (see module doc): per-fold and pooled P/R/F1 against every label set; out-of-fold scores."""
     groups = tile_groups(chips.tiles)
     oof = np.full(len(chips), np.nan)
-    thr_of = np.full(len(chips), np.nan)
     fold_of = np.full(len(chips), -1)
+    thresholds: list[float] = []  # per fold
     for k, (tr, te) in enumerate(group_folds(y_train, groups, folds, seed)):
         t0 = time.time()
         ff = fit_with_threshold(images, y_train, groups, tr, cfg, seed, feats)
         model, thr = ff.model, ff.threshold
         oof[te] = predict_views(model, feats[:, te])
-        thr_of[te] = thr
+        thresholds.append(thr)
         if save_folds is not None:
             save_folds.mkdir(parents=True, exist_ok=True)
             np.savez(save_folds / f"fold{k}.npz", test=te, p_test=oof[te], val=ff.val_idx, p_val=ff.p_val,
@@ -152,7 +143,6 @@ def cross_validate(chips: ChipSet, images: np.ndarray, y_train: np.ndarray, labe
         fold_of[te] = k
         f1 = chip_metrics(y_train[te], oof[te], thr)["f1"]
         log.info("fold %d/%d: threshold %.3f, F1 %.3f (%.0f s)", k + 1, folds, thr, f1, time.time() - t0)
-    thresholds = [float(thr_of[fold_of == k][0]) for k in range(folds)]
     out: dict[str, Any] = {"folds": folds, "seed": seed,
                            "label_sets": score_label_sets(chips, oof, fold_of, thresholds, label_sets)}
     out["oof"] = oof
@@ -174,9 +164,7 @@ def score_label_sets(chips: ChipSet, oof: np.ndarray, fold_of: np.ndarray, thres
             row["fold"] = k
             row["tiles"] = int(len(set(chips.tiles[m])))
             per_fold.append(row)
-        pooled = chip_metrics(y, pred, 0.5)  # each chip's 0/1 decision at its own fold's threshold
-        pooled["roc_auc"] = chip_metrics(y, oof, 0.5)["roc_auc"]
-        pooled.pop("threshold")
+        pooled = pooled_metrics(y, pred, oof)
         out[name] = {"per_fold": per_fold, "pooled": pooled,
                      "f1_fold_mean": round(float(np.mean([r["f1"] for r in per_fold])), 4)}
     return out
