@@ -20,9 +20,7 @@ from amberwatch.crowd.media import safe_name
 from amberwatch.errors import InputError
 from amberwatch.usecases import crowd
 from amberwatch.web.deps import MAX_ID, PageDep, SettingsDep, StoreDep, get_principal, require
-from amberwatch.web.portal import LangDep, static_url
-from amberwatch.web.portal import _common as common_context
-from amberwatch.web.portal import _page as page_response
+from amberwatch.web.portal import LangDep, common_context, page_response, static_url
 
 router = APIRouter(prefix="/api/reports", tags=["crowd reports"])
 PUBLIC_WRITES = ("create_report",)  # anonymous callers may send reports (docs/security.md)

@@ -68,7 +68,8 @@ def language(request: Request,
 LangDep = Annotated[Lang, Depends(language)]
 
 
-def _page(html: str, lang: Lang, status: int = 200) -> HTMLResponse:
+def page_response(html: str, lang: Lang, status: int = 200) -> HTMLResponse:
+    """A rendered portal page with the page headers (and the language cookie when the language was chosen)."""
     response = HTMLResponse(html, status_code=status, headers={**PAGE_HEADERS, "Content-Language": lang.code})
     if lang.explicit:
         response.set_cookie(portal.LANG_COOKIE, lang.code, max_age=365 * 86400, samesite="lax")
@@ -130,7 +131,8 @@ def static_file(name: str, request: Request) -> Response:
     return Response(f.raw, media_type=f.media, headers=headers)
 
 
-def _common(request: Request, lang: Lang) -> dict[str, Any]:
+def common_context(request: Request, lang: Lang) -> dict[str, Any]:
+    """What every portal template needs: ``static_url``, the path and the other language's link."""
     other = "en" if lang.code == "uk" else "uk"
     return {"static_url": static_url, "path": request.url.path, "other_lang": other,
             "other_lang_url": f"{request.url.path}?lang={other}"}
@@ -140,23 +142,24 @@ def _common(request: Request, lang: Lang) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def map_page(request: Request, store: StoreDep, settings: SettingsDep, lang: LangDep) -> HTMLResponse:
     config = {**portal_uc.map_config(store, settings), "worker_url": static_url("js/maplibre-gl-worker.mjs")}
-    return _page(portal.render("map.html", lang.code, config=config, **_common(request, lang)), lang)
+    return page_response(portal.render("map.html", lang.code, config=config, **common_context(request, lang)), lang)
 
 
 @router.get("/sites/{site_id}", response_class=HTMLResponse, include_in_schema=False)
 def site_html(request: Request, store: StoreDep, lang: LangDep,
               site_id: Annotated[str, Path()]) -> HTMLResponse:
-    common = _common(request, lang)
+    common = common_context(request, lang)
     try:
         sid = site_id_path(site_id)
         page = portal_uc.site_page(store, sid)
     except (NotFoundError, InputError):
         t = portal.translator(lang.code)
-        return _page(portal.render("error.html", lang.code, message=t("site.not_found", id=site_id[:20]), **common),
-                     lang, 404)
-    return _page(portal.render("site.html", lang.code, page=page, site=page.site, colours=portal_uc.STATUS_COLOURS,
-                               iso_day=portal_uc.iso_day, crowd_reports=crowd_uc.near_site(store, sid),
-                               validation=validation_uc.site_validation(store, sid), **common), lang)
+        message = t("site.not_found", id=site_id[:20])
+        return page_response(portal.render("error.html", lang.code, message=message, **common), lang, 404)
+    return page_response(portal.render("site.html", lang.code, page=page, site=page.site,
+                                       colours=portal_uc.STATUS_COLOURS, iso_day=portal_uc.iso_day,
+                                       crowd_reports=crowd_uc.near_site(store, sid),
+                                       validation=validation_uc.site_validation(store, sid), **common), lang)
 
 
 @router.get("/stats", response_class=HTMLResponse, include_in_schema=False)
@@ -164,8 +167,8 @@ def stats_page(request: Request, store: StoreDep, lang: LangDep,
                by: Annotated[str, Query(description="oblast, raion, hromada or year")] = "oblast") -> HTMLResponse:
     stats = monitoring.stats(store, monitoring.check_by(by))
     reports = accuracy.latest_reports(store)  # the latest accuracy report of each model version
-    return _page(portal.render("stats.html", lang.code, stats=stats, by=by, accuracy=reports,
-                               **_common(request, lang)), lang)
+    return page_response(portal.render("stats.html", lang.code, stats=stats, by=by, accuracy=reports,
+                               **common_context(request, lang)), lang)
 
 
 # -- API: search, downloads, chips, reports ------------------------------------------------------------
@@ -208,7 +211,7 @@ async def site_report_html(request: Request, store: StoreDep, lang: LangDep, slo
     """The site's evidence report as HTML (the same document as the PDF)."""
     async with slot:
         report = await run_in_threadpool(reports.site_report, store, site_id, lang.code, base_url(request))
-    return _page(report.html, lang)
+    return page_response(report.html, lang)
 
 
 @api.get("/sites/{site_id}/report.pdf", response_class=Response,
@@ -239,7 +242,7 @@ async def area_report_html(store: StoreDep, lang: LangDep, unit: UnitQuery = "ob
                            year_to: ToQuery = None) -> HTMLResponse:
     """The disturbed-area report as HTML."""
     report = await run_in_threadpool(_area, store, unit, year_from, year_to, lang.code)
-    return _page(report.html, lang)
+    return page_response(report.html, lang)
 
 
 @api.get("/reports/area.pdf", response_class=Response,

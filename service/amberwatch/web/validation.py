@@ -16,9 +16,7 @@ from amberwatch.accounts import Principal
 from amberwatch.usecases import validation as uc
 from amberwatch.validation.items import NewItem
 from amberwatch.web.deps import MAX_ID, PageDep, SettingsDep, StoreDep, require
-from amberwatch.web.portal import HeavyDep, LangDep
-from amberwatch.web.portal import _common as common_context
-from amberwatch.web.portal import _page as page_response
+from amberwatch.web.portal import HeavyDep, LangDep, common_context, page_response
 
 router = APIRouter(prefix="/api/validation", tags=["validation"])
 pages = APIRouter(include_in_schema=False)
