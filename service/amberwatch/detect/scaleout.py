@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -51,6 +50,7 @@ from amberwatch.detect.segment import (
     result_parameters,
     scene_band_names,
 )
+from amberwatch.detect.session import usable_cores
 from amberwatch.detect.vectorize import Region, block_regions, merge_partials, prefilter_pixels, regions_to_polygons
 from amberwatch.errors import AmberWatchError, InputError
 from amberwatch.settings import Settings
@@ -205,7 +205,7 @@ class Cluster:
 @contextmanager
 def dask_cluster(scheduler: str | None, n_workers: int, connect_timeout_s: float = 30) -> Iterator[Cluster]:
     """A client of the scheduler at ``scheduler`` (``tcp://host:8786``), else of a LocalCluster of ``n_workers``
-    worker processes (one thread each, onnxruntime threads = cores / workers) closed on exit."""
+    worker processes (one thread each, onnxruntime threads = usable cores / workers) closed on exit."""
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -223,7 +223,7 @@ def dask_cluster(scheduler: str | None, n_workers: int, connect_timeout_s: float
             log.info("Dask: scheduler %s with %d worker(s)", scheduler, workers)
             yield Cluster(client, workers, None, scheduler)
         return
-    cores = os.cpu_count() or 1
+    cores = usable_cores()  # the same count a single-process session sizes its threads by
     if not 1 <= n_workers <= min(MAX_LOCAL_WORKERS, cores):
         raise InputError(f"workers must be between 1 and {min(MAX_LOCAL_WORKERS, cores)} (the cores of this "
                          f"machine) for a local Dask cluster, got {n_workers}")
