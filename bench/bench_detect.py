@@ -85,10 +85,10 @@ def model_seconds(scene: IngestedScene, settings: Settings, reps: int) -> tuple[
     scene, after a warm-up) times the windows the pipeline runs (not all-cloud/nodata). (seconds, windows, ref)."""
     from amberwatch.detect.registry import get_model
     from amberwatch.detect.segment import (
-        DEFAULT_MARGIN,
         WindowReader,
         band_indexes,
         cached_runner,
+        context_margin,
         model_input_size,
         plan_tiles,
         scene_band_names,
@@ -96,7 +96,7 @@ def model_seconds(scene: IngestedScene, settings: Settings, reps: int) -> tuple[
     model = get_model(settings.models_dir, None, "sentinel2", settings.default_models)
     providers = tuple(settings.providers) if settings.providers else None
     runner = cached_runner(str(model.onnx_path), model.sha256, providers)
-    margin = model.context_margin if model.context_margin is not None else DEFAULT_MARGIN
+    margin = context_margin(model)
     cloud = scene.cloud_mask_path
     with rasterio.open(scene.reflectance_path) as src, (rasterio.open(cloud) if cloud else nullcontext()) as cm:
         size = min(settings.window_size, max(src.width, src.height))
