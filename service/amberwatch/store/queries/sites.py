@@ -443,6 +443,13 @@ def save_sites(session: Session, updates: Sequence[SiteUpdate]) -> None:
             "g": [_wkb(o.geom) for _, o in obs]})
 
 
+def _event_columns(events: Sequence[EventRow]) -> dict[str, list[Any]]:
+    """The columns an event update and insert both write, one array each (``unnest`` parameters)."""
+    return {"from_status": [e.from_status for e in events], "area": [e.area_ha for e in events],
+            "run": [e.run_id for e in events], "pt": [_wkb(e.point) for e in events],
+            "extent": [_wkb(e.extent) for e in events]}
+
+
 def sync_events(session: Session, wanted: Sequence[tuple[int, Sequence[EventRow]]]) -> list[Event]:
     """Make each site's events equal to its ``wanted`` ones (one per status change, keyed by observed_at and
     to_status): stale ones are deleted, existing ones keep their id and created_at (updated when they changed);
@@ -476,10 +483,8 @@ def sync_events(session: Session, wanted: Sequence[tuple[int, Sequence[EventRow]
             " geom = ST_GeomFromWKB(v.pt, 4326), extent = ST_GeomFromWKB(v.extent, 4326)"
             " from unnest(cast(:ids as bigint[]), cast(:from_status as text[]), cast(:area as float8[]),"
             " cast(:run as bigint[]), cast(:pt as bytea[]), cast(:extent as bytea[]))"
-            " as v(id, from_status, area, run, pt, extent) where e.id = v.id"), {
-                "ids": [i for i, _ in changed], "from_status": [e.from_status for _, e in changed],
-                "area": [e.area_ha for _, e in changed], "run": [e.run_id for _, e in changed],
-                "pt": [_wkb(e.point) for _, e in changed], "extent": [_wkb(e.extent) for _, e in changed]})
+            " as v(id, from_status, area, run, pt, extent) where e.id = v.id"),
+            {"ids": [i for i, _ in changed], **_event_columns([e for _, e in changed])})
     if not new:
         return []
     ids = list(session.scalars(text(
@@ -490,7 +495,5 @@ def sync_events(session: Session, wanted: Sequence[tuple[int, Sequence[EventRow]
         " cast(:extent as bytea[])) with ordinality as v(site, t, to_status, from_status, area, run, pt, extent, ord)"
         " order by ord returning id"), {
             "site": [sid for sid, _ in new], "t": [e.observed_at for _, e in new],
-            "to_status": [e.to_status for _, e in new], "from_status": [e.from_status for _, e in new],
-            "area": [e.area_ha for _, e in new], "run": [e.run_id for _, e in new],
-            "pt": [_wkb(e.point) for _, e in new], "extent": [_wkb(e.extent) for _, e in new]}))
+            "to_status": [e.to_status for _, e in new], **_event_columns([e for _, e in new])}))
     return list(session.scalars(select(Event).where(Event.id.in_(ids)).order_by(Event.id)))
