@@ -83,6 +83,25 @@ def test_label_chips_are_cut_from_the_scene_in_model_band_order(tmp_path: Path) 
         label_chip_bank(SCENE, [SCENE], "sentinel2")  # a GeoTIFF is not a labels file
 
 
+def test_a_layer_with_no_polygon_on_the_scene_gives_no_chips_of_that_layer(tmp_path: Path) -> None:
+    """Rejected polygons far off the scene: no negative chips (not an error), the positives still come."""
+    import pyogrio.raw
+    import shapely
+
+    from amberwatch_training.chips import NoPolygonsError, chips_from_polygons
+    from amberwatch_training.label_chips import NEGATIVES, label_chip_bank
+
+    labels = _labels(tmp_path, negatives=0)
+    far = shapely.multipolygons([shapely.box(0.0, 0.0, 0.01, 0.01)])  # off the coast of Africa
+    pyogrio.raw.write(str(labels), geometry=np.array([shapely.to_wkb(far)], dtype=object),
+                      field_data=[np.array(["background"], dtype=object)], fields=["class"], crs="EPSG:4326",
+                      geometry_type="MultiPolygon", driver="GPKG", layer=NEGATIVES, append=True)
+    with pytest.raises(NoPolygonsError, match="overlaps the raster"):
+        chips_from_polygons(SCENE, labels, tmp_path / "chips", size=72, layer=NEGATIVES)
+    bank = label_chip_bank(labels, [SCENE], "sentinel2")
+    assert bank.positives >= 3 and bank.negatives == 0 and bank.scenes[SCENE.name]["negatives"] == 0
+
+
 def test_train_seg_consumes_the_label_chips(tmp_path: Path) -> None:
     labels, out = _labels(tmp_path), tmp_path / "model"
     env = {**os.environ, "AMBERWATCH_DATA_DIR": str(tmp_path / "data")}

@@ -19,6 +19,10 @@ from amberwatch.errors import InputError
 CLASS_VALUES = {"pit": 1, "pond": 2, "background": 0}  # background: a labelled negative (label 0 everywhere)
 
 
+class NoPolygonsError(InputError):
+    """The polygon file (layer) has no polygon at all, or none on the raster: nothing to cut chips from."""
+
+
 def read_polygons(path: Path, target_crs: str, layer: str | None = None) -> list[tuple[shapely.Geometry, int]]:
     """(geometry in ``target_crs``, class value) of every polygon of ``layer`` (default: the first); raises
     InputError on a bad file."""
@@ -53,7 +57,7 @@ def read_polygons(path: Path, target_crs: str, layer: str | None = None) -> list
         g = shapely.transform(g, lambda xy: np.column_stack(to_target.transform(xy[:, 0], xy[:, 1])))
         out.append((shapely.make_valid(g), CLASS_VALUES[key]))
     if not out:
-        raise InputError(f"{path}: no polygons found")
+        raise NoPolygonsError(f"{path}: no polygons found")
     return out
 
 
@@ -77,7 +81,7 @@ def chips_from_polygons(scene_tif: Path, polygons_path: Path, out_dir: Path, siz
         covered = rasterio.features.rasterize([(g, 1) for g, _ in polys], out_shape=(src.height, src.width),
                                               transform=src.transform, dtype="uint8")
         if not covered.any():
-            raise InputError(f"none of the polygons in {polygons_path} overlaps the raster {scene_tif}")
+            raise NoPolygonsError(f"none of the polygons in {polygons_path} overlaps the raster {scene_tif}")
         out_dir.mkdir(parents=True, exist_ok=True)
         inv = ~src.transform
         windows: list[tuple[int, int]] = []

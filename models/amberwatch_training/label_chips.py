@@ -24,7 +24,7 @@ from amberwatch.errors import InputError
 from amberwatch.ingest.bands import LANDSAT_OLI_ID_TO_NAME, S2_ID_TO_NAME
 from amberwatch.types import REFLECTANCE_SCALE
 
-from .chips import chips_from_polygons
+from .chips import NoPolygonsError, chips_from_polygons
 from .dataset import CHIP_SIZE
 from .scenes import LANDSAT_MODEL_BANDS, S2_MODEL_BANDS
 
@@ -141,11 +141,9 @@ def label_chip_bank(labels: Path, scenes: list[Path], family: str, size: int | N
                 folder = Path(tmp) / f"{n}-{layer}"
                 try:
                     chips_from_polygons(tif, labels, folder, size=size, layer=layer)
-                except InputError as err:
-                    if "overlaps the raster" in str(err) or "no polygons found" in str(err):
-                        index[layer] = []  # this scene shows none of this layer's polygons
-                        continue
-                    raise
+                except NoPolygonsError:
+                    index[layer] = []  # this scene shows none of this layer's polygons
+                    continue
                 index[layer] = json.loads((folder / "chips.json").read_text())["chips"]
                 for c in index[layer]:
                     c["folder"] = folder
