@@ -19,6 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
+from .pixel_rf import forest_classes
+
 EPS = 1e-6
 
 
@@ -30,8 +32,7 @@ def build(unet_path: Path, rf_path: Path, out_path: Path) -> Path:
     """Write the ensemble graph of the U-Net at ``unet_path`` and the forest at ``rf_path`` (pixel_rf.export)."""
     unet = compose.add_prefix(onnx.load(str(unet_path)), "unet/")
     rf = compose.add_prefix(onnx.load(str(rf_path)), "rf/")
-    rf_classes = next(list(a.ints) for n in rf.graph.node if n.op_type == "TreeEnsembleClassifier"
-                      for a in n.attribute if a.name == "classlabels_int64s")
+    rf_classes = forest_classes(rf)
     if rf_classes != [0, 1, 2]:
         raise ValueError(f"the forest must know the classes 0, 1, 2 (background, pit, pond), it has {rf_classes}")
     n, init = [], [

@@ -63,6 +63,12 @@ def export(clf, path: Path) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
+def forest_classes(model: onnx.ModelProto) -> list[int]:
+    """Class labels of the forest in an exported graph (the TreeEnsembleClassifier's ``classlabels_int64s``)."""
+    return next(list(a.ints) for n in model.graph.node if n.op_type == "TreeEnsembleClassifier"
+                for a in n.attribute if a.name == "classlabels_int64s")
+
+
 class PixelRF:
     """onnxruntime session of an exported forest; :meth:`__call__` gives [3, H, W] probabilities of a stack."""
 
@@ -71,8 +77,7 @@ class PixelRF:
         so.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.output = [o.name for o in self.session.get_outputs()][-1]
-        forest = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "TreeEnsembleClassifier")
-        self.classes = [list(a.ints) for a in forest.attribute if a.name == "classlabels_int64s"][0]
+        self.classes = forest_classes(onnx.load(str(path)))
 
     def __call__(self, stack: np.ndarray) -> np.ndarray:
         _, h, w = stack.shape
