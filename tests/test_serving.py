@@ -69,6 +69,36 @@ def pooled(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         yield host, ows, settings
 
 
+def test_serving_connections_have_the_serving_settings(pooled, store: Store):
+    """MapServer's CONNECTION string and pygeoapi's provider (the fast items' engine too) open their sessions with
+    publish.connection.SERVING_SETTINGS (UTC, no parallel query, no JIT), set by the client: not the server's
+    defaults (the embedded cluster's configuration has jit = off too)."""
+    import psycopg2
+    import yaml
+    from pygeoapi.plugin import load_plugin
+
+    from amberwatch.publish import OgcPaths
+    from amberwatch.publish.connection import SERVING_SETTINGS, DbParams
+
+    sql = "select current_setting(%(n)s), source from pg_settings where lower(name) = lower(%(n)s)"
+    expected = {name: (value, "client") for name, value in SERVING_SETTINGS.items()}
+    mapserver = psycopg2.connect(DbParams.from_store(store).libpq())
+    try:
+        with mapserver.cursor() as cur:
+            seen = {}
+            for name in SERVING_SETTINGS:
+                cur.execute(sql, {"n": name})
+                seen[name] = tuple(cur.fetchone())
+            assert seen == expected
+    finally:
+        mapserver.close()
+    config = yaml.safe_load(OgcPaths.of(pooled[2]).pygeoapi_config.read_text())
+    provider_def = config["resources"]["protected_areas"]["providers"][0]
+    with load_plugin("provider", provider_def)._engine.connect() as conn:
+        seen = {name: tuple(conn.exec_driver_sql(sql, {"n": name}).one()) for name in SERVING_SETTINGS}
+    assert seen == expected
+
+
 def test_pool_answers_and_restarts_dead_workers(pooled):
     host, ows, _ = pooled
     status, headers, body = call(host, GETMAP)
