@@ -59,13 +59,14 @@ class GuardedStacIO(pystac.StacIO):
 
     def __init__(self, patterns: list[str], check_path: PathCheck, max_documents: int = MAX_DOCUMENTS):
         super().__init__()
-        self.patterns, self.check_path, self.left = patterns, check_path, max_documents
+        self.patterns, self.check_path = patterns, check_path
+        self.max_documents, self.documents = max_documents, 0
 
     def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
         href = str(source)
-        self.left -= 1
-        if self.left < 0:
-            raise InputError(f"the catalog links more than {MAX_DOCUMENTS} documents: not walked further")
+        self.documents += 1
+        if self.documents > self.max_documents:
+            raise InputError(f"the catalog links more than {self.max_documents} documents: not walked further")
         if is_http(href):
             return fetch_bytes(href, self.patterns).decode("utf-8")
         if "://" in href:
