@@ -3,14 +3,13 @@ pair comparison and the use case on the real OPERA pixels of ../shared/data."""
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 
 import pytest
 from conftest import REPO, shared
-from geoalchemy2.shape import from_shape
-from shapely.geometry import MultiPolygon, Point, box
+from shapely.geometry import MultiPolygon
 from sqlalchemy import select, text
+from test_track import FOOTPRINT, publish, square  # the same scene, run and detections as the optical tracking
 
 from amberwatch.errors import InputError
 from amberwatch.ingest import ingest_s1
@@ -18,18 +17,15 @@ from amberwatch.sar.change import CHANGE_CLASSES
 from amberwatch.sar.pair import compare_scenes
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
-from amberwatch.store.models import Detection, Event, Run, Scene, SiteObservation
+from amberwatch.store.models import Event, SiteObservation
 from amberwatch.store.queries import sar as sar_q
-from amberwatch.track import rebuild_sites, update_sites
-from amberwatch.track.geo import to_metric, to_wgs84
+from amberwatch.track import rebuild_sites
+from amberwatch.track.geo import to_metric
 from amberwatch.usecases.sentinel1 import record_s1_pair, water_model
 
-ORIGIN = (26.55, 51.72)  # Vysotska hromada, Rivne oblast
-FOOTPRINT = box(ORIGIN[0] - 0.2, ORIGIN[1] - 0.1, ORIGIN[0] + 0.2, ORIGIN[1] + 0.1)
 T1, T2 = datetime(2018, 6, 15, 9, 30, tzinfo=UTC), datetime(2018, 9, 15, 9, 30, tzinfo=UTC)
 S1_QUIET, S1_POND, S1_SAME = (datetime(2018, m, d, 4, 50, tzinfo=UTC) for m, d in ((7, 1), (9, 16), (6, 15)))
 OPERA = ("sentinel1", "opera-rtc-s1-dist-s1", "10SGD", "137")
-_keys = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -37,30 +33,6 @@ def db(make_database) -> Store:
     st = Store(Settings(database_url=make_database("amberwatch_s1track"))).start()
     yield st
     st.stop()
-
-
-def square(dx_m: float, dy_m: float, side_m: float):
-    o = to_metric(Point(ORIGIN))
-    return to_wgs84(box(o.x + dx_m, o.y + dy_m, o.x + dx_m + side_m, o.y + dy_m + side_m))
-
-
-def publish(db: Store, when: datetime, polys: list, clear_sky=None) -> None:
-    with db.session() as s:
-        scene = Scene(scene_key=f"TEST_S1_{when:%Y%m%d}_{next(_keys)}", sensor="sentinel2a", family="sentinel2",
-                      level="L2A", acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"],
-                      cloud_fraction=0.0, footprint=from_shape(MultiPolygon([FOOTPRINT]), srid=4326), source="test",
-                      reflectance_path="/nonexistent.tif", cloud_mask_path=None, stac_item={})
-        run = Run(state="running", parameters={}, progress=0.0, n_detections=len(polys))
-        run.scenes = [scene]
-        s.add(run)
-        s.flush()
-        for cls, geom in polys:
-            s.add(Detection(run_id=run.id, scene_id=scene.id, cls=cls, confidence=0.9,
-                            area_ha=float(to_metric(geom).area / 1e4), observed_at=when,
-                            geom=from_shape(MultiPolygon([geom]), srid=4326)))
-        s.flush()
-        update_sites(s, run.id, clear_sky)
-        run.state = "published"
 
 
 def radar(db: Store, when: datetime, changes: list) -> None:

@@ -57,8 +57,9 @@ FOOTPRINT = box(ORIGIN[0] - 0.2, ORIGIN[1] - 0.1, ORIGIN[0] + 0.2, ORIGIN[1] + 0
 
 
 def publish(db: Store, when: datetime, polys: list[tuple[str, object]], footprint=FOOTPRINT,
-            cloud_mask: Path | None = None) -> tuple[int, list[tuple]]:
-    """What pipeline.publish_result does: insert a scene, a run and its detections, update sites, publish."""
+            cloud_mask: Path | None = None, clear_sky=None) -> tuple[int, list[tuple]]:
+    """What pipeline.publish_result does: insert a scene, a run and its detections, update sites, publish. The run's
+    clear sky is computed from ``cloud_mask`` as the detect stage does, or given as ``clear_sky`` (EPSG:4326)."""
     with db.session() as s:
         scene = Scene(scene_key=f"TEST_{when:%Y%m%d}_{next(_keys)}", sensor="sentinel2a", family="sentinel2",
                       level="L2A", acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"],
@@ -74,7 +75,7 @@ def publish(db: Store, when: datetime, polys: list[tuple[str, object]], footprin
                             area_ha=float(to_metric(geom).area / 1e4), observed_at=when,
                             geom=from_shape(MultiPolygon([geom]), srid=4326)))
         s.flush()
-        events = update_sites(s, run.id, clear_sky_footprint(cloud_mask))  # as the detect stage computes it
+        events = update_sites(s, run.id, clear_sky_footprint(cloud_mask) if cloud_mask else clear_sky)
         run.state = "published"
         return run.id, [(e.site_id, e.observed_at, e.from_status, e.to_status) for e in events]
 
