@@ -26,10 +26,9 @@ from amberwatch.types import REFLECTANCE_SCALE
 
 from .chips import NoPolygonsError, chips_from_polygons
 from .dataset import CHIP_SIZE
-from .scenes import LANDSAT_MODEL_BANDS, S2_MODEL_BANDS
+from .scenes import MODEL_BANDS
 
 POSITIVES, NEGATIVES = "labels", "rejected"  # the layers of amberwatch labels export
-MODEL_BANDS = {"sentinel2": S2_MODEL_BANDS, "landsat": LANDSAT_MODEL_BANDS}
 GRID_M = {"sentinel2": 10.0, "landsat": 30.0}
 
 

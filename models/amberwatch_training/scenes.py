@@ -33,6 +33,7 @@ S2_MODEL_BANDS: tuple[str, ...] = (
     "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "swir16", "swir22",
 )
 LANDSAT_MODEL_BANDS: tuple[str, ...] = ("blue", "green", "red", "nir08", "swir16", "swir22")
+MODEL_BANDS = {"sentinel2": S2_MODEL_BANDS, "landsat": LANDSAT_MODEL_BANDS}  # input bands of each family's model
 
 
 class SceneMissingError(FileNotFoundError):

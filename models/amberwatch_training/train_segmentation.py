@@ -25,9 +25,8 @@ from .export import export_onnx, parity
 from .label_chips import label_chip_bank
 from .mlm import model_card
 from .model import CompactUNet, count_parameters
-from .scenes import LANDSAT_MODEL_BANDS, S2_MODEL_BANDS
+from .scenes import MODEL_BANDS
 
-BANDS = {"sentinel2": S2_MODEL_BANDS, "landsat": LANDSAT_MODEL_BANDS}
 ARCH = {"sentinel2": {"base": 16, "levels": 3, "separable_from": 0},
         "landsat": {"base": 16, "levels": 3, "separable_from": 0}}
 CLASS_WEIGHTS = (1.0, 4.0, 4.0)
@@ -65,8 +64,8 @@ def train_segmentation(family: str, out_dir: Path, epochs: int = 30, seed: int =
     around its confirmed and rejected polygons join the training chips (recorded under ``training.label_chips``)."""
     if labels is not None and not scenes:
         raise ValueError("labels need the scenes (GeoTIFFs) to cut their chips from")
-    if family not in BANDS:
-        raise ValueError(f"unknown family {family!r}: expected one of {sorted(BANDS)}")
+    if family not in MODEL_BANDS:
+        raise ValueError(f"unknown family {family!r}: expected one of {sorted(MODEL_BANDS)}")
     bank = None  # the label chips first: bad labels or scenes fail before anything is made or written
     if labels is not None:
         bank = label_chip_bank(Path(labels), [Path(s) for s in scenes or []], family, size=CHIP_SIZE[family])
@@ -85,7 +84,7 @@ def train_segmentation(family: str, out_dir: Path, epochs: int = 30, seed: int =
         label_info = {"labels": Path(labels).name, "positives": bank.positives, "negatives": bank.negatives,
                       "dropped_negatives": bank.dropped_negatives, "scenes": bank.scenes}
     t_data = time.time() - t0
-    bands = BANDS[family]
+    bands = MODEL_BANDS[family]
     flat = x_tr.transpose(1, 0, 2, 3).reshape(len(bands), -1)
     model = CompactUNet(len(bands), **ARCH[family], band_mean=flat.mean(1).tolist(),
                         band_std=(flat.std(1) + 1e-4).tolist())
@@ -157,7 +156,7 @@ def train_segmentation(family: str, out_dir: Path, epochs: int = 30, seed: int =
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--family", required=True, choices=sorted(BANDS))
+    ap.add_argument("--family", required=True, choices=sorted(MODEL_BANDS))
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
