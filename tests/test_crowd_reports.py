@@ -384,6 +384,12 @@ def test_report_form_and_moderation_queue_on_a_phone(app: dict, browser: Any) ->
 
     # the moderation queue: the key typed into the page, the report approved there
     page.goto(app["base"] + "/moderation?lang=en")
+    wrong = httpx.get(f"{app['base']}/api/reports?status=pending", headers={"Authorization": "Bearer aw_wrong"})
+    assert wrong.status_code == 401 and wrong.json()["detail"]
+    page.fill("#mod-key", "aw_wrong")  # a wrong key: the API's own message in the page
+    page.click("#mod-load")
+    page.wait_for_function("document.getElementById('mod-error').textContent !== ''")
+    assert page.text_content("#mod-error") == wrong.json()["detail"]
     page.fill("#mod-key", app["mod"]["Authorization"].removeprefix("Bearer "))
     page.click("#mod-load")
     item = page.locator(f'#mod-queue li[data-report-id="{rid}"]')

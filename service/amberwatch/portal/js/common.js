@@ -21,3 +21,8 @@ export function el(tag, attrs = {}, ...children) {
   for (const c of children) node.append(c);
   return node;
 }
+
+// The API's error message of a failed response (its JSON ``detail``), or its HTTP status.
+export async function errorDetail(res) {
+  return (await res.json().catch(() => ({}))).detail || `HTTP ${res.status}`;
+}

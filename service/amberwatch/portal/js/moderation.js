@@ -1,7 +1,7 @@
 // The moderation queue (/moderation): pending crowd reports for a moderator's API key (kept in sessionStorage
 // only), with their photos, approve or reject with a reason (POST /api/reports/{id}/moderation).
 import "../css/crowd.css";
-import { el, t } from "./common.js";
+import { el, errorDetail, t } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "amberwatch.moderator_key";
@@ -14,10 +14,7 @@ function headers() {
 
 async function api(path, options = {}) {
   const res = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
-  if (!res.ok) {
-    const data = await res.json().catch(() => ({}));
-    throw new Error(data.detail || `HTTP ${res.status}`);
-  }
+  if (!res.ok) throw new Error(await errorDetail(res));
   return res;
 }
 

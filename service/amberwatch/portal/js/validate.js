@@ -2,7 +2,7 @@
 // GET /api/validation/next, the answer to POST /api/validation/items/{id}/votes; analysts also see the disputed
 // items and decide them. Texts come from the portal's catalog (uk/en); the key stays in this tab (sessionStorage).
 import "../css/validate.css";
-import { el, t } from "./common.js";
+import { el, errorDetail, t } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "aw-validator-key";
@@ -10,7 +10,6 @@ const uk = document.documentElement.lang === "uk";
 let task = null;
 const auth = () => ({ Authorization: "Bearer " + (sessionStorage.getItem(KEY) || "") });
 const say = (text) => { $("message").textContent = text; };
-const detail = async (res) => (await res.json().catch(() => ({}))).detail || `HTTP ${res.status}`;
 
 function outline(geometry) {
   const svg = $("shape");
@@ -40,7 +39,7 @@ async function next() {
   const res = await fetch("/api/validation/next", { headers: auth() });
   if (res.status === 403) { $("task").hidden = true; return; } // an analyst's key: the expert queue only
   if (res.status === 204) { task = null; $("task").hidden = true; say(t("validate.done")); return; }
-  if (!res.ok) { say(t("validate.error", { d: await detail(res) })); return; }
+  if (!res.ok) { say(t("validate.error", { d: await errorDetail(res) })); return; }
   task = await res.json();
   $("task").hidden = false;
   $("task").dataset.itemId = task.id;
@@ -60,7 +59,7 @@ async function answer(value) {
   const res = await fetch(`/api/validation/items/${task.id}/votes`, {
     method: "POST", headers: { ...auth(), "Content-Type": "application/json" },
     body: JSON.stringify({ answer: value, reason }) });
-  say(res.ok ? t("validate.thanks") : t("validate.error", { d: await detail(res) }));
+  say(res.ok ? t("validate.thanks") : t("validate.error", { d: await errorDetail(res) }));
   await next();
 }
 
@@ -95,7 +94,7 @@ async function decide(id, value, reason) {
   const res = await fetch(`/api/validation/items/${id}/decision`, {
     method: "POST", headers: { ...auth(), "Content-Type": "application/json" },
     body: JSON.stringify({ answer: value, reason }) });
-  say(res.ok ? t("validate.decided") : t("validate.error", { d: await detail(res) }));
+  say(res.ok ? t("validate.decided") : t("validate.error", { d: await errorDetail(res) }));
   await loadDisputed();
 }
 
