@@ -205,12 +205,11 @@ class _ClearSky:
     def pieces(self, run_id: int) -> tuple[shapely.STRtree, np.ndarray] | None:
         """The run's clear sky near the clusters (EPSG:4326) as indexed pieces; None = no cloud mask (all clear)."""
         if run_id not in self.cache:
-            has_mask = q.run_has_clear_sky(self.session, run_id)
-            if not has_mask or self.box is None:
+            wkbs = q.clear_sky_pieces(self.session, run_id, self.box.wkb) if self.box is not None else None
+            if wkbs is None:
                 self.cache[run_id] = None
             else:
-                parts = np.asarray(shapely.from_wkb(q.clear_sky_pieces(self.session, run_id, self.box.wkb)),
-                                   dtype=object)
+                parts = np.asarray(shapely.from_wkb(wkbs), dtype=object)
                 self.cache[run_id] = (shapely.STRtree(parts), parts)
         return self.cache[run_id]
 

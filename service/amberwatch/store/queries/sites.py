@@ -342,18 +342,16 @@ def merge_site(session: Session, old_id: int, into_id: int) -> None:
     session.execute(update(Site).where(Site.id == old_id).values(merged_into_id=into_id, updated_at=datetime.now(UTC)))
 
 
-def run_has_clear_sky(session: Session, run_id: int) -> bool:
-    """True when the run stored a clear-sky footprint (a cloud mask); False = clear everywhere."""
-    return bool(session.scalar(text("select clear_sky is not null from runs where id = :run"), {"run": run_id}))
-
-
-def clear_sky_pieces(session: Session, run_id: int, box_wkb: bytes) -> list[bytes]:
-    """The pieces of the run's clear sky (stored by :func:`set_clear_sky`) that touch the box (EPSG:4326 WKB)."""
-    rows = session.scalars(text(
-        "select ST_AsBinary(geom) from run_clear_sky_pieces"
-        " where run_id = :run and geom && ST_GeomFromWKB(:box, 4326) order by id"),
-        {"box": box_wkb, "run": run_id})
-    return [bytes(r) for r in rows]
+def clear_sky_pieces(session: Session, run_id: int, box_wkb: bytes) -> list[bytes] | None:
+    """The pieces of the run's clear sky (stored by :func:`set_clear_sky`) that touch the box (EPSG:4326 WKB), in
+    one query with whether it has one: None when the run has no clear sky (no cloud mask: clear everywhere)."""
+    row = session.execute(text(
+        "select r.clear_sky is not null, array(select ST_AsBinary(p.geom) from run_clear_sky_pieces p"
+        " where p.run_id = r.id and p.geom && ST_GeomFromWKB(:box, 4326) order by p.id) from runs r where r.id = :run"),
+        {"box": box_wkb, "run": run_id}).one_or_none()
+    if row is None or not row[0]:
+        return None
+    return [bytes(r) for r in row[1]]
 
 
 def visible_runs_covering(session: Session, run_id: int | None,
