@@ -13,12 +13,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from _common import SHARED_DATA
 
 from amberwatch.ingest.sentinel1 import ingest_s1
 from amberwatch.sar.change import CHANGE_CLASSES, change_map
 from amberwatch.sar.water import WaterModel, filtered_db, learn_thresholds, water_mask
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentinel1"
+DATA = SHARED_DATA / "sentinel1"
 REGISTRY = Path(__file__).resolve().parents[1] / "models" / "registry" / "s1-water" / "1.0.0" / "model.onnx"
 OPERA = DATA / "opera-rtc-s1-dist-s1" / "10SGD" / "137"
 POND, LAND_WINDOW = (slice(80, 100), slice(110, 150)), (slice(0, 40), slice(0, 40))
