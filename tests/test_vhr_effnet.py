@@ -133,6 +133,18 @@ def test_fold_thresholds_are_re_derived_from_saved_validation_scores(tiny_model:
         assert choose_threshold(y[f["val"]], f["p_val"], "f1") == best_f1_threshold(y[f["val"]], f["p_val"])
     with pytest.raises(ValueError, match="threshold rule"):
         choose_threshold(np.array([0, 1]), np.array([0.2, 0.8]), "youden")
+    # on a folder of just the tiny run's chips (same order), the run's own rule re-scores to the run's own CV
+    sub = _subset(load_chipset(chips_dir()), 40, 0)
+    for path in sub.paths:
+        (tmp_path / "chips" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "chips" / path.parent.name / path.name).symlink_to(path)
+    again = rescore_folds(tmp_path / "chips", work, folds, "f1_bootstrap")
+    assert again["label_sets"] == m["grouped_cv"]["label_sets"]
+    plain = rescore_folds(tmp_path / "chips", work, folds, "f1")
+    assert [r["threshold"] for r in plain["label_sets"]["original"]["per_fold"]] == pytest.approx(
+        [best_f1_threshold(y[np.load(folds / f"fold{k}.npz")["val"]], np.load(folds / f"fold{k}.npz")["p_val"])
+         for k in range(2)], abs=1e-6)
+    assert json.loads((work / "metrics.json").read_text())["config"]["threshold_rule"] == "f1"
 
 
 def test_ensemble_head_cv_reuses_the_saved_folds(tiny_model: tuple[Path, dict], tmp_path: Path) -> None:
