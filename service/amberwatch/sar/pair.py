@@ -3,6 +3,7 @@ as EPSG:4326 polygons (what tracking stores: ``store.queries.sar``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ import shapely
 from pyproj import Transformer
 from rasterio.features import shapes
 from shapely.geometry import MultiPolygon, box, shape
+from shapely.geometry.base import BaseGeometry
 
 from amberwatch.errors import InputError
 from amberwatch.ingest.plan import Grid
@@ -39,7 +41,7 @@ def compare_scenes(before: S1Scene, after: S1Scene, model: WaterModel) -> PairRe
     return PairResult(change, change_polygons(change, after.grid), footprint_wgs84(after.grid))
 
 
-def _to_wgs84(grid: Grid):  # type: ignore[no-untyped-def]
+def _to_wgs84(grid: Grid) -> Callable[[BaseGeometry], BaseGeometry]:
     project = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform
     return lambda geom: shapely.transform(geom, project, interleaved=False)
 
@@ -48,15 +50,13 @@ def change_polygons(change: ChangeMap, grid: Grid) -> list[tuple[str, MultiPolyg
     """The changed classes of ``change`` as one EPSG:4326 multipolygon each (pixel edges, no smoothing)."""
     to_wgs84 = _to_wgs84(grid)
     out: list[tuple[str, MultiPolygon]] = []
-    classes = change.classes
-    for value, name in enumerate(CHANGE_CLASSES):
-        if value == 0 or not (classes == value).any():
+    for value, name in enumerate(CHANGE_CLASSES[1:], start=1):  # 0: stable
+        mask = change.classes == value
+        if not mask.any():
             continue
-        mask = classes == value
         parts = [shape(geom) for geom, _ in shapes(mask.astype(np.uint8), mask=mask, transform=grid.transform)]
         merged = to_wgs84(shapely.union_all(parts))
-        polys = [merged] if merged.geom_type == "Polygon" else list(getattr(merged, "geoms", []))
-        out.append((name, MultiPolygon([p for p in polys if p.geom_type == "Polygon"])))
+        out.append((name, MultiPolygon([p for p in shapely.get_parts(merged) if p.geom_type == "Polygon"])))
     return out
 
 
