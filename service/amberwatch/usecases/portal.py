@@ -228,10 +228,7 @@ def site_page(store: Store, site_id: int) -> SitePage:
     model_runs = [r for r in runs if r.get("model_name")]
     model = f"{model_runs[-1]['model_name']} {model_runs[-1]['model_version']}" if model_runs else None
     scenes = _scenes_covering(store, site_id)
-    chips: dict[str, dict[str, Any] | None] = {"before": None, "after": None}
-    usable = [s for s in scenes if _rgb_indexes(s.get("bands") or []) is not None]
-    if usable:
-        chips = {"before": usable[0], "after": usable[-1]}
+    chips = {which: pick_chip_scene(scenes, which) for which in CHIPS}
     return SitePage(site=site, observations=history.observations, events=history.events, runs=runs,
                     protected=protected, centroid=centroid,
                     utm=utm_of(*centroid) if shape_src else {}, vertices=vertices[:MAX_VERTICES],
