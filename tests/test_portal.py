@@ -675,11 +675,11 @@ def test_map_shows_approved_reports_and_the_validation_status_of_sites(app_serve
         expected[sid] = (v["status"], v["field_checked"])
     assert expected == {checked: ("confirmed", True), waiting: ("pending", False)}, expected
     for sid in (checked, waiting):
-        for layer_features in (_tile_features(base, "mining_sites", point[sid].x, point[sid].y, 12, tmp),):
-            props = [f for f in layer_features if f.get("site_id") == str(sid)]
-            assert props, (sid, layer_features)
-            assert {(p["validation_status"], p["field_checked"]) for p in props} == {
-                (expected[sid][0], "1" if expected[sid][1] else "0")}, props
+        layer_features = _tile_features(base, "mining_sites", point[sid].x, point[sid].y, 12, tmp)
+        props = [f for f in layer_features if f.get("site_id") == str(sid)]
+        assert props, (sid, layer_features)
+        assert {(p["validation_status"], p["field_checked"]) for p in props} == {
+            (expected[sid][0], "1" if expected[sid][1] else "0")}, props
 
     # the browser: the report's popup with its photo, through the layer list; the site popups with their status
     page = _open_map(browser, base, f"#map=14/{lat:.5f}/{lon:.5f}")
