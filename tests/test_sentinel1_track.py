@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO, shared
 from shapely.geometry import MultiPolygon
 from sqlalchemy import select, text
-from test_track import FOOTPRINT, publish, square  # the same scene, run and detections as the optical tracking
+from track_helpers import FOOTPRINT, publish, square  # the same scene, run and detections as the optical tracking
 
 from amberwatch.errors import InputError
 from amberwatch.ingest import ingest_s1

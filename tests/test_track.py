@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,19 +12,17 @@ from conftest import REPO, SHARED_DATA, shared
 from geoalchemy2.shape import from_shape
 from publish_helpers import publish_polygons
 from rasterio.transform import from_origin
-from shapely.geometry import MultiPolygon, Point, box
+from shapely.geometry import Point, box
 from sqlalchemy import select, text
+from track_helpers import FOOTPRINT, ORIGIN, publish, rect, square
 
-from amberwatch.detect.clearsky import clear_sky_footprint
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
-from amberwatch.store.models import Detection, Event, Run, Scene, Site, SiteObservation
+from amberwatch.store.models import Detection, Event, Run, Site, SiteObservation
 from amberwatch.track import update_sites
 from amberwatch.track.geo import to_metric, to_wgs84
 
-ORIGIN = (26.55, 51.72)  # Vysotska hromada, Rivne oblast (the amber belt); pre-2020 raion Dubrovytsia
 T2018, T2019, T2020 = (datetime(y, 6, 15, 9, 30, tzinfo=UTC) for y in (2018, 2019, 2020))
-_keys = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -41,43 +38,6 @@ def clean(db: Store) -> Store:
     yield db
     with db.session() as s:
         s.execute(text("truncate events, site_observations, detections, sites, run_scenes, runs, scenes cascade"))
-
-
-def rect(dx_m: float, dy_m: float, w_m: float, h_m: float, origin: tuple[float, float] = ORIGIN):
-    """A w x h metre rectangle whose south-west corner is (dx, dy) metres from ``origin``, in EPSG:4326."""
-    o = to_metric(Point(origin))
-    return to_wgs84(box(o.x + dx_m, o.y + dy_m, o.x + dx_m + w_m, o.y + dy_m + h_m))
-
-
-def square(dx_m: float, dy_m: float, side_m: float, origin: tuple[float, float] = ORIGIN):
-    return rect(dx_m, dy_m, side_m, side_m, origin)
-
-
-FOOTPRINT = box(ORIGIN[0] - 0.2, ORIGIN[1] - 0.1, ORIGIN[0] + 0.2, ORIGIN[1] + 0.1)
-
-
-def publish(db: Store, when: datetime, polys: list[tuple[str, object]], footprint=FOOTPRINT,
-            cloud_mask: Path | None = None, clear_sky=None) -> tuple[int, list[tuple]]:
-    """What pipeline.publish_result does: insert a scene, a run and its detections, update sites, publish. The run's
-    clear sky is computed from ``cloud_mask`` as the detect stage does, or given as ``clear_sky`` (EPSG:4326)."""
-    with db.session() as s:
-        scene = Scene(scene_key=f"TEST_{when:%Y%m%d}_{next(_keys)}", sensor="sentinel2a", family="sentinel2",
-                      level="L2A", acquired=when, resolution=10.0, crs="EPSG:32635", bands=["red"],
-                      cloud_fraction=0.0, footprint=from_shape(MultiPolygon([footprint]), srid=4326), source="test",
-                      reflectance_path="/nonexistent.tif", cloud_mask_path=str(cloud_mask) if cloud_mask else None,
-                      stac_item={})
-        run = Run(state="running", parameters={}, progress=0.0, n_detections=len(polys))
-        run.scenes = [scene]
-        s.add(run)
-        s.flush()
-        for cls, geom in polys:
-            s.add(Detection(run_id=run.id, scene_id=scene.id, cls=cls, confidence=0.9,
-                            area_ha=float(to_metric(geom).area / 1e4), observed_at=when,
-                            geom=from_shape(MultiPolygon([geom]), srid=4326)))
-        s.flush()
-        events = update_sites(s, run.id, clear_sky_footprint(cloud_mask) if cloud_mask else clear_sky)
-        run.state = "published"
-        return run.id, [(e.site_id, e.observed_at, e.from_status, e.to_status) for e in events]
 
 
 def cloud_mask_over(path: Path, geom) -> Path:
