@@ -368,6 +368,9 @@ def test_report_form_and_moderation_queue_on_a_phone(app: dict, browser: Any) ->
     page.wait_for_selector("#report-map[data-state=ready]", timeout=20000)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the form is wider than the phone ({width} px)"
+    # the map's zoom buttons show their icons at a finger's size (the form's button style once squeezed them empty)
+    icon = page.locator(".maplibregl-ctrl-zoom-in .maplibregl-ctrl-icon").bounding_box()
+    assert icon is not None and icon["width"] >= 29 and icon["height"] >= 29, icon
     page.fill("#report-text", "Нові копанки біля дороги")
     page.click("#report-locate")
     page.wait_for_function("document.getElementById('report-lon').value !== ''")
