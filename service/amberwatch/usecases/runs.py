@@ -268,7 +268,7 @@ def apply_change_model(store: Store, settings: Settings, scene: IngestedScene, r
 
 def publish_result(store: Store, settings: Settings, run_id: int, scene_id: int, result: DetectionResult) -> None:
     """One transaction: insert detections (COPY), update sites, flip the run to ``published``; then refresh the
-    layers."""
+    layers, GeoServer (when configured) and the run's items in the STAC API at /stac."""
     from amberwatch.track import update_sites
 
     with store.session() as session:
@@ -289,6 +289,9 @@ def publish_result(store: Store, settings: Settings, run_id: int, scene_id: int,
     from amberwatch.usecases.geoserver import publish_after_run
 
     publish_after_run(store, settings)  # when AMBERWATCH_GEOSERVER_URL is set; a failure is logged, not raised
+    from amberwatch.usecases.stac_catalog import publish_run
+
+    publish_run(store, settings, run_id)  # its items in /stac when served; a failure is logged, not raised
 
 
 def refresh_layers(store: Store, settings: Settings) -> None:

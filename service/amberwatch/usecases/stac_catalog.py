@@ -2,9 +2,10 @@
 
 Three collections: ``amberwatch-scenes`` (every ingested scene, its eo/projection/raster item), ``amberwatch-runs``
 (every published detection run, with links to its detections in OGC API Features and WFS) and ``amberwatch-models``
-(the model registry: each version's MLM card). ``sync`` upserts them all (idempotent); it runs after each monitor
-item and on ``amberwatch stac sync`` / ``POST /api/stac/sync``. ``publish_items`` loads external items (tests,
-operators mirroring a source catalogue).
+(the model registry: each version's MLM card). ``publish_run`` upserts a run's item and its scene's as soon as the
+run is published (``usecases.runs.publish_result``); ``sync`` upserts them all (idempotent, repairs what a failed
+``publish_run`` missed); it runs after each monitor item and on ``amberwatch stac sync`` / ``POST /api/stac/sync``.
+``publish_items`` loads external items (tests, operators mirroring a source catalogue).
 """
 
 from __future__ import annotations
@@ -39,13 +40,25 @@ def collection(cid: str, description: str, bbox: list[float], start: str | None,
     }
 
 
+def stac_datetime(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def scene_and_run_collections(start: str | None) -> list[dict[str, Any]]:
+    """``amberwatch-scenes`` and ``amberwatch-runs``, their temporal extent from ``start`` (the oldest scene)."""
+    return [collection(SCENES, "Scenes ingested by AmberWatch (reflectance and cloud mask COGs on the common grid).",
+                       [-180, -90, 180, 90], start),
+            collection(RUNS, "Published detection runs of AmberWatch: amber-mining pits and ponds per scene.",
+                       [-180, -90, 180, 90], start)]
+
+
 def scene_item(row: Scene, base: str) -> dict[str, Any]:
     item = public_stac(row)
     item.update(id=row.scene_key, collection=SCENES, type="Feature", stac_version=item.get("stac_version", "1.0.0"))
     footprint = wkb.loads(bytes(row.footprint.data))
     item["geometry"], item["bbox"] = mapping(footprint), list(footprint.bounds)
     props = dict(item.get("properties") or {})
-    props["datetime"] = row.acquired.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    props["datetime"] = stac_datetime(row.acquired)
     item["properties"] = props
     item["links"] = [{"rel": "via", "href": f"{base}/api/scenes/{row.id}", "type": "application/json"}]
     return item
@@ -58,7 +71,7 @@ def run_item(run: Run, base: str) -> dict[str, Any] | None:
     footprint = wkb.loads(bytes(scene.footprint.data))
     mv = run.model_version
     props = {
-        "datetime": scene.acquired.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "datetime": stac_datetime(scene.acquired),
         "amberwatch:run_id": run.id, "amberwatch:scene": scene.scene_key,
         "amberwatch:model": f"{mv.name}@{mv.version}" if mv else None, "amberwatch:n_detections": run.n_detections,
         "amberwatch:published_at": run.published_at.isoformat() if run.published_at else None,
@@ -108,10 +121,8 @@ def sync(store: Store, settings: Settings) -> dict[str, int]:
         scenes = [scene_item(s, base) for s in q.scenes(session)]
         runs = [i for i in (run_item(r, base) for r in q.published_runs(session)) if i is not None]
         start = min((s["properties"]["datetime"] for s in scenes), default=None)
-        q.upsert_collection(session, collection(SCENES, "Scenes ingested by AmberWatch (reflectance and cloud "
-                                                "mask COGs on the common grid).", [-180, -90, 180, 90], start))
-        q.upsert_collection(session, collection(RUNS, "Published detection runs of AmberWatch: amber-mining "
-                                                "pits and ponds per scene.", [-180, -90, 180, 90], start))
+        for coll in scene_and_run_collections(start):
+            q.upsert_collection(session, coll)
         q.upsert_collection(session, collection(
             MODELS, "The AmberWatch model registry: each model version's STAC MLM card.", list(REGION.bounds),
             None, [MLM_SCHEMA], summaries={"mlm:framework": ["onnxruntime"]}))
@@ -120,6 +131,39 @@ def sync(store: Store, settings: Settings) -> dict[str, int]:
         q.upsert_items(session, models)
     log.info("STAC API: %d scenes, %d runs, %d models", len(scenes), len(runs), len(models))
     return {"scenes": len(scenes), "runs": len(runs), "models": len(models)}
+
+
+def publish_run(store: Store, settings: Settings, run_id: int) -> bool:
+    """After a run is published: upsert its item and its scene's (and their two collections) into /stac, when the
+    STAC API is served and the pgstac schema is there. Never raises: a failure is logged as a warning naming the
+    run (the run stays published; ``amberwatch stac sync`` repairs). True when the items were upserted."""
+    if not settings.stac_api:
+        return False
+    try:
+        return _upsert_run(store, settings.base_url, run_id)
+    except Exception:
+        log.warning("run %d is published but not in the STAC API at /stac (`amberwatch stac sync` adds it)", run_id,
+                    exc_info=True)
+        return False
+
+
+def _upsert_run(store: Store, base: str, run_id: int) -> bool:
+    with store.session() as session:
+        if not q.pgstac_present(session):
+            log.info("run %d: no pgstac schema in this database, nothing added to /stac", run_id)
+            return False
+        run = q.published_run(session, run_id)
+        item = None if run is None else run_item(run, base)
+        if run is None or item is None:
+            log.info("run %d is not published or has no scene: nothing added to /stac", run_id)
+            return False
+        first = q.first_acquired(session)
+        for coll in scene_and_run_collections(None if first is None else stac_datetime(first)):
+            q.upsert_collection(session, coll)
+        q.upsert_items(session, [scene_item(s, base) for s in run.scenes])
+        q.upsert_items(session, [item])
+    log.info("STAC API: run %d and its scene upserted", run_id)
+    return True
 
 
 def publish_items(store: Store, coll: dict[str, Any], items: list[dict[str, Any]]) -> int:
