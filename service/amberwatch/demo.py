@@ -12,6 +12,7 @@ from amberwatch.store.queries import runs as run_queries
 from amberwatch.types import Progress, noop_progress
 from amberwatch.usecases import runs as pipeline
 from amberwatch.usecases import scenes as scenes_uc
+from amberwatch.usecases import validation as validation_uc
 
 log = logging.getLogger(__name__)
 DEMO_DIR = PROJECT_ROOT / "demo"
@@ -25,7 +26,8 @@ def demo_scene_path() -> Path:
 
 
 def prepare(settings: Settings, scene_path: Path | None = None, progress: Progress = noop_progress) -> int:
-    """Make sure the demo scene is ingested and has a published run; returns that run's id.
+    """Make sure the demo scene is ingested and has a published run, its sites queued for validation; returns
+    that run's id.
 
     ``progress(fraction, message)`` follows the detection (the CLI passes its progress bar).
     """
@@ -39,4 +41,8 @@ def prepare(settings: Settings, scene_path: Path | None = None, progress: Progre
         return run.id
     run = pipeline.detect(store, settings, scene, progress=progress)
     log.info("demo: run %d published with %d detections", run.id, run.n_detections)
+    # volunteers opening /validate/ find the demo's sites at once, not after the worker's hourly sweep
+    added = validation_uc.enqueue(store, settings)
+    log.info("demo: %d new sites and %d uncertain detections queued for validation", added["new_site"],
+             added["uncertain"])
     return run.id
