@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from amberwatch import demo
 from amberwatch.store.db import Store
-from amberwatch.store.models import Site, Run, ValidationItem
+from amberwatch.store.models import Run, Site, ValidationItem
 
 
 def test_demo_publishes_once_and_queues_its_new_sites_for_validation(make_database, tmp_path: Path) -> None:
