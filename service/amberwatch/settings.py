@@ -140,7 +140,8 @@ class Settings(BaseSettings):
     monitor_max_attempts: int = Field(3, ge=1, le=20, description="Attempts of one STAC item before it is failed.")
     monitor_retry_wait_s: float = Field(
         60.0, ge=0, description="Wait before the first retry of a failed item; doubled at each further attempt.")
-    stac_api: bool = Field(True, description="Serve our scenes, runs and models as a STAC API at /stac (pgstac).")
+    stac_api: bool = Field(True, description="Serve our scenes, runs and models as a STAC API at /stac (pgstac); "
+                           "each published run and its scene are added to it.")
 
     @property
     def base_url(self) -> str:
