@@ -137,8 +137,13 @@ def convert_gbm(gbm: Any, path: Path) -> None:
 
     from amberwatch.vhr.features import N_FEATURES
 
+    import onnx
+
     onx = convert_lightgbm(gbm, initial_types=[("features", FloatTensorType([None, N_FEATURES]))], zipmap=False,
                            target_opset=15)
+    for out in onx.graph.output:  # the converter declares ``label`` as [1]: make the batch axis symbolic
+        out.type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.checker.check_model(onx)
     path.write_bytes(onx.SerializeToString())
 
 
