@@ -25,7 +25,7 @@ from amberwatch.store.db import Store
 from amberwatch.usecases.stac_catalog import RUNS, SCENES
 
 DEMO = REPO / "demo" / "S2_L1C_T33UUU_20180310T102021_amber_demo.tif"
-CROP = Window(448, 240, 192, 192)  # demo sites 6, 10, 16, 18 (and the new ones of 2018): detections to publish
+CROP = Window(448, 240, 192, 192)  # simulated sites 6, 10, 26 and 27 of the 2018 demo (truth_20180310.geojson)
 pytestmark = pytest.mark.skipif(not DEMO.exists(), reason="needs the demo scene in demo/")
 
 # a BEFORE INSERT trigger on pgstac.items that refuses every item: pgstac failing for real, in a real transaction
