@@ -4,7 +4,8 @@ The mosaic is SYNTHETIC, assembled from REAL imagery: Texty's 6 whole example ti
 data, read from ../shared/data and written only to a temporary folder), each in a random rotation/mirror,
 resampled to ``--gsd`` (default 0.4 m) and laid out ``--rows`` x ``--cols`` on a UTM 35N grid. It times
 ``amberwatch.vhr.detect_vhr`` (the part of ``amberwatch detect ortho.tif`` that depends on the image size:
-windowed reads, SLIC, the ONNX classifier with 8-view TTA, polygons); ingest, database insert and publishing are
+windowed reads, SLIC, the ONNX classifier with 8-view TTA, for 2.2.0 the hand-made features of the superpixels
+inside its cascade band, polygons); ingest, database insert and publishing are
 not included.
 
     nice -n 10 .venv/bin/python bench/bench_vhr_ortho.py [--rows 3 --cols 3]
@@ -64,16 +65,21 @@ def main() -> None:
             reflectance_path=path, cloud_mask_path=None, source=str(path))
         from amberwatch.vhr.model import load_vhr_model
 
-        load_vhr_model(model_dir, settings.providers).score_many([np.zeros((230, 230, 3), np.uint8)])  # warm-up
+        model = load_vhr_model(model_dir, settings.providers)  # the cached instance detect_vhr uses
+        model.score_many([np.zeros((230, 230, 3), np.uint8)])  # warm-up
+        counts = dict(model.counts)
         t0, c0 = time.perf_counter(), time.process_time()
         res = detect_vhr(scene, model_dir, settings)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        featured = model.counts["featured"] - counts["featured"]  # 2.2.0's cascade: chips given hand features
     out = {
         "mosaic": f"{w} x {h} px at {a.gsd} m ({a.rows} x {a.cols} real example tiles, synthetic layout)",
         "km2": round(km2, 3), "seconds": round(dt, 2), "km2_per_min": round(km2 / dt * 60, 3),
         "cpu_seconds": round(cpu, 2), "cpu_share": round(cpu / dt, 2),
         "tiles": res.parameters["tiles"], "superpixels": res.parameters["superpixels_scored"],
         "tiles_flagged": res.parameters["tiles_flagged"], "polygons": len(res.polygons),
+        "superpixels_featured": featured,
+        "featured_share": round(featured / max(1, res.parameters["superpixels_scored"]), 3),
         "model": f"{res.model_name} {res.model_version}", "provider": res.provider,
         "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
     }
