@@ -148,20 +148,26 @@ def test_fold_thresholds_are_re_derived_from_saved_validation_scores(tiny_model:
 
 
 def test_ensemble_head_cv_reuses_the_saved_folds(tiny_model: tuple[Path, dict], tmp_path: Path) -> None:
-    """CNN + hand-made-feature LightGBM + logistic head on the tiny run's saved folds: its CNN row is the run's own
-    pooled CV (same folds, same thresholds), every row covers the 40 chips on both label sets."""
+    """CNN + hand-made-feature LightGBM + logistic head (full and as 2.2.0's cascade) on the tiny run's saved folds:
+    its CNN row is the run's own pooled CV (same folds, same thresholds), every row covers the 40 chips on both
+    label sets."""
     pytest.importorskip("lightgbm")
     from amberwatch_training.vhr.stack_head import head_cv
 
     out, m = tiny_model
     res = head_cv(chips_dir(), out.parent / "folds", max_chips=40)
-    for kind in ("cnn", "gbm", "head"):
+    for kind in ("cnn", "gbm", "head", "cascade"):
         for labels in ("original", "audited"):
             assert res[kind][labels]["n"] == 40 and 0.0 <= res[kind][labels]["f1"] <= 1.0
     for labels in ("original", "audited"):
         pooled = m["grouped_cv"]["label_sets"][labels]["pooled"]
         assert res["cnn"][labels]["confusion_matrix"] == pooled["confusion_matrix"]
-    assert len(res["head_coefficients_cnn_gbm_intercept"]) == 2
+    assert len(res["per_fold"]) == 2 and sum(f["test_chips"] for f in res["per_fold"]) == 40
+    assert 0.0 <= res["featured_share"] <= 1.0
+    for f in res["per_fold"]:
+        lo, hi = f["band"]
+        assert 0 <= lo <= f["cnn_threshold"] <= hi <= 1
+    assert res["cascade_differs_from_head"] <= 40 - round(40 * res["featured_share"])  # only outside the band
     with pytest.raises(FileNotFoundError, match="save-folds"):
         head_cv(chips_dir(), tmp_path, max_chips=40)
 
@@ -196,13 +202,15 @@ def test_seed_ensemble_is_the_mean_probability_of_its_members_in_torch_and_onnx(
     assert np.abs(onnx_predict(tmp_path / "ens.onnx", images) - predict(ens, images)).max() < 1e-4
 
 
-def test_image_square_card_without_input_size_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["2.1.0", "2.2.0"])
+def test_image_square_card_without_input_size_is_refused(tmp_path: Path, version: str) -> None:
+    """2.1.0 (image_square) and 2.2.0 (image_square_stack: the same CNN input) both need the input size."""
     from amberwatch.errors import InputError
     from amberwatch.vhr.model import load_vhr_model
 
-    src = newest_vhr()
+    src = REPO / "models" / "registry" / "vhr-texty" / version
     card = json.loads((src / "mlm.json").read_text())
-    assert card["properties"]["amberwatch:input_kind"] == "image_square"
+    assert card["properties"]["amberwatch:input_kind"] in ("image_square", "image_square_stack")
     del card["properties"]["amberwatch:input_size"]
     broken = tmp_path / "vhr-texty" / "9.9.9"
     broken.mkdir(parents=True)

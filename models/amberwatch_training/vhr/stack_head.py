@@ -53,9 +53,12 @@ def fit_gbm(x: np.ndarray, y: np.ndarray, seed: int = 0) -> Any:
 def choose_band(coef_cnn: float, coef_gbm: float, intercept: float, threshold: float, cnn_threshold: float,
                 gbm_logits: np.ndarray, margin: float = BAND_MARGIN) -> tuple[float, float]:
     """CNN-probability band [lo, hi] outside which the head's decision is the same for every LightGBM logit in the
-    range of ``gbm_logits`` (the validation chips'), widened by ``margin`` logits and containing ``cnn_threshold``."""
+    range of ``gbm_logits`` (the validation chips'), widened by ``margin`` logits and containing ``cnn_threshold``.
+
+    A head that does not rise with the CNN's logit (``coef_cnn <= 0``: a useless CNN) gets the whole range [0, 1]:
+    every chip needs the features and the cascade is the full head."""
     if coef_cnn <= 0:
-        raise ValueError(f"the head's CNN coefficient is {coef_cnn:.3f}: a cascade needs it positive")
+        return 0.0, 1.0
     t = float(logit(threshold))
     edges = [(t - intercept - coef_gbm * g) / coef_cnn for g in (float(gbm_logits.min()), float(gbm_logits.max()))]
     c = float(logit(cnn_threshold))
