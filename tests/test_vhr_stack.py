@@ -97,10 +97,12 @@ def test_registered_2_2_0_scores_real_superpixels_as_the_cascade() -> None:
     2.1.0's graph, only in-band chips get features, and the scores equal CNN / full head computed by hand."""
     import onnxruntime as ort
 
+    from amberwatch.detect.registry import load_model
     from amberwatch.vhr.features import extract_features
     from amberwatch.vhr.io import read_rgb
     from amberwatch.vhr.superpixels import tile_superpixels
 
+    assert load_model(V220).onnx_path == V220 / "model.onnx"  # the registry's file is the CNN, not gbm.onnx
     model = load_vhr_model(V220)
     assert model.input_kind == STACK_KIND and model.stack is not None and model.threshold == 0.5
     assert model.gbm_session is not None and model.gbm_session.get_providers()[0] == model.provider

@@ -135,12 +135,11 @@ def head_cv(data_dir: Path, folds_dir: Path, *, max_chips: int | None = None, se
 
 def convert_gbm(gbm: Any, path: Path) -> None:
     """LightGBM -> ONNX (onnxmltools): input ``features`` float32 [N, 225], outputs label + probabilities [N, 2]."""
+    import onnx
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
 
     from amberwatch.vhr.features import N_FEATURES
-
-    import onnx
 
     onx = convert_lightgbm(gbm, initial_types=[("features", FloatTensorType([None, N_FEATURES]))], zipmap=False,
                            target_opset=15)
