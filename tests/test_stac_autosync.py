@@ -20,9 +20,10 @@ from pystac_client import Client
 from rasterio.windows import Window
 from sqlalchemy import text
 
+from amberwatch.detect.registry import list_models
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
-from amberwatch.usecases.stac_catalog import RUNS, SCENES
+from amberwatch.usecases.stac_catalog import MODELS, RUNS, SCENES
 
 DEMO = REPO / "demo" / "S2_L1C_T33UUU_20180310T102021_amber_demo.tif"
 CROP = Window(448, 240, 192, 192)  # simulated sites 6, 10, 26 and 27 of the 2018 demo (truth_20180310.geojson)
@@ -115,6 +116,9 @@ def test_published_runs_reach_stac_by_themselves(served: dict[str, Any], monkeyp
 
     base, store, settings = served["base"], served["store"], served["settings"]
     assert httpx.get(f"{base}/stac/collections/{RUNS}").status_code == 404  # a fresh database: nothing synced yet
+    # the model registry was put there when the app started: every version's MLM item, no sync needed
+    registry = {f"{m.name}-{m.version}" for m in list_models(settings.models_dir)}
+    assert registry and set(stac_items(base, MODELS)) == registry
 
     first, _ = detect(served, monkeypatch, str(served["scene"]))
     (scene_id,) = httpx.get(f"{base}/api/runs/{first}", timeout=30).json()["scene_ids"]

@@ -3,8 +3,9 @@
 Three collections: ``amberwatch-scenes`` (every ingested scene, its eo/projection/raster item), ``amberwatch-runs``
 (every published detection run, with links to its detections in OGC API Features and WFS) and ``amberwatch-models``
 (the model registry: each version's MLM card). ``publish_run`` upserts a run's item and its scene's as soon as the
-run is published (``usecases.runs.publish_result``); ``sync`` upserts them all (idempotent, repairs what a failed
-``publish_run`` missed); it runs after each monitor item and on ``amberwatch stac sync`` / ``POST /api/stac/sync``.
+run is published (``usecases.runs.publish_result``, which every monitor item's run goes through), ``publish_models``
+the registry when the app starts; ``sync`` upserts them all (idempotent, repairs what a failed hook missed) on
+``amberwatch stac sync`` / ``POST /api/stac/sync``.
 ``publish_items`` loads external items (tests, operators mirroring a source catalogue).
 """
 
@@ -113,24 +114,53 @@ def model_item(name: str, version: str, card: dict[str, Any], base: str) -> dict
 
 def sync(store: Store, settings: Settings) -> dict[str, int]:
     """Upsert the three collections and all their items (scenes, published runs, model versions)."""
-    from amberwatch.detect.registry import list_models
-
     base = settings.base_url
-    models = [model_item(m.name, m.version, m.card, base) for m in list_models(settings.models_dir)]
+    models = model_items(settings)
     with store.session() as session:
         scenes = [scene_item(s, base) for s in q.scenes(session)]
         runs = [i for i in (run_item(r, base) for r in q.published_runs(session)) if i is not None]
         start = min((s["properties"]["datetime"] for s in scenes), default=None)
         for coll in scene_and_run_collections(start):
             q.upsert_collection(session, coll)
-        q.upsert_collection(session, collection(
-            MODELS, "The AmberWatch model registry: each model version's STAC MLM card.", list(REGION.bounds),
-            None, [MLM_SCHEMA], summaries={"mlm:framework": ["onnxruntime"]}))
         q.upsert_items(session, scenes)
         q.upsert_items(session, runs)
-        q.upsert_items(session, models)
+        _upsert_models(session, models)
     log.info("STAC API: %d scenes, %d runs, %d models", len(scenes), len(runs), len(models))
     return {"scenes": len(scenes), "runs": len(runs), "models": len(models)}
+
+
+def model_items(settings: Settings) -> list[dict[str, Any]]:
+    """Every model version of the registry (``settings.models_dir``) as an MLM item."""
+    from amberwatch.detect.registry import list_models
+
+    return [model_item(m.name, m.version, m.card, settings.base_url) for m in list_models(settings.models_dir)]
+
+
+def _upsert_models(session: Any, models: list[dict[str, Any]]) -> None:
+    q.upsert_collection(session, collection(
+        MODELS, "The AmberWatch model registry: each model version's STAC MLM card.", list(REGION.bounds),
+        None, [MLM_SCHEMA], summaries={"mlm:framework": ["onnxruntime"]}))
+    q.upsert_items(session, models)
+
+
+def publish_models(store: Store, settings: Settings) -> int:
+    """When the app starts with /stac: the model registry's versions into ``amberwatch-models`` (the registry is
+    files; it changes between deployments, not between runs). Never raises: a failure is a warning
+    (``amberwatch stac sync`` repairs). How many items were upserted (0 without pgstac)."""
+    if not settings.stac_api:
+        return 0
+    try:
+        models = model_items(settings)
+        with store.session() as session:
+            if not q.pgstac_present(session):
+                return 0
+            _upsert_models(session, models)
+    except Exception:
+        log.warning("the model registry is not in the STAC API at /stac (`amberwatch stac sync` adds it)",
+                    exc_info=True)
+        return 0
+    log.info("STAC API: %d model versions upserted", len(models))
+    return len(models)
 
 
 def publish_run(store: Store, settings: Settings, run_id: int) -> bool:

@@ -315,7 +315,6 @@ def process_item(store: Store, settings: Settings, item_id: int) -> str:
         if plan.kind == "sentinel1":
             reason = _sentinel1(store, settings, item_id, monitor_name, folder)
             _finish(store, item_id, "processed", reason)
-            _sync_stac(store, settings)
             return "processed"
         scene = scenes_uc.ingest(store, settings, folder)
         cloud = 100.0 * float(scene.cloud_fraction or 0.0)
@@ -346,8 +345,7 @@ def process_item(store: Store, settings: Settings, item_id: int) -> str:
                   attempts, reason)
         _finish(store, item_id, "failed", f"after {attempts} attempts: {reason}")
         return "failed"
-    _sync_stac(store, settings)
-    return "processed"
+    return "processed"  # the run's publishing put it and its scene into /stac (stac_catalog.publish_run)
 
 
 def _sentinel1(store: Store, settings: Settings, item_id: int, monitor_name: str, folder: Path) -> str:
@@ -377,15 +375,3 @@ def _finish(store: Store, item_id: int, status: str, reason: str | None, scene_i
             run_id: int | None = None) -> None:
     with store.session() as session:
         q.finish(session, item_id, status, reason, scene_id, run_id)
-
-
-def _sync_stac(store: Store, settings: Settings) -> None:
-    """Our scenes and runs into the STAC API (/stac); never fails the item."""
-    if not settings.stac_api:
-        return
-    try:
-        from amberwatch.usecases.stac_catalog import sync
-
-        sync(store, settings)
-    except Exception:
-        log.exception("STAC API sync failed (the next sync catches up)")

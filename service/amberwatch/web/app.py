@@ -23,6 +23,7 @@ from amberwatch.observability.metrics import HttpMetrics
 from amberwatch.settings import Settings
 from amberwatch.store.db import Store
 from amberwatch.store.queries import catalog as catalog_queries
+from amberwatch.usecases import stac_catalog
 from amberwatch.web import accuracy, errors, jobs, monitoring, ops, registry, runs, scenes
 from amberwatch.web.guard import Guard
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings, store: Store | None = None, *, worker: bool |
         await queue.open_async()
         if stac_app is not None:  # a mounted app's own lifespan does not run: its pools follow ours
             await stac_api.open_pools(stac_app, active)
+            await asyncio.to_thread(stac_catalog.publish_models, active, settings)  # runs arrive as published
         task = asyncio.create_task(worker_loop(queue, active, settings)) if run_worker else None
         try:
             yield
