@@ -248,6 +248,8 @@ def test_moderation_publishes_approved_reports_only(app: dict) -> None:
     assert "Fresh pits and a motor pump" in site and f'data-report-id="{a}"' in site
     assert "Sand spoil" not in site and "example.org" not in site
     assert "Reports from people nearby" in site
+    report = httpx.get(f"{app['base']}/api/sites/{app['site_id']}/report.html?lang=en").text  # the evidence report
+    assert "Fresh pits and a motor pump" in report and "Sand spoil" not in report and "example.org" not in report
     # rejected reports keep their reason, for moderators only
     listed = httpx.get(f"{url}?status=rejected", headers=app["mod"]).json()
     assert [(r["id"], r["reason"]) for r in listed] == [(b, "a sand quarry with a licence, not illegal mining")]

@@ -6,6 +6,7 @@ online, and a retry after a lost answer stores nothing new."""
 from __future__ import annotations
 
 import io
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -177,6 +178,15 @@ def test_field_check_overrides_votes(env: dict[str, Any]) -> None:
     html = call(env, "GET", f"/sites/{site}?lang=en").text
     assert 'data-status="rejected"' in html and "checked in the field" in html and "a sand road, no pits" in html
     assert "not mining" in html and "1 / 5" in html
+    # the evidence report (HTML and PDF) carries the same checks
+    report = call(env, "GET", f"/api/sites/{site}/report.html?lang=en").text
+    assert 'id="report-validation" data-status="rejected"' in report and "checked in the field" in report
+    assert "a sand road, no pits" in report and "1 / 5" in report
+    pdf = call(env, "GET", f"/api/sites/{site}/report.pdf?lang=en")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    text = " ".join(subprocess.run(["pdftotext", "-", "-"], input=pdf.content, capture_output=True,
+                                   check=True).stdout.decode().split())
+    assert "Validation and field checks" in text and "a sand road, no pits" in text
 
 
 def test_offline_check_synced_once(env: dict[str, Any], browser: Any) -> None:

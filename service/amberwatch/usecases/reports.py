@@ -19,8 +19,10 @@ from amberwatch import __version__, portal
 from amberwatch.errors import InputError, NotFoundError
 from amberwatch.store.db import Store
 from amberwatch.store.queries import portal as portal_queries
+from amberwatch.usecases import crowd as crowd_uc
 from amberwatch.usecases import monitoring
 from amberwatch.usecases import portal as portal_uc
+from amberwatch.usecases import validation as validation_uc
 
 AREA_UNITS = ("oblast", "raion", "hromada", "year")
 MIN_YEAR, MAX_YEAR = 1970, 2100
@@ -92,9 +94,14 @@ def site_report(store: Store, site_id: int, lang: str, base_url: str, now: datet
     """The evidence report of one site in ``lang`` (HTML for the browser and for the PDF)."""
     page = portal_uc.site_page(store, site_id)
     site = page.site
-    doc_id = _document_id(f"S{site_id}", {k: site.get(k) for k in (
+    # what people found: the validation status, field checks and approved reports nearby (as on the site page)
+    validation = validation_uc.site_validation(store, site_id)
+    crowd = crowd_uc.near_site(store, site_id)
+    doc_id = _document_id(f"S{site_id}", {**{k: site.get(k) for k in (
         "site_id", "status", "status_since", "first_seen", "last_seen", "last_observed", "max_area_ha", "area_ha",
-        "last_run_id", "oblast", "raion", "hromada", "protected_areas", "merged_into_id")})
+        "last_run_id", "oblast", "raion", "hromada", "protected_areas", "merged_into_id")},
+        "validation": validation["status"], "field_checks": [c["id"] for c in validation["field_checks"]],
+        "reports": [r["id"] for r in crowd]})
     chips: dict[str, str | None] = {}
     for which in portal_uc.CHIPS:
         try:
@@ -112,7 +119,8 @@ def site_report(store: Store, site_id: int, lang: str, base_url: str, now: datet
                 break
     svg = location_svg(outline, page.geometry or page.max_extent, page.centroid) if page.max_extent else None
     html = portal.render("report_site.html", lang, page=page, site=site, chips=chips, location_svg=svg,
-                         unit_name=unit_name, document_id=doc_id, base_url=base_url,
+                         unit_name=unit_name, document_id=doc_id, base_url=base_url, validation=validation,
+                         crowd_reports=crowd, iso_day=portal_uc.iso_day,
                          generated=(now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"), version=__version__,
                          colours=portal_uc.STATUS_COLOURS)
     return Report(html, doc_id)
