@@ -37,7 +37,7 @@ def load(
 
 
 def stats_command(
-    by: Annotated[str, typer.Option(help="Group by oblast, raion or year.")] = "oblast",
+    by: Annotated[str, typer.Option(help="Group by oblast, raion, hromada or year.")] = "oblast",
     format: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",  # noqa: A002
 ) -> None:
     """Statistics: disturbed area, new/abandoned sites, area inside protected areas (groups + total)."""

@@ -22,7 +22,7 @@ MAP_ALIAS = "amberwatch"
 KEYWORDS = ("amber", "illegal mining", "Ukraine", "Rivne", "Zhytomyr", "Volyn", "remote sensing", "AmberWatch")
 VERSIONS_NOTE = (
     "Runs are versions: every published detection run is one version of the data, selected in the detections "
-    "layer by run_id (WMS: RUN=<id>; WFS 2.0: FILTER on run_id; OGC API Features: run_id=<id> or a CQL2 filter; "
+    "layer by run_id (WMS: DIM_RUN=<id>; WFS 2.0: FILTER on run_id; OGC API Features: run_id=<id> or a CQL2 filter; "
     "/api/versions lists the runs with these links); the latest runs are also their own layer run_<id>. "
     "A run becomes visible only once it is published, all at once. "
     "In the AmberWatch demo the mining is simulated: demo detections are not evidence of real mining."

@@ -213,7 +213,7 @@ class StatsQuery:
 
 
 def stats_query(
-    by: Annotated[str, Query(description="Group by oblast, raion or year.")] = "oblast",
+    by: Annotated[str, Query(description="Group by oblast, raion, hromada or year.")] = "oblast",
     format: Annotated[str, Query(description="json or csv.")] = "json",  # noqa: A002
 ) -> StatsQuery:
     return StatsQuery(check_by(by), check_format(format))
