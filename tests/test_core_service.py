@@ -307,6 +307,38 @@ def test_a_run_whose_worker_died_too_often_is_failed_with_the_reason(env: dict, 
         store.stop()
 
 
+def test_a_worker_claiming_the_run_before_it_is_marked_queued_keeps_it_running(env: dict, scene_id: int) -> None:
+    """The worker's job can start before the API marks the run queued (defer, then mark): the API must not write
+    'queued' over the worker's 'running' (seen as a run that stayed 'queued' while it ran, then 'published')."""
+    import threading
+
+    from amberwatch.settings import Settings
+    from amberwatch.store.db import Store
+    from amberwatch.store.queries import runs as run_queries
+    from amberwatch.usecases import runs as runs_uc
+    from amberwatch.usecases import scenes as scenes_uc
+
+    settings = Settings(data_dir=env["data_dir"], database_url=env["url"])
+    store = Store(settings).start(migrate=False)
+    try:
+        run = runs_uc.create_run(store, settings, scenes_uc.get_scene(store, scene_id))
+        with store.session() as worker:  # the worker's claim, not yet committed
+            assert run_queries.start_attempt(worker, run.id, settings.job_max_attempts)[0] == "start"
+            worker.flush()
+            api = threading.Thread(target=runs_uc.mark_queued, args=(store, run.id, 424242))
+            api.start()
+            api.join(0.5)
+            assert api.is_alive()  # the API waits for the worker's row
+        api.join(30)
+        assert not api.is_alive()
+        with store.session() as s:
+            state = run_queries.get_one(s, run.id).state
+            run_queries.mark_failed(s, run.id, "test run, never executed")  # leave no running run behind
+        assert state == "running"
+    finally:
+        store.stop()
+
+
 def vrt(source: str) -> bytes:
     return (f'<VRTDataset rasterXSize="64" rasterYSize="64"><SRS>EPSG:32633</SRS>'
             f'<GeoTransform>300000,10,0,5800000,0,-10</GeoTransform>'

@@ -49,7 +49,9 @@ def orphaned_pending(session: Session, older_than_s: float) -> list[int]:
 
 
 def mark_queued(session: Session, run_id: int, queue_job_id: int) -> None:
-    run = session.get(Run, run_id)
+    """pending -> queued. The row is locked first: a worker may already have claimed the run (its job starts as soon
+    as it is deferred), and an unlocked read would write 'queued' over its 'running' when both commit."""
+    run = get(session, run_id, for_update=True)
     if run is not None and run.state == "pending":
         run.state, run.queue_job_id, run.message = "queued", queue_job_id, "queued"
 
@@ -74,7 +76,7 @@ def set_progress(session: Session, run_id: int, fraction: float, message: str) -
 
 
 def mark_failed(session: Session, run_id: int, error: str) -> None:
-    run = session.get(Run, run_id)
+    run = get(session, run_id, for_update=True)  # not over a 'published' committed meanwhile
     if run is not None and run.state not in TERMINAL:
         run.state, run.error, run.finished_at, run.message = "failed", error, datetime.now(UTC), "failed"
 
