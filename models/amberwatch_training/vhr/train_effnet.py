@@ -8,7 +8,8 @@ Protocol (no chip of a test tile is ever used for fitting or for choosing a thre
 2. grouped CV: ``StratifiedGroupKFold(folds, seed)`` over ALL chips, by tile group; inside each training part one
    more grouped split keeps 20 % of its tile groups as validation: the model is fitted on the other 80 % and the
    F1-optimal threshold is chosen on the validation chips (8-view TTA); the test fold is scored once at that
-   threshold. Pooled = all test folds together, each at its own fold's threshold;
+   threshold. Pooled = all test folds together, each at its own fold's threshold. Both splits are stratified on
+   the original labels, so a model trained on the audited labels sees the same parts;
 3. metrics on the original labels and on the audited labels (``labels_audit.csv``: chip, audited label, reason),
    with models trained on either label set (``--labels original|audited``);
 4. the registered model: fitted on the development tiles (all but the held-out 20 % of tile groups of
@@ -111,11 +112,13 @@ class FoldFit:
 
 
 def fit_with_threshold(images: np.ndarray, y: np.ndarray, groups: np.ndarray, idx: np.ndarray, cfg: EffnetConfig,
-                       seed: int, feats: Any) -> FoldFit:
+                       seed: int, feats: Any, y_split: np.ndarray | None = None) -> FoldFit:
     """Fit on 80 % of the tile groups of ``idx``; threshold (``cfg.threshold_rule``) on the other 20 % (TTA).
 
-    ``feats``: frozen-trunk outputs of all views of all ``images`` (:func:`trunk_views`), shared by every fit."""
-    fit, val = _inner_split(y[idx], groups[idx], seed)
+    ``feats``: frozen-trunk outputs of all views of all ``images`` (:func:`trunk_views`), shared by every fit.
+    ``y_split``: the labels the 80/20 split is stratified on (default ``y``; the original labels keep the same
+    parts whatever label set is trained on)."""
+    fit, val = _inner_split((y if y_split is None else y_split)[idx], groups[idx], seed)
     model = fine_tune(images[idx[fit]], y[idx[fit]], cfg, seed=seed, progress=True, feats=feats[:, idx[fit]])
     p_val = predict_views(model, feats[:, idx[val]])
     thr = choose_threshold(y[idx[val]], p_val, cfg.threshold_rule)
@@ -130,9 +133,10 @@ def cross_validate(chips: ChipSet, images: np.ndarray, y_train: np.ndarray, labe
     oof = np.full(len(chips), np.nan)
     fold_of = np.full(len(chips), -1)
     thresholds: list[float] = []  # per fold
-    for k, (tr, te) in enumerate(group_folds(y_train, groups, folds, seed)):
+    y_split = label_sets["original"]  # the same folds and validation parts whatever label set is trained on
+    for k, (tr, te) in enumerate(group_folds(y_split, groups, folds, seed)):
         t0 = time.time()
-        ff = fit_with_threshold(images, y_train, groups, tr, cfg, seed, feats)
+        ff = fit_with_threshold(images, y_train, groups, tr, cfg, seed, feats, y_split)
         model, thr = ff.model, ff.threshold
         oof[te] = predict_views(model, feats[:, te])
         thresholds.append(thr)
@@ -285,7 +289,7 @@ def train(data_dir: Path, out_dir: Path, *, seed: int = 0, cfg: EffnetConfig | N
     groups = tile_groups(chips.tiles)
     is_test = test_mask(chips, groups)  # on the original labels: the same held-out tiles as 1.x
     dev, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-    ff = fit_with_threshold(images, y, groups, dev, cfg, seed, feats)
+    ff = fit_with_threshold(images, y, groups, dev, cfg, seed, feats, chips.labels)
     model, thr, val = ff.model, ff.threshold, ff.validation
     onnx_path = out_dir / "model.onnx"
     export_onnx(model, onnx_path, cfg.input_size)
