@@ -17,6 +17,7 @@ from typing import Any
 
 from shapely import wkb
 from shapely.geometry import box, mapping
+from sqlalchemy.orm import Session
 
 from amberwatch.errors import InputError
 from amberwatch.settings import Settings
@@ -119,9 +120,7 @@ def sync(store: Store, settings: Settings) -> dict[str, int]:
     with store.session() as session:
         scenes = [scene_item(s, base) for s in q.scenes(session)]
         runs = [i for i in (run_item(r, base) for r in q.published_runs(session)) if i is not None]
-        start = min((s["properties"]["datetime"] for s in scenes), default=None)
-        for coll in scene_and_run_collections(start):
-            q.upsert_collection(session, coll)
+        _upsert_scene_and_run_collections(session)
         q.upsert_items(session, scenes)
         q.upsert_items(session, runs)
         _upsert_models(session, models)
@@ -136,7 +135,14 @@ def model_items(settings: Settings) -> list[dict[str, Any]]:
     return [model_item(m.name, m.version, m.card, settings.base_url) for m in list_models(settings.models_dir)]
 
 
-def _upsert_models(session: Any, models: list[dict[str, Any]]) -> None:
+def _upsert_scene_and_run_collections(session: Session) -> None:
+    """Both collections, their temporal extent starting at the oldest scene."""
+    first = q.first_acquired(session)
+    for coll in scene_and_run_collections(None if first is None else stac_datetime(first)):
+        q.upsert_collection(session, coll)
+
+
+def _upsert_models(session: Session, models: list[dict[str, Any]]) -> None:
     q.upsert_collection(session, collection(
         MODELS, "The AmberWatch model registry: each model version's STAC MLM card.", list(REGION.bounds),
         None, [MLM_SCHEMA], summaries={"mlm:framework": ["onnxruntime"]}))
@@ -182,14 +188,13 @@ def _upsert_run(store: Store, base: str, run_id: int) -> bool:
         if not q.pgstac_present(session):
             log.info("run %d: no pgstac schema in this database, nothing added to /stac", run_id)
             return False
-        run = q.published_run(session, run_id)
-        item = None if run is None else run_item(run, base)
-        if run is None or item is None:
+        runs = q.published_runs(session, run_id)
+        item = run_item(runs[0], base) if runs else None
+        if item is None:
             log.info("run %d is not published or has no scene: nothing added to /stac", run_id)
             return False
-        first = q.first_acquired(session)
-        for coll in scene_and_run_collections(None if first is None else stac_datetime(first)):
-            q.upsert_collection(session, coll)
+        run = runs[0]
+        _upsert_scene_and_run_collections(session)
         q.upsert_items(session, [scene_item(s, base) for s in run.scenes])
         q.upsert_items(session, [item])
     log.info("STAC API: run %d and its scene upserted", run_id)

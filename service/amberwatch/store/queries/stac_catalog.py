@@ -36,19 +36,13 @@ def scenes(session: Session) -> list[Scene]:
     return list(session.scalars(select(Scene).order_by(Scene.id)))
 
 
-def published_runs(session: Session) -> list[Run]:
-    rows = list(session.scalars(select(Run).where(Run.state == "published").order_by(Run.id)))
+def published_runs(session: Session, run_id: int | None = None) -> list[Run]:
+    """Published runs (or only ``run_id``, when it is published), with their scenes and model version loaded."""
+    q = select(Run).where(Run.state == "published").order_by(Run.id)
+    rows = list(session.scalars(q if run_id is None else q.where(Run.id == run_id)))
     for run in rows:
         _ = run.scenes, run.model_version
     return rows
-
-
-def published_run(session: Session, run_id: int) -> Run | None:
-    """The run ``run_id`` with its scenes and model version loaded, if it is published."""
-    run = session.scalar(select(Run).where(Run.id == run_id, Run.state == "published"))
-    if run is not None:
-        _ = run.scenes, run.model_version
-    return run
 
 
 def first_acquired(session: Session) -> datetime | None:
