@@ -60,6 +60,7 @@ class VhrModel:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._input = self.session.get_inputs()[0].name
+        self._gbm_input = self.gbm_session.get_inputs()[0].name if self.gbm_session is not None else None
         self.counts = {"scored": 0, "featured": 0}  # chips scored / chips that needed the hand-made features
 
     def score(self, rgb: np.ndarray, gsd: float = CHIP_GSD) -> float:
@@ -98,9 +99,8 @@ class VhrModel:
         p_gbm = np.full(len(chips), np.nan)
         if band.size:
             x = np.stack([extract_features(chips[i]) for i in band]).astype(np.float32)
-            name = self.gbm_session.get_inputs()[0].name
             with self._lock:
-                p_gbm[band] = _positive_column(self.gbm_session.run(None, {name: x}))
+                p_gbm[band] = _positive_column(self.gbm_session.run(None, {self._gbm_input: x}))
         with self._lock:
             self.counts["scored"] += len(chips)
             self.counts["featured"] += int(band.size)
