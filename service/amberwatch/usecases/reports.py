@@ -90,13 +90,19 @@ class Report:
     document_id: str
 
 
+def people_checks(store: Store, site_id: int) -> dict[str, Any]:
+    """What people found at a site, for its page and its evidence report: ``validation`` (status, field checks) and
+    ``crowd_reports`` (approved reports nearby)."""
+    return {"validation": validation_uc.site_validation(store, site_id),
+            "crowd_reports": crowd_uc.near_site(store, site_id)}
+
+
 def site_report(store: Store, site_id: int, lang: str, base_url: str, now: datetime | None = None) -> Report:
     """The evidence report of one site in ``lang`` (HTML for the browser and for the PDF)."""
     page = portal_uc.site_page(store, site_id)
     site = page.site
-    # what people found: the validation status, field checks and approved reports nearby (as on the site page)
-    validation = validation_uc.site_validation(store, site_id)
-    crowd = crowd_uc.near_site(store, site_id)
+    people = people_checks(store, site_id)
+    validation, crowd = people["validation"], people["crowd_reports"]
     doc_id = _document_id(f"S{site_id}", {**{k: site.get(k) for k in (
         "site_id", "status", "status_since", "first_seen", "last_seen", "last_observed", "max_area_ha", "area_ha",
         "last_run_id", "oblast", "raion", "hromada", "protected_areas", "merged_into_id")},
@@ -119,8 +125,8 @@ def site_report(store: Store, site_id: int, lang: str, base_url: str, now: datet
                 break
     svg = location_svg(outline, page.geometry or page.max_extent, page.centroid) if page.max_extent else None
     html = portal.render("report_site.html", lang, page=page, site=site, chips=chips, location_svg=svg,
-                         unit_name=unit_name, document_id=doc_id, base_url=base_url, validation=validation,
-                         crowd_reports=crowd, iso_day=portal_uc.iso_day,
+                         unit_name=unit_name, document_id=doc_id, base_url=base_url, **people,
+                         iso_day=portal_uc.iso_day,
                          generated=(now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"), version=__version__,
                          colours=portal_uc.STATUS_COLOURS)
     return Report(html, doc_id)

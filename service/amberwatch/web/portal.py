@@ -23,9 +23,7 @@ from amberwatch import portal
 from amberwatch.errors import InputError, NotFoundError
 from amberwatch.httpcache import etag_matches
 from amberwatch.usecases import accuracy, monitoring, reports
-from amberwatch.usecases import crowd as crowd_uc
 from amberwatch.usecases import portal as portal_uc
-from amberwatch.usecases import validation as validation_uc
 from amberwatch.web.deps import SettingsDep, StoreDep
 from amberwatch.web.monitoring import base_url, site_id_path
 
@@ -158,8 +156,7 @@ def site_html(request: Request, store: StoreDep, lang: LangDep,
         return page_response(portal.render("error.html", lang.code, message=message, **common), lang, 404)
     return page_response(portal.render("site.html", lang.code, page=page, site=page.site,
                                        colours=portal_uc.STATUS_COLOURS, iso_day=portal_uc.iso_day,
-                                       crowd_reports=crowd_uc.near_site(store, sid),
-                                       validation=validation_uc.site_validation(store, sid), **common), lang)
+                                       **reports.people_checks(store, sid), **common), lang)
 
 
 @router.get("/stats", response_class=HTMLResponse, include_in_schema=False)
