@@ -49,6 +49,7 @@ class EffnetConfig:
     label_smoothing: float = 0.1  # targets y * (1 - s) + s / 2
     mixup: float = 0.2  # Beta(a, a) mixup of the frozen-trunk feature maps and targets (0: off)
     members: int = 1  # fine-tuned tops averaged (seeds seed, seed + 1, ...) over one shared frozen trunk
+    fit_seed_offset: int = 0  # added to the seed of the fine-tuning only (folds and splits keep ``seed``)
     threshold_rule: str = "f1_bootstrap"  # on the validation part: f1 (argmax) or f1_bootstrap (median of the
     # argmaxes over bootstrap resamples)
 

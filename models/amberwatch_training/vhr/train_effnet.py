@@ -119,7 +119,8 @@ def fit_with_threshold(images: np.ndarray, y: np.ndarray, groups: np.ndarray, id
     ``y_split``: the labels the 80/20 split is stratified on (default ``y``; the original labels keep the same
     parts whatever label set is trained on)."""
     fit, val = _inner_split((y if y_split is None else y_split)[idx], groups[idx], seed)
-    model = fine_tune(images[idx[fit]], y[idx[fit]], cfg, seed=seed, progress=True, feats=feats[:, idx[fit]])
+    model = fine_tune(images[idx[fit]], y[idx[fit]], cfg, seed=seed + cfg.fit_seed_offset, progress=True,
+                      feats=feats[:, idx[fit]])
     p_val = predict_views(model, feats[:, idx[val]])
     thr = choose_threshold(y[idx[val]], p_val, cfg.threshold_rule)
     return FoldFit(model, thr, chip_metrics(y[idx[val]], p_val, thr), idx[val], p_val)
@@ -356,6 +357,8 @@ def main(argv: list[str] | None = None) -> None:
                     "finished CV of --out with --threshold-rule from the fold scores it saved (--save-folds)")
     ap.add_argument("--save-folds", type=Path, default=None,
                     help="write each CV fold's validation/test indices and scores here (outside the repo)")
+    ap.add_argument("--fit-seed-offset", type=int, default=0, help="another fine-tuning seed on the same folds "
+                    "and splits (ensemble members)")
     ap.add_argument("--labels", choices=("original", "audited"), default="original")
     ap.add_argument("--no-cv", action="store_true", help="skip the grouped CV (keeps the CV of an earlier run "
                     "with the same settings in the folder's metrics.json)")
@@ -374,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     cfg = replace(EffnetConfig(), epochs=a.epochs, input_size=a.size, threads=a.threads, frozen_blocks=a.frozen,
                   label_smoothing=a.label_smoothing, mixup=a.mixup, members=a.members,
-                  threshold_rule=a.threshold_rule)
+                  fit_seed_offset=a.fit_seed_offset, threshold_rule=a.threshold_rule)
     m = train(a.data, a.out, seed=a.seed, cfg=cfg, folds=a.folds, labels=a.labels, cv=not a.no_cv,
               max_chips=a.max_chips, oof_csv=a.oof_csv, cv_only=a.cv_only, save_folds=a.save_folds)
     print(json.dumps({k: m[k] for k in ("grouped_cv", "held_out_by_labels", "threshold", "example_tiles",
