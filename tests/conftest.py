@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -30,6 +31,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, catch_exceptions: bool = True) -> Any:
+    """The real ``amberwatch`` command line in this process (no second interpreter start-up): the settings are read
+    afresh from this environment (plus ``env``) and dropped again after; the root logger the CLI configures is put
+    back. Returns typer's ``Result`` (``exit_code``, ``output``, ``stdout``, ``stderr``, ``exception``)."""
+    from typer.testing import CliRunner
+
+    from amberwatch.cli import app
+    from amberwatch.settings import get_settings
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, list(args), env=env, catch_exceptions=catch_exceptions)
+    finally:
+        get_settings.cache_clear()
+        root.handlers[:], root.level = handlers, level
 
 
 def shared(*parts: str) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from fastapi.testclient import TestClient
 from geoalchemy2.shape import from_shape
 from publish_helpers import publish_polygons
@@ -183,16 +184,7 @@ class CliResult:
 
 def cli(env: dict[str, Any], *args: str) -> CliResult:
     """``amberwatch accuracy ARGS`` in this process, with the test database in the environment."""
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-    from amberwatch.settings import get_settings
-
-    get_settings.cache_clear()
-    try:
-        res = CliRunner().invoke(app, ["accuracy", *args], env=env["cli_env"])
-    finally:
-        get_settings.cache_clear()
+    res = run_cli("accuracy", *args, env=env["cli_env"])
     return CliResult(res.exit_code, res.stdout, res.stderr)
 
 

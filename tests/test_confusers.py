@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 pytest.importorskip("sklearn", reason="the pixel RF needs the [train] extra")
 
@@ -164,13 +165,9 @@ def test_tiny_confuser_set_runs_the_registry_model_and_the_rf(scene, tmp_path):
 
 
 def test_cli_refuses_a_folder_without_a_model(tmp_path):
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-
-    res = CliRunner().invoke(app, ["eval", "confusers", str(tmp_path)])
+    res = run_cli("eval", "confusers", str(tmp_path))
     assert res.exit_code == 2 and "has no model.onnx" in res.output
-    res = CliRunner().invoke(app, ["eval", "confusers", str(tmp_path), "--per-kind", "0"])
+    res = run_cli("eval", "confusers", str(tmp_path), "--per-kind", "0")
     assert res.exit_code == 2
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import free_port
+from conftest import free_port, run_cli
 from dockerfile_parse import DockerfileParser
 from prometheus_client.parser import text_string_to_metric_families
 from publish_helpers import MAPSERV, publish_polygons
@@ -560,17 +560,8 @@ def test_compose_topology_nginx_in_front_of_mapserv_and_the_api(deployment: dict
 
 
 def test_a_bad_log_format_is_a_clear_cli_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-    from amberwatch.settings import get_settings
-
     monkeypatch.setenv("AMBERWATCH_LOG_FORMAT", "xml")
-    get_settings.cache_clear()
-    try:
-        res = CliRunner().invoke(app, ["models", "list"])
-    finally:
-        get_settings.cache_clear()
+    res = run_cli("models", "list")
     assert res.exit_code == 2, res.output
     assert "error: invalid settings: AMBERWATCH_LOG_FORMAT: Input should be 'text' or 'json'" in res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import jsonschema
 import pytest
 import xmltodict
+from conftest import run_cli
 from lxml import etree
 from sqlalchemy import text
 
@@ -298,35 +299,23 @@ def test_store_login_overrides(store: Store) -> None:
 
 
 def test_cli_geoserver_publish(recorder: Recorder, store: Store, monkeypatch, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-    from amberwatch.settings import get_settings
-
     monkeypatch.setenv("AMBERWATCH_DATABASE_URL", store.url)
     monkeypatch.setenv("AMBERWATCH_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("AMBERWATCH_GEOSERVER_URL", raising=False)
-    get_settings.cache_clear()
-    try:
-        res = CliRunner().invoke(app, ["geoserver", "publish"])
-        assert res.exit_code == 2 and "no GeoServer configured: set AMBERWATCH_GEOSERVER_URL" in res.output
-        monkeypatch.setenv("AMBERWATCH_GEOSERVER_URL", "file:///etc/passwd")
-        get_settings.cache_clear()
-        res = CliRunner().invoke(app, ["geoserver", "publish"])
-        assert res.exit_code == 2 and "must be an http:// or https:// URL" in res.output and not recorder.calls
-        monkeypatch.setenv("AMBERWATCH_GEOSERVER_URL", recorder.url)
-        monkeypatch.setenv("AMBERWATCH_GEOSERVER_WORKSPACE", "../../rest/security")
-        get_settings.cache_clear()
-        res = CliRunner().invoke(app, ["geoserver", "publish"])
-        assert res.exit_code == 2 and "AMBERWATCH_GEOSERVER_WORKSPACE must be a name" in res.output
-        assert not recorder.calls
-        monkeypatch.delenv("AMBERWATCH_GEOSERVER_WORKSPACE")
-        get_settings.cache_clear()
-        res = CliRunner().invoke(app, ["geoserver", "publish"])
-        assert res.exit_code == 0, res.output
-        assert f"created  layer {LAYERS[0].name}" in res.output and f"{len(LAYERS) * 2 + 2} created" in res.output
-    finally:
-        get_settings.cache_clear()
+    res = run_cli("geoserver", "publish")
+    assert res.exit_code == 2 and "no GeoServer configured: set AMBERWATCH_GEOSERVER_URL" in res.output
+    monkeypatch.setenv("AMBERWATCH_GEOSERVER_URL", "file:///etc/passwd")
+    res = run_cli("geoserver", "publish")
+    assert res.exit_code == 2 and "must be an http:// or https:// URL" in res.output and not recorder.calls
+    monkeypatch.setenv("AMBERWATCH_GEOSERVER_URL", recorder.url)
+    monkeypatch.setenv("AMBERWATCH_GEOSERVER_WORKSPACE", "../../rest/security")
+    res = run_cli("geoserver", "publish")
+    assert res.exit_code == 2 and "AMBERWATCH_GEOSERVER_WORKSPACE must be a name" in res.output
+    assert not recorder.calls
+    monkeypatch.delenv("AMBERWATCH_GEOSERVER_WORKSPACE")
+    res = run_cli("geoserver", "publish")
+    assert res.exit_code == 0, res.output
+    assert f"created  layer {LAYERS[0].name}" in res.output and f"{len(LAYERS) * 2 + 2} created" in res.output
 
 
 # -- SLD 1.0 ---------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import SHARED_DATA, Listener
+from conftest import SHARED_DATA, Listener, run_cli
 from rasterio.transform import from_origin
 from shapely.geometry import MultiPolygon
 from sqlalchemy import delete, func, select
@@ -465,20 +465,11 @@ def test_track_expands_band_folders_to_one_scene_each(tmp_path: Path) -> None:
 def test_track_cli_on_band_folders(tmp_path: Path, make_database, monkeypatch: pytest.MonkeyPatch) -> None:
     """`amberwatch track` on Sentinel-2 band folders ingests and detects one scene per folder (before the fix it
     took every band file for a scene and failed with "give the folder that holds all band files")."""
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-    from amberwatch.settings import get_settings
-
     folders = [make_band_folder(tmp_path / f"T35UNR_{day}", f"{day}T093049", size=120)
                for day in ("20200101", "20200301")]
     monkeypatch.setenv("AMBERWATCH_DATABASE_URL", make_database("aw_track_bands"))
     monkeypatch.setenv("AMBERWATCH_DATA_DIR", str(tmp_path / "var"))
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["track", *map(str, folders)])
-    finally:
-        get_settings.cache_clear()
+    result = run_cli("track", *map(str, folders))
     assert result.exit_code == 0, result.output
     assert "give the folder" not in result.output
     dates = re.findall(r"(\d{4}-\d{2}-\d{2}) S2_L1C_T35UNR_\w+: run \d+", result.output)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shapely
+from conftest import run_cli
 from pyproj import Transformer
 from sqlalchemy import text
 
@@ -142,32 +143,18 @@ def db(make_database) -> Store:
     st.stop()
 
 
-def invoke(*args: str):
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-
-    return CliRunner().invoke(app, list(args))
-
-
 def test_cli_detect_with_workers_publishes_the_same_run(db: Store, demo_path: Path, monkeypatch, tmp_path: Path):
-    from amberwatch.settings import get_settings
-
     monkeypatch.setenv("AMBERWATCH_DATABASE_URL", db.url)
     monkeypatch.setenv("AMBERWATCH_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("AMBERWATCH_WINDOW_SIZE", str(4 * WINDOW))  # fewer windows: a faster test
     monkeypatch.setenv("AMBERWATCH_DASK_TILE_SIZE", str(4 * TILE))
     monkeypatch.setenv("AMBERWATCH_MAPSERV_WORKERS", "0")
-    get_settings.cache_clear()
-    try:
-        plain = invoke("detect", str(demo_path))
-        assert plain.exit_code == 0, plain.output
-        scaled = invoke("detect", str(demo_path), "--workers", "2", "--out", str(tmp_path / "dask.geojson"))
-        assert scaled.exit_code == 0, scaled.output
-        refused = invoke("detect", str(demo_path), "--workers", "0")
-        assert refused.exit_code == 2 and "greater than or equal to 1" in refused.output
-    finally:
-        get_settings.cache_clear()
+    plain = run_cli("detect", str(demo_path))
+    assert plain.exit_code == 0, plain.output
+    scaled = run_cli("detect", str(demo_path), "--workers", "2", "--out", str(tmp_path / "dask.geojson"))
+    assert scaled.exit_code == 0, scaled.output
+    refused = run_cli("detect", str(demo_path), "--workers", "0")
+    assert refused.exit_code == 2 and "greater than or equal to 1" in refused.output
     with db.session() as s:
         runs = s.execute(text("select id, n_detections, parameters->>'executor', parameters->>'dask_tiles' "
                               "from runs where state = 'published' order by id")).all()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import REPO, shared
+from conftest import REPO, run_cli, shared
 from shapely.geometry import MultiPolygon
 from sqlalchemy import select, text
 from track_helpers import FOOTPRINT, publish, square  # the same scene, run and detections as the optical tracking
@@ -100,32 +100,24 @@ def test_record_pair_use_case(db: Store) -> None:
 
 @pytest.fixture
 def cli_env(db: Store, tmp_path):
-    from amberwatch.settings import get_settings
-
-    get_settings.cache_clear()  # the CLI reads the settings of this environment
-    yield {"AMBERWATCH_DATABASE_URL": db.settings.database_url, "AMBERWATCH_DATA_DIR": str(tmp_path)}
-    get_settings.cache_clear()
+    return {"AMBERWATCH_DATABASE_URL": db.settings.database_url, "AMBERWATCH_DATA_DIR": str(tmp_path)}
 
 
 def test_cli_s1_water_and_track(cli_env, tmp_path) -> None:
     import rasterio
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-
     env = cli_env
     camargue = next(shared("sentinel1", "pyrosar-gamma-geo-vv").glob("*_db.tif"))
     out = tmp_path / "water.tif"
-    res = CliRunner().invoke(app, ["s1", "water", str(camargue), "--out", str(out)], env=env)
+    res = run_cli("s1", "water", str(camargue), "--out", str(out), env=env)
     assert res.exit_code == 0, res.output
     assert "VV -15.00 dB" in res.output and "water 22." in res.output
     with rasterio.open(out) as src:
         assert src.crs.to_epsg() == 32631 and 0.2 < float((src.read(1) == 1).mean()) < 0.25
     zipped = next(shared("sentinel1", "pyrosar-gamma-geo-vv").glob("*.zip"))
-    res = CliRunner().invoke(app, ["s1", "water", str(zipped), "--out", str(out)], env=env)
+    res = run_cli("s1", "water", str(zipped), "--out", str(out), env=env)
     assert res.exit_code == 2 and "metadata only" in res.output and str(zipped.parent) not in res.output
     before = next(shared(*OPERA, "2021-11-19").glob("*T137-292320-IW2_*_VV.tif"))
     after = next(shared(*OPERA, "2021-12-19").glob("*T137-292320-IW2_*_VV.tif"))
-    res = CliRunner().invoke(app, ["s1", "track", "--before", str(before), "--after", str(after)], env=env)
+    res = run_cli("s1", "track", "--before", str(before), "--after", str(after), env=env)
     assert res.exit_code == 0, res.output
     assert "change threshold" in res.output and "0 new site events" in res.output

@@ -6,7 +6,6 @@ leaves the run published with a warning naming it, and ``amberwatch stac sync`` 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import rasterio
-from conftest import REPO, free_port
+from conftest import REPO, free_port, run_cli
 from publish_helpers import uvicorn_thread
 from pystac_client import Client
 from rasterio.windows import Window
@@ -71,22 +70,10 @@ def served(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def cli(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
-    """The real command line in this process; the root logger it reconfigures is put back afterwards."""
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-    from amberwatch.settings import get_settings
-
+    """The real command line in this process, in this test's environment."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    get_settings.cache_clear()  # the CLI reads the settings once per process: here, this test's environment
-    try:
-        res = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    finally:
-        get_settings.cache_clear()
-        root.handlers[:], root.level = handlers, level
+    res = run_cli(*args, catch_exceptions=False)
     assert res.exit_code == 0, res.output[-3000:]
     return res
 

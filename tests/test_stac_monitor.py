@@ -21,7 +21,7 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-from conftest import REPO, free_port, shared
+from conftest import REPO, free_port, run_cli, shared
 from publish_helpers import uvicorn_thread
 from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window
@@ -233,29 +233,20 @@ def check_items(states: dict[str, tuple[str, int]]) -> None:
 
 def test_static_catalog_over_http_through_the_cli(source, baseline, make_database, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-    from amberwatch.settings import get_settings
-
     url = make_database("aw_stac_static")
     for key, value in {"DATABASE_URL": url, "DATA_DIR": str(tmp_path), "MONITOR_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
                        "STAC_ALLOWED_HOSTS": json.dumps([source["base"].removeprefix("http://")]),
                        "MONITOR_RETRY_WAIT_S": "0.2", "ALLOWED_ROOTS": json.dumps([str(tmp_path)])}.items():
         monkeypatch.setenv(f"AMBERWATCH_{key}", value)
-    get_settings.cache_clear()  # the CLI reads the settings once per process: here, in this test's environment
 
     def run(*args: str) -> str:  # the real command line, in this process (no second interpreter start-up)
-        res = CliRunner().invoke(app, ["monitor", *args], catch_exceptions=False)
+        res = run_cli("monitor", *args, catch_exceptions=False)
         assert res.exit_code == 0, res.output[-3000:]
         return res.output
 
-    try:
-        run("add", "s2-static", "--stac-url", source["static"], "--collection", COLLECTION, "--aoi",
-            str(source["aoi"]), "--cloud-max", "50", "--start", "2017-01-01")
-        _static_run(source, baseline, url, tmp_path, run)
-    finally:
-        get_settings.cache_clear()
+    run("add", "s2-static", "--stac-url", source["static"], "--collection", COLLECTION, "--aoi",
+        str(source["aoi"]), "--cloud-max", "50", "--start", "2017-01-01")
+    _static_run(source, baseline, url, tmp_path, run)
 
 
 def _static_run(source: dict, baseline: tuple, url: str, tmp_path: Path, run) -> None:  # noqa: ANN001

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import REPO, SHARED_DATA, shared
+from conftest import REPO, SHARED_DATA, run_cli, shared
 from geoalchemy2.shape import from_shape
 from publish_helpers import publish_polygons
 from rasterio.transform import from_origin
@@ -261,37 +261,24 @@ def polygons_in_laea(path: Path) -> list:
 
 # -- layer loading errors --------------------------------------------------------------------------
 @pytest.fixture
-def cli_env(db: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from amberwatch.settings import get_settings
-
+def cli_env(db: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AMBERWATCH_DATABASE_URL", db.url)
     monkeypatch.setenv("AMBERWATCH_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-def invoke(*args: str):
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-
-    return CliRunner().invoke(app, list(args))
 
 
 def test_layers_load_errors_are_clear(cli_env, tmp_path: Path) -> None:
-    res = invoke("layers", "load", "county", str(tmp_path))
+    res = run_cli("layers", "load", "county", str(tmp_path))
     assert res.exit_code == 2 and "unknown layer kind 'county': use one of oblast, raion, hromada, protected_area" \
         in res.output
-    res = invoke("layers", "load", "oblast", str(tmp_path / "missing.gpkg"))
+    res = run_cli("layers", "load", "oblast", str(tmp_path / "missing.gpkg"))
     assert res.exit_code == 2 and f"{tmp_path / 'missing.gpkg'}: no such file or directory" in res.output
     csv_file = tmp_path / "names.csv"
     csv_file.write_text("name,code\nRivne,UA-56\n")
-    res = invoke("layers", "load", "oblast", str(csv_file))
+    res = run_cli("layers", "load", "oblast", str(csv_file))
     assert res.exit_code == 2 and "the file has no geometry; oblast needs polygons" in res.output
     bad = tmp_path / "nonsense.geojson"
     bad.write_text("this is not json")
-    res = invoke("layers", "load", "oblast", str(bad))
+    res = run_cli("layers", "load", "oblast", str(bad))
     assert res.exit_code == 2 and "not a readable vector file" in res.output
 
 
@@ -302,11 +289,11 @@ def test_layers_load_name_field_and_points(cli_env, tmp_path: Path) -> None:
     gj.write_text(json.dumps({"type": "FeatureCollection", "features": [{
         "type": "Feature", "properties": {"label": "Тeст", "other": 1},
         "geometry": {"type": "Polygon", "coordinates": [[[26, 51], [27, 51], [27, 52], [26, 51]]]}}]}))
-    res = invoke("layers", "load", "oblast", str(gj))
+    res = run_cli("layers", "load", "oblast", str(gj))
     assert res.exit_code == 2 and "cannot tell which field holds the oblast name (fields: label, other)" in res.output
-    res = invoke("layers", "load", "oblast", str(gj), "--name-field", "nom")
+    res = run_cli("layers", "load", "oblast", str(gj), "--name-field", "nom")
     assert res.exit_code == 2 and "no field 'nom' for the name; fields are: label, other" in res.output
-    res = invoke("layers", "load", "oblast", str(gj), "--name-field", "label")
+    res = run_cli("layers", "load", "oblast", str(gj), "--name-field", "label")
     assert res.exit_code == 0, res.output
     with Store(Settings()).start(migrate=False).session() as s:
         assert s.scalars(text("select name from admin_units where kind = 'oblast'")).all() == ["Тест"]
@@ -314,7 +301,7 @@ def test_layers_load_name_field_and_points(cli_env, tmp_path: Path) -> None:
     pts = tmp_path / "points.geojson"
     pts.write_text(json.dumps({"type": "FeatureCollection", "features": [{
         "type": "Feature", "properties": {"name": "x"}, "geometry": {"type": "Point", "coordinates": [26, 51]}}]}))
-    res = invoke("layers", "load", "protected_area", str(pts))
+    res = run_cli("layers", "load", "protected_area", str(pts))
     assert res.exit_code == 2 and "feature 0 is a Point; protected_area layers need polygons" in res.output
 
 
@@ -462,22 +449,22 @@ def test_stats_and_track_cli(cli_env, clean: Store, tmp_path: Path) -> None:
     import json
 
     publish_series(clean, [T2018, T2019, T2020], tmp_path)
-    res = invoke("stats", "--by", "year", "--format", "csv")
+    res = run_cli("stats", "--by", "year", "--format", "csv")
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert rows[-1]["year"] == "total" and int(rows[-1]["new_sites"]) == 5
     assert sum(int(r["new_sites"]) for r in rows[:-1]) == 5
-    res = invoke("stats")
+    res = run_cli("stats")
     assert res.exit_code == 0 and json.loads(res.stdout)["total"]["sites"] == 5
-    res = invoke("stats", "--by", "county")
+    res = run_cli("stats", "--by", "county")
     assert res.exit_code == 2 and "unknown grouping 'county'" in res.output
-    res = invoke("track", str(tmp_path / "nope"))
+    res = run_cli("track", str(tmp_path / "nope"))
     assert res.exit_code == 2 and "nope: no such file or directory" in res.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    res = invoke("track", str(empty))
+    res = run_cli("track", str(empty))
     assert res.exit_code == 2 and "no scene in this directory" in res.output
-    res = invoke("track", str(empty), "--out", str(tmp_path / "sites.shp"))
+    res = run_cli("track", str(empty), "--out", str(tmp_path / "sites.shp"))
     assert res.exit_code == 2 and "use a .gpkg or .geojson file name" in res.output
 
 
@@ -536,7 +523,7 @@ def test_track_command_on_demo_scenes(cli_env, clean: Store, tmp_path: Path) -> 
     if not demo:
         pytest.skip("demo scene not built yet (demo/S2_*amber_demo*.tif)")
     out = tmp_path / "sites.gpkg"
-    res = invoke("track", str(REPO / "demo"), "--out", str(out))
+    res = run_cli("track", str(REPO / "demo"), "--out", str(out))
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and "sites:" in res.output
     info = pyogrio.read_info(out)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "models"))
@@ -258,22 +259,17 @@ def test_demo_scene_metadata_and_truth():
 
 @needs_s2
 def test_eval_cli_uses_the_card_rule_and_refuses_bad_input(tmp_path):
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-
     model_dir = _latest("s2-unet")
     if model_dir is None:
         pytest.skip(f"no trained s2-unet in {REGISTRY}")
     card_rule = json.loads((model_dir / "mlm.json").read_text())["properties"].get("amberwatch:decision", {})
-    runner = CliRunner()
-    res = runner.invoke(app, ["eval", "seg", str(model_dir), "--realizations", "1"])
+    res = run_cli("eval", "seg", str(model_dir), "--realizations", "1")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["decision_rule"]["min_object_confidence"] == card_rule.get("min_object_confidence", 0.0)
     assert 0.0 <= out["object_f1"] <= 1.0 and out["realizations"] == 1
-    bad = runner.invoke(app, ["eval", "seg", str(tmp_path)])
+    bad = run_cli("eval", "seg", str(tmp_path))
     assert bad.exit_code == 2 and "no model.onnx" in bad.output
-    bad = runner.invoke(app, ["eval", "seg", str(model_dir), "--family", "modis"])
+    bad = run_cli("eval", "seg", str(model_dir), "--family", "modis")
     message = " ".join(bad.output.replace("│", " ").split())  # typer's error box wraps at the terminal width
     assert bad.exit_code == 2 and "'modis' is not one of 'sentinel2', 'landsat'" in message

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, shared
+from conftest import REPO, run_cli, shared
 
 from amberwatch.vhr.dihedral import all_views, mean_over_views, view
 
@@ -293,10 +293,7 @@ def test_cli_detect_ortho_publishes_polygons_on_the_mining_tile_only(tmp_path: P
     """``amberwatch detect ortho.tif`` on a 0.4 m RGB GeoTIFF (positive1 | negative1, real Bing tiles):
     ingest, tile, classify, vectorise, store and publish; polygons only over the left (mining) tile."""
     from pyproj import Transformer
-    from typer.testing import CliRunner
 
-    from amberwatch.cli import app
-    from amberwatch.settings import get_settings
     from amberwatch_training.vhr.mosaic import ORIGIN
 
     ortho = _ortho(tmp_path, ("positive1", "negative1"))
@@ -307,12 +304,8 @@ def test_cli_detect_ortho_publishes_polygons_on_the_mining_tile_only(tmp_path: P
     monkeypatch.setenv("AMBERWATCH_DATABASE_URL", make_database("amberwatch_vhr_ortho"))
     monkeypatch.setenv("AMBERWATCH_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("AMBERWATCH_MAPSERV_WORKERS", "0")
-    get_settings.cache_clear()
     out = tmp_path / "pits.geojson"
-    try:
-        res = CliRunner().invoke(app, ["detect", str(ortho), "--out", str(out)])
-    finally:
-        get_settings.cache_clear()
+    res = run_cli("detect", str(ortho), "--out", str(out))
     assert res.exit_code == 0, res.output
     assert "published" in res.output
     feats = json.loads(out.read_text())["features"]
@@ -327,11 +320,6 @@ def test_cli_detect_ortho_publishes_polygons_on_the_mining_tile_only(tmp_path: P
 
 
 def test_cli_train_vhr_cnn_refuses_a_missing_chip_folder(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from amberwatch.cli import app
-
-    res = CliRunner().invoke(app, ["train", "vhr-cnn", "--data", str(tmp_path / "nope"), "--out",
-                                   str(tmp_path / "out")])
+    res = run_cli("train", "vhr-cnn", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
     assert res.exit_code == 2 and "not a folder of labelled chips" in res.output
     assert not (tmp_path / "out").exists()
