@@ -16,6 +16,7 @@ import pytest
 import rasterio
 import rasterio.shutil
 import shapely
+from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 from pyproj import Transformer
 from rasterio.transform import from_origin
@@ -23,7 +24,7 @@ from scipy import ndimage
 
 from amberwatch.detect import detect_scene, write_polygons
 from amberwatch.detect.decision import DecisionRule, object_class_map
-from amberwatch.detect.registry import get_model, list_models, load_model
+from amberwatch.detect.registry import default_refs, get_model, list_models, load_model
 from amberwatch.detect.segment import cached_runner, predict_probabilities
 from amberwatch.detect.session import ModelRunner, create_session
 from amberwatch.detect.vectorize import vectorize
@@ -243,6 +244,22 @@ def test_registry_versions_and_errors(models_dir: Path) -> None:
     with pytest.raises(InputError, match="No default model"):
         get_model(models_dir, None, "vhr_rgb", defaults)
     assert latest.onnx_path.name == "model.onnx" and latest.context_margin is None
+    assert default_refs(models, defaults) == {"tiny-s2@1.10.0", "tiny-landsat@0.1.0"}
+    assert default_refs(models, {"sentinel2": "tiny-landsat"}) == set()  # a name of another family marks nothing
+
+
+def test_models_list_marks_only_the_version_a_run_uses(models_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    """``amberwatch models list``: "(default)" on the highest version of each family's configured name only (it
+    used to mark every version of that name)."""
+    monkeypatch.setenv("AMBERWATCH_MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("AMBERWATCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AMBERWATCH_DEFAULT_MODELS", json.dumps({"sentinel2": "tiny-s2", "landsat": "tiny-landsat"}))
+    res = run_cli("models", "list")
+    assert res.exit_code == 0, res.output
+    marked = [line.split("\t")[0] for line in res.output.splitlines() if "(default)" in line]
+    assert marked == ["tiny-landsat@0.1.0", "tiny-s2@1.10.0"], res.output
+    assert "tiny-s2@1.2.0\tsentinel2\t" in res.output
 
 
 def test_registry_reads_model_asset_href_and_margin(tmp_path: Path) -> None:

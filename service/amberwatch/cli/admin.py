@@ -90,10 +90,12 @@ def db_restore(
 
 @models_app.command("list")
 def models_list() -> None:
-    """List the models in the registry."""
-    from amberwatch.detect.registry import list_models
+    """List the models in the registry; "(default)" marks the version a run without --model uses."""
+    from amberwatch.detect.registry import default_refs, list_models
 
     cfg = settings()
-    for m in list_models(cfg.models_dir):
-        default = " (default)" if cfg.default_models.get(m.family) == m.name else ""
+    models = list_models(cfg.models_dir)
+    defaults = default_refs(models, cfg.default_models)
+    for m in models:
+        default = " (default)" if m.ref in defaults else ""
         typer.echo(f"{m.name}@{m.version}\t{m.family}{default}\t{m.path}")

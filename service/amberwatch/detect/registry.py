@@ -142,6 +142,13 @@ def newest(models: list[ModelInfo], name: str) -> ModelInfo | None:
     return max(candidates, key=lambda m: version_key(m.version)) if candidates else None
 
 
+def default_refs(models: list[ModelInfo], defaults: dict[str, str]) -> set[str]:
+    """``name@version`` of the model a run without ``--model`` uses, per family: the configured name (``defaults``,
+    family -> name) at its highest version."""
+    chosen = (newest(models, name) for name in defaults.values())
+    return {m.ref for m in chosen if m is not None and defaults.get(m.family) == m.name}
+
+
 def get_model(models_dir: Path, name: str | None, family: str, defaults: dict[str, str]) -> ModelInfo:
     """Resolve ``name`` / ``name@version`` / None (the family's default) to a registered model for ``family``.
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from amberwatch.detect.registry import default_refs
 from amberwatch.detect.registry import list_models as registry_models
-from amberwatch.detect.registry import newest
 from amberwatch.web.deps import SettingsDep
 from amberwatch.web.schemas import ModelOut
 
@@ -15,10 +15,9 @@ router = APIRouter(prefix="/api/models", tags=["models"])
 @router.get("", response_model=list[ModelOut])
 def list_models(settings: SettingsDep) -> list[ModelOut]:
     models = registry_models(settings.models_dir)
-    # the version a run without --model uses: the configured name at its highest version
-    defaults = {m.ref for m in (newest(models, n) for n in settings.default_models.values()) if m is not None}
+    defaults = default_refs(models, settings.default_models)  # what a run without --model uses
     return [
         ModelOut(name=m.name, version=m.version, family=m.family, sha256=m.sha256, metrics=m.metrics,
-                 card=m.card, default=m.ref in defaults and settings.default_models.get(m.family) == m.name)
+                 card=m.card, default=m.ref in defaults)
         for m in models
     ]
