@@ -311,6 +311,7 @@ def test_stac_api_serves_our_pgstac(stac_app) -> None:
     url, *_ = stac_app
     landing = httpx.get(f"{url}/stac/").json()
     assert landing["type"] == "Catalog" and any(link["rel"] == "search" for link in landing["links"])
+    assert (landing["id"], landing["title"]) == ("amberwatch", "AmberWatch STAC API")  # not stac-fastapi's defaults
     selves = [link["href"] for link in landing["links"] if link["rel"] == "self"]
     assert selves and all(h.startswith(f"{url}/stac") for h in selves), selves  # links carry the mount path
     found = httpx.post(f"{url}/stac/search", json={"collections": [COLLECTION], "datetime": "2018-01-01T00:00:00Z/..",

@@ -25,9 +25,12 @@ def postgres_settings(store: Store):  # noqa: ANN201
 def build(settings: Settings) -> FastAPI:
     """The stac-fastapi-pgstac application (its database pools are opened by ``open_pools``)."""
     from contextlib import asynccontextmanager
+    from functools import partial
+    from typing import cast
 
     from stac_fastapi.pgstac.app import instantiate_api
     from stac_fastapi.pgstac.config import Settings as StacSettings
+    from stac_fastapi.pgstac.core import CoreCrudClient
     from stac_fastapi.pgstac.models.extensions import Extensions
 
     @asynccontextmanager
@@ -40,8 +43,10 @@ def build(settings: Settings) -> FastAPI:
         stac_fastapi_landing_id="amberwatch", enable_transactions_extensions=False,
         openapi_url="/api", docs_url="/api.html", enabled_extensions=None,
     )
-    app = instantiate_api(extensions=Extensions(settings=stac_settings), lifespan=no_lifespan,
-                          settings=stac_settings).app
+    # the landing page's id comes from the client (its default: "stac-fastapi"), not from the settings above
+    client = cast(type[CoreCrudClient], partial(CoreCrudClient, landing_page_id=stac_settings.stac_fastapi_landing_id))
+    app = instantiate_api(extensions=Extensions(settings=stac_settings), lifespan=no_lifespan, settings=stac_settings,
+                          client=client).app
     # links: a mount's path is not in request.base_url (Starlette keeps the outer root path there); stac-fastapi
     # adds state.router_prefix to it (set after the build: its routes stay relative to the mount)
     app.state.router_prefix = MOUNT
