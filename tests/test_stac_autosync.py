@@ -122,6 +122,10 @@ def test_published_runs_reach_stac_by_themselves(served: dict[str, Any], monkeyp
     client = Client.open(f"{base}/stac")
     found = {i.id: i.collection_id for i in client.search(collections=[RUNS, SCENES], max_items=50).items()}
     assert found == {f"run-{first}": RUNS, scene_key: SCENES}
+    # the collections' spatial extent is the scenes' footprints (it was the whole world)
+    for name in (RUNS, SCENES):
+        (bbox,) = httpx.get(f"{base}/stac/collections/{name}", timeout=30).json()["extent"]["spatial"]["bbox"]
+        assert bbox == pytest.approx(scenes[scene_key]["bbox"]), name
 
     # a second run of the same scene (given by its key): a new run item, still one scene item
     second, _ = detect(served, monkeypatch, scene_key)

@@ -46,12 +46,14 @@ def stac_datetime(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def scene_and_run_collections(start: str | None) -> list[dict[str, Any]]:
-    """``amberwatch-scenes`` and ``amberwatch-runs``, their temporal extent from ``start`` (the oldest scene)."""
+def scene_and_run_collections(start: str | None, bbox: list[float] | None = None) -> list[dict[str, Any]]:
+    """``amberwatch-scenes`` and ``amberwatch-runs``: their temporal extent from ``start`` (the oldest scene), their
+    spatial extent ``bbox`` (all scenes' footprints; the whole world without scenes)."""
+    box = bbox or [-180.0, -90.0, 180.0, 90.0]
     return [collection(SCENES, "Scenes ingested by AmberWatch (reflectance and cloud mask COGs on the common grid).",
-                       [-180, -90, 180, 90], start),
+                       box, start),
             collection(RUNS, "Published detection runs of AmberWatch: amber-mining pits and ponds per scene.",
-                       [-180, -90, 180, 90], start)]
+                       box, start)]
 
 
 def scene_item(row: Scene, base: str) -> dict[str, Any]:
@@ -136,9 +138,9 @@ def model_items(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _upsert_scene_and_run_collections(session: Session) -> None:
-    """Both collections, their temporal extent starting at the oldest scene."""
+    """Both collections: their temporal extent starting at the oldest scene, their spatial extent around all scenes."""
     first = q.first_acquired(session)
-    for coll in scene_and_run_collections(None if first is None else stac_datetime(first)):
+    for coll in scene_and_run_collections(None if first is None else stac_datetime(first), q.scenes_bbox(session)):
         q.upsert_collection(session, coll)
 
 

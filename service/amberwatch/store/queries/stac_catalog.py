@@ -45,6 +45,13 @@ def published_runs(session: Session, run_id: int | None = None) -> list[Run]:
     return rows
 
 
+def scenes_bbox(session: Session) -> list[float] | None:
+    """[west, south, east, north] of every scene's footprint (EPSG:4326), or None without scenes."""
+    box = func.ST_Extent(Scene.footprint)
+    row = session.execute(select(func.ST_XMin(box), func.ST_YMin(box), func.ST_XMax(box), func.ST_YMax(box))).one()
+    return None if row[0] is None else [float(v) for v in row]
+
+
 def first_acquired(session: Session) -> datetime | None:
     """The acquisition time of the oldest scene (the start of the scenes' and runs' temporal extent)."""
     return session.scalar(select(func.min(Scene.acquired)))
