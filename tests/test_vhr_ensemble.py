@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
@@ -14,7 +15,8 @@ from conftest import REPO
 if str(REPO / "models") not in sys.path:  # amberwatch_training, when the package is not installed
     sys.path.append(str(REPO / "models"))
 
-from amberwatch_training.vhr.ensemble import average_folds, ensemble_cv, merge_graphs  # noqa: E402
+from amberwatch_training.vhr.ensemble import average_folds, merge_graphs  # noqa: E402
+from amberwatch_training.vhr.train_effnet import score_saved_folds  # noqa: E402
 
 
 def tiny_member(path: Path, weight: float, size: int = 8, output: str = "probability") -> Path:
@@ -79,8 +81,9 @@ def test_folds_are_averaged_only_over_the_same_chips(tmp_path: Path) -> None:
     np.testing.assert_allclose(folds[1]["p_val"], [0.3, 0.7])
     assert sorted(p.name for p in (tmp_path / "ens").iterdir()) == ["fold0.npz", "fold1.npz"]
     y = np.array([0, 1, 0, 1])
-    cv = ensemble_cv({"original": y}, folds, "f1")
-    assert cv["original"]["f1"] == 1.0 and len(cv["thresholds"]) == 2
+    chips = SimpleNamespace(tiles=np.array(["t0", "t0", "t1", "t1"]))  # what the scoring reads of a ChipSet
+    cv = score_saved_folds(chips, folds, {"original": y}, "f1")  # type: ignore[arg-type]
+    assert cv["original"]["pooled"]["f1"] == 1.0 and len(cv["original"]["per_fold"]) == 2
     _fold(tmp_path / "c" / "fold0.npz", [0, 2], [1, 3], [0.2, 0.9], [0.1, 0.8])
     _fold(tmp_path / "c" / "fold1.npz", [1, 3], [0, 2], [0.3, 0.7], [0.4, 0.6])
     with pytest.raises(ValueError, match="not the same folds"):

@@ -5,8 +5,9 @@ Members are :mod:`amberwatch_training.vhr.train_effnet` runs with the same setti
 and another fine-tuning seed (``--fit-seed-offset``). The mean over members commutes with the runtime's mean over
 the 8 dihedral views, so the folds' averaged scores are exactly what the merged graph gives.
 
-- ``--folds DIR ...`` (one per member, from ``--save-folds``): the ensemble's grouped CV, pooled, each test fold at
-  the threshold chosen on its own validation part (``threshold_rule``); ``--folds-out`` writes the averaged folds
+- ``--folds DIR ...`` (one per member, from ``--save-folds``): the ensemble's grouped CV, per fold and pooled, each
+  test fold at the threshold chosen on its own validation part (``threshold_rule``; ``train_effnet.score_saved_folds``,
+  as ``--rescore-folds`` does for one model); ``--folds-out`` writes the averaged folds
   for :mod:`amberwatch_training.vhr.stack_head`.
 - ``--members DIR ...`` (registered ``--no-cv`` runs on the development tiles): the merged ``model.onnx``, its
   threshold chosen on the members' shared validation part, held-out tiles scored once through the service.
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from amberwatch_training.vhr.metrics import chip_metrics, choose_threshold, pooled_metrics
+from amberwatch_training.vhr.metrics import chip_metrics, choose_threshold
 
 INPUT, OUTPUT = "image", "probability"
 
@@ -86,31 +87,19 @@ def average_folds(fold_dirs: list[Path], out_dir: Path | None = None) -> list[di
     return out
 
 
-def ensemble_cv(label_sets: dict[str, np.ndarray], folds: list[dict[str, np.ndarray]],
-                rule: str) -> dict[str, Any]:
-    """Pooled metrics of the averaged scores, each test fold at the threshold chosen on its validation part (the
-    original labels), for every label set."""
-    y = label_sets["original"]
-    n = len(y)
-    score, decision = np.full(n, np.nan), np.zeros(n, dtype=bool)
-    thresholds = []
-    for f in folds:
-        t = choose_threshold(y[f["val"]], f["p_val"], rule)
-        thresholds.append(round(t, 6))
-        score[f["test"]], decision[f["test"]] = f["p_test"], f["p_test"] >= t
-    if np.isnan(score).any():
-        raise ValueError("the folds do not cover every chip")
-    return {"folds": len(folds), "threshold_rule": rule, "thresholds": thresholds,
-            **{name: pooled_metrics(ys, decision, score) for name, ys in label_sets.items()}}
-
-
 def build(data_dir: Path, member_dirs: list[Path], out_dir: Path, *, fold_dirs: list[Path] | None = None,
           folds_out: Path | None = None, seed: int = 0, rule: str = "f1_bootstrap") -> dict[str, Any]:
     """The merged ``model.onnx``, ``mlm.json`` (the first member's card, new threshold) and ``metrics.json``."""
     from amberwatch.vhr.io import read_rgb
     from amberwatch.vhr.model import load_vhr_model
     from amberwatch_training.vhr.dataset import load_chipset, test_mask, tile_groups, tiles_digest
-    from amberwatch_training.vhr.train_effnet import TEXTY_F1, _example_tiles, _inner_split, audited_labels
+    from amberwatch_training.vhr.train_effnet import (
+        TEXTY_F1,
+        _example_tiles,
+        _inner_split,
+        audited_labels,
+        score_saved_folds,
+    )
 
     t0 = time.time()
     chips = load_chipset(Path(data_dir))
@@ -121,9 +110,11 @@ def build(data_dir: Path, member_dirs: list[Path], out_dir: Path, *, fold_dirs: 
                                          "kind": f"mean of {len(member_dirs)} fine-tuned EfficientNet-Lite0",
                                          "members": [str(p) for p in member_dirs]}}
     if fold_dirs:
-        metrics["grouped_cv"] = ensemble_cv(label_sets, average_folds(fold_dirs, folds_out), rule)
+        metrics["grouped_cv"] = {"folds": len(fold_dirs), "threshold_rule": rule, "label_sets": score_saved_folds(
+            chips, average_folds(fold_dirs, folds_out), label_sets, rule)}
     cards = [json.loads((Path(d) / "mlm.json").read_text()) for d in member_dirs]
-    configs = [json.loads((Path(d) / "metrics.json").read_text()).get("config", {}) for d in member_dirs]
+    member_metrics = [json.loads((Path(d) / "metrics.json").read_text()) for d in member_dirs]
+    configs = [m.get("config", {}) for m in member_metrics]
     same = [{k: v for k, v in c.items() if k != "fit_seed_offset"} for c in configs]
     if any(c != same[0] for c in same):
         raise ValueError("the members were trained with different settings (other than the fine-tuning seed)")
@@ -136,8 +127,9 @@ def build(data_dir: Path, member_dirs: list[Path], out_dir: Path, *, fold_dirs: 
     card = cards[0]
     card["properties"]["amberwatch:threshold"] = 0.5  # replaced below, once the graph's validation scores exist
     (out_dir / "mlm.json").write_text(json.dumps(card, indent=2))
-    model = load_vhr_model(out_dir)
+    model = load_vhr_model(out_dir)  # probabilities do not depend on the card's threshold
     p_val = model.score_many([read_rgb(chips.paths[i]) for i in val])
+    p_test = model.score_many([read_rgb(chips.paths[i]) for i in test])
     thr = choose_threshold(y[val], p_val, rule)
     props = card["properties"]
     props["amberwatch:threshold"] = round(thr, 6)
@@ -145,8 +137,6 @@ def build(data_dir: Path, member_dirs: list[Path], out_dir: Path, *, fold_dirs: 
     props["mlm:architecture"] = (f"mean of {len(cards)} fine-tuned EfficientNet-Lite0 (seed ensemble, one graph); "
                                  + str(cards[0]["properties"].get("mlm:architecture", "")))
     (out_dir / "mlm.json").write_text(json.dumps(card, indent=2))
-    model = load_vhr_model(out_dir)
-    p_test = model.score_many([read_rgb(chips.paths[i]) for i in test])
     members_val = [load_vhr_model(d).score_many([read_rgb(chips.paths[i]) for i in val]) for d in member_dirs]
     held = {name: chip_metrics(ys[test], p_test, thr) for name, ys in label_sets.items()}
     metrics.update({
@@ -160,7 +150,7 @@ def build(data_dir: Path, member_dirs: list[Path], out_dir: Path, *, fold_dirs: 
         "held_out_by_labels": held,
         "onnx": {"bytes": (out_dir / "model.onnx").stat().st_size},
         "texty_f1": TEXTY_F1,
-        "weights": json.loads((Path(member_dirs[0]) / "metrics.json").read_text()).get("weights"),
+        "weights": member_metrics[0].get("weights"),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(time.time() - t0, 1),
     })
@@ -189,11 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     if not a.folds:
         ap.error("give --folds (grouped CV only) and/or --members with --out")
     from amberwatch_training.vhr.dataset import load_chipset
-    from amberwatch_training.vhr.train_effnet import audited_labels
+    from amberwatch_training.vhr.train_effnet import audited_labels, score_saved_folds
 
     chips = load_chipset(a.data)
     sets = {"original": chips.labels, "audited": audited_labels(chips)[0]}
-    print(json.dumps(ensemble_cv(sets, average_folds(a.folds, a.folds_out), a.threshold_rule), indent=2,
+    print(json.dumps(score_saved_folds(chips, average_folds(a.folds, a.folds_out), sets, a.threshold_rule), indent=2,
                      default=float))
 
 

@@ -210,6 +210,22 @@ def rescore_audit(data_dir: Path, model_dir: Path, oof_csv: Path) -> dict[str, A
     return cv
 
 
+def score_saved_folds(chips: ChipSet, folds: list[dict[str, np.ndarray]], label_sets: dict[str, np.ndarray],
+                      rule: str, y_fit: np.ndarray | None = None) -> dict[str, Any]:
+    """:func:`score_label_sets` of saved folds (``test``, ``p_test``, ``val``, ``p_val``): each fold's threshold
+    chosen with ``rule`` on its validation scores against ``y_fit`` (default: the original labels)."""
+    y_fit = label_sets["original"] if y_fit is None else y_fit
+    oof = np.full(len(y_fit), np.nan)
+    fold_of = np.full(len(y_fit), -1)
+    thresholds = []
+    for k, f in enumerate(folds):
+        thresholds.append(choose_threshold(y_fit[f["val"]], f["p_val"], rule))
+        oof[f["test"]], fold_of[f["test"]] = f["p_test"], k
+    if np.isnan(oof).any():
+        raise ValueError("do not cover every chip")
+    return score_label_sets(chips, oof, fold_of, thresholds, label_sets)
+
+
 def rescore_folds(data_dir: Path, model_dir: Path, folds_dir: Path, rule: str) -> dict[str, Any]:
     """Re-derive every CV fold's threshold with ``rule`` from the validation scores a finished grouped CV saved
     (``--save-folds``), re-score the saved test-fold scores, and update ``metrics.json`` (no refitting; the test
@@ -219,17 +235,12 @@ def rescore_folds(data_dir: Path, model_dir: Path, folds_dir: Path, rule: str) -
     label_sets = {"original": chips.labels, "audited": y_audit}
     path = Path(model_dir) / "metrics.json"
     metrics = json.loads(path.read_text())
+    folds = [dict(np.load(Path(folds_dir) / f"fold{k}.npz")) for k in range(metrics["grouped_cv"]["folds"])]
     y_fit = label_sets[metrics["model"]["trained_on_labels"]]
-    oof = np.full(len(chips), np.nan)
-    fold_of = np.full(len(chips), -1)
-    thresholds = []
-    for k in range(metrics["grouped_cv"]["folds"]):
-        f = np.load(Path(folds_dir) / f"fold{k}.npz")
-        thresholds.append(choose_threshold(y_fit[f["val"]], f["p_val"], rule))
-        oof[f["test"]], fold_of[f["test"]] = f["p_test"], k
-    if np.isnan(oof).any():
-        raise ValueError(f"the folds in {folds_dir} do not cover every chip of {data_dir}")
-    metrics["grouped_cv"]["label_sets"] = score_label_sets(chips, oof, fold_of, thresholds, label_sets)
+    try:
+        metrics["grouped_cv"]["label_sets"] = score_saved_folds(chips, folds, label_sets, rule, y_fit)
+    except ValueError as exc:
+        raise ValueError(f"the folds in {folds_dir} {exc} of {data_dir}") from None
     metrics["config"] = config_dict(replace(EffnetConfig(), **{**metrics["config"], "threshold_rule": rule}))
     path.write_text(json.dumps(metrics, indent=2, default=float))
     return dict(metrics["grouped_cv"])
